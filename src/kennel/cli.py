@@ -1,0 +1,165 @@
+"""The `kennel` command: serve, manage keys, migrate."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from kennel.config import Settings
+
+app = typer.Typer(help="Kennel: a self-hosted Datadog LLM Observability evaluation API.",
+                  no_args_is_help=True, add_completion=False)
+keys_app = typer.Typer(help="Create, list and revoke API/application key pairs.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(db_app, name="db")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DatabaseOpt = Annotated[
+    Optional[str],
+    typer.Option("--database-url", envvar="KENNEL_DATABASE_URL",
+                 help="sqlite:///PATH (default ./kennel.db) or postgresql://user:pass@host:port/db"),
+]
+
+
+def _open(database_url: str | None):
+    """Open the database named on the command line, migrated to the latest schema."""
+    from kennel.db.engine import make_engine
+    from kennel.db.migrate import upgrade
+    from kennel.db.session import make_sessionmaker
+
+    settings = Settings.from_env(database_url=database_url)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return engine, make_sessionmaker(engine)
+
+
+def _fail(message: str) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    database_url: DatabaseOpt = None,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (use >1 with PostgreSQL).")] = 1,
+    max_body_bytes: Annotated[Optional[int], typer.Option(
+        envvar="KENNEL_MAX_BODY_BYTES", help="Largest accepted request body in bytes (default 64 MiB).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the HTTP server (migrating the database first)."""
+    import uvicorn
+
+    settings = Settings.from_env(database_url=database_url, max_body_bytes=max_body_bytes)
+    engine, _ = _open(settings.database_url)
+    engine.dispose()
+    # Workers are separate processes that build the app from the environment.
+    os.environ["KENNEL_DATABASE_URL"] = settings.database_url
+    os.environ["KENNEL_MAX_BODY_BYTES"] = str(settings.max_body_bytes)
+    console.print(f"kennel serving on http://{host}:{port} (database: {_redact(settings.database_url)})")
+    uvicorn.run("kennel.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=30)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - display only
+        return url
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what uses this key (shown as created_by).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line {api_key, app_key}.")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Create a key pair. The keys are printed once; only their hashes are stored."""
+    from kennel.db.session import unit_of_work
+    from kennel.keys.service import create_key
+
+    if not name.strip():
+        _fail("--name must not be empty")
+    _, factory = _open(database_url)
+    with unit_of_work(factory, write=True) as session:
+        key = create_key(session, name=name.strip())
+    if as_json:
+        sys.stdout.write(orjson.dumps({"api_key": key.api_key, "app_key": key.app_key}).decode() + "\n")
+        return
+    console.print(f"Created key pair [bold]{key.name}[/] (id {key.id}). Store these now; they are not shown again.")
+    console.print(f"  DD-API-KEY:         {key.api_key}")
+    console.print(f"  DD-APPLICATION-KEY: {key.app_key}")
+
+
+@keys_app.command("list")
+def keys_list(
+    all_keys: Annotated[bool, typer.Option("--all", help="Include revoked keys.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """List key pairs (never the keys themselves)."""
+    from kennel.db.session import unit_of_work
+    from kennel.keys.service import list_keys
+
+    _, factory = _open(database_url)
+    with unit_of_work(factory, write=False) as session:
+        rows = list_keys(session, include_revoked=all_keys)
+    if as_json:
+        for r in rows:
+            sys.stdout.write(orjson.dumps({
+                "id": r.id, "name": r.name, "api_key_last4": r.api_key_last4,
+                "created_at": r.created_at.isoformat(),
+                "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}).decode() + "\n")
+        return
+    table = Table("id", "name", "api key", "app key", "created", "revoked")
+    for r in rows:
+        table.add_row(r.id, r.name, f"…{r.api_key_last4}", f"…{r.app_key_last4}",
+                      r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                      r.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if r.revoked_at else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="Key id, key name, or the API key itself.")],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Revoke a key pair; requests with it get 403 from then on."""
+    from kennel.db.session import unit_of_work
+    from kennel.errors import NotFound
+    from kennel.keys.service import revoke_key
+
+    _, factory = _open(database_url)
+    try:
+        with unit_of_work(factory, write=True) as session:
+            row = revoke_key(session, key=key)
+    except NotFound as exc:
+        _fail(exc.detail)
+    console.print(f"Revoked key pair {row.name} ({row.id}).")
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOpt = None) -> None:
+    """Apply pending migrations (every command does this on its own; this only migrates)."""
+    engine, _ = _open(database_url)
+    console.print(f"database at {_redact(str(engine.url))} is up to date")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

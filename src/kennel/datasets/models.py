@@ -1,0 +1,94 @@
+"""Datasets, their versions, and record revisions stored as validity intervals.
+
+A record revision is visible at version v when `valid_from <= v AND (valid_to IS NULL OR valid_to > v)`;
+the current state is `valid_to IS NULL`. Any version is one range condition away, so reading an old
+version costs about what reading the current one does, and a change touches only the changed rows.
+(See shared/design/versioned-records.md.)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), never a BIGINT one.
+BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
+LIVE = text("deleted_at IS NULL")
+CURRENT = text("valid_to IS NULL")
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    project_pk: Mapped[int] = mapped_column(ForeignKey("projects.pk", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType, nullable=True)
+    current_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Next record `seq` to hand out; bumped under the dataset row lock, so batches get contiguous ranges.
+    next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
+    author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Draft lock: which key pair holds the dataset for editing, and since when.
+    draft_holder_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    draft_holder_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    drafting_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("uq_datasets_live_name", "project_pk", "name", unique=True,
+              sqlite_where=LIVE, postgresql_where=LIVE),
+    )
+
+
+class DatasetVersion(Base):
+    __tablename__ = "dataset_versions"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    dataset_pk: Mapped[int] = mapped_column(ForeignKey("datasets.pk", ondelete="CASCADE"))
+    version_number: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (UniqueConstraint("dataset_pk", "version_number", name="uq_dataset_versions_number"),)
+
+
+class DatasetRecord(Base):
+    """One state of one record, valid for the half-open version range [valid_from, valid_to)."""
+
+    __tablename__ = "dataset_records"
+
+    pk: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    dataset_pk: Mapped[int] = mapped_column(ForeignKey("datasets.pk", ondelete="CASCADE"))
+    record_id: Mapped[str] = mapped_column(String(255))
+    canonical_id: Mapped[str] = mapped_column(String(36))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    valid_from: Mapped[int] = mapped_column(Integer)
+    valid_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    input: Mapped[Any] = mapped_column(JSONType)
+    expected_output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    metadata_: Mapped[Any] = mapped_column("metadata", JSONType, nullable=True)
+    tags: Mapped[list[str]] = mapped_column(JSONType)
+    content_hash: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # Every version's newest-first scan walks this index.
+        Index("ix_dataset_records_seq", "dataset_pk", "seq"),
+        # The current version (the common read) and its lookups only touch open rows.
+        Index("ix_dataset_records_current_seq", "dataset_pk", "seq", sqlite_where=CURRENT, postgresql_where=CURRENT),
+        Index("uq_dataset_records_current_id", "dataset_pk", "record_id", unique=True,
+              sqlite_where=CURRENT, postgresql_where=CURRENT),
+        Index("ix_dataset_records_current_hash", "dataset_pk", "content_hash",
+              sqlite_where=CURRENT, postgresql_where=CURRENT),
+    )

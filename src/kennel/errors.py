@@ -1,0 +1,143 @@
+"""One error hierarchy, rendered as JSON:API errors by one set of handlers.
+
+Both real clients read the same body: the typed client wants `status` as a string plus `title`,
+`detail` and `source`; ddtrace only ever reads `detail`/`title`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+log = logging.getLogger("kennel")
+
+JSONAPI = "application/vnd.api+json"
+
+
+class KennelError(Exception):
+    status = 500
+    title = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        pointer: str | None = None,
+        parameter: str | None = None,
+        header: str | None = None,
+        meta: dict[str, Any] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.pointer = pointer
+        self.parameter = parameter
+        self.header = header
+        self.meta = meta
+        # Several problems found at once (e.g. every bad field of a body) travel together.
+        self.extra = errors or []
+
+    def items(self) -> list[dict[str, Any]]:
+        first = error_item(self.status, self.title, self.detail, pointer=self.pointer,
+                           parameter=self.parameter, header=self.header, meta=self.meta)
+        return [first, *self.extra]
+
+
+class Invalid(KennelError):
+    status = 400
+    title = "Bad Request"
+
+
+class Forbidden(KennelError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(KennelError):
+    status = 404
+    title = "Not Found"
+
+
+class Conflict(KennelError):
+    status = 409
+    title = "Conflict"
+
+
+class PayloadTooLarge(KennelError):
+    status = 413
+    title = "Payload Too Large"
+
+
+class UnsupportedMediaType(KennelError):
+    status = 415
+    title = "Unsupported Media Type"
+
+
+def error_item(status: int, title: str, detail: str, *, pointer: str | None = None,
+               parameter: str | None = None, header: str | None = None,
+               meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    source: dict[str, str] = {}
+    if pointer is not None:
+        source["pointer"] = pointer
+    if parameter is not None:
+        source["parameter"] = parameter
+    if header is not None:
+        source["header"] = header
+    item: dict[str, Any] = {"status": str(status), "title": title, "detail": detail}
+    if source:
+        item["source"] = source
+    if meta:
+        item["meta"] = meta
+    return item
+
+
+def error_response(status: int, items: list[dict[str, Any]], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps({"errors": items}), status_code=status, media_type=JSONAPI, headers=headers)
+
+
+def _loc_to_source(loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
+    """Map a FastAPI validation location to a JSON:API source (pointer or parameter)."""
+    if not loc:
+        return None, None
+    where, rest = loc[0], loc[1:]
+    if where in ("query", "path", "header", "cookie"):
+        return None, str(rest[0]) if rest else None
+    return "/" + "/".join(str(p) for p in rest), None
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(KennelError)
+    async def _kennel(_: Request, exc: KennelError) -> Response:
+        return error_response(exc.status, exc.items())
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        items = []
+        for err in exc.errors():
+            pointer, parameter = _loc_to_source(tuple(err.get("loc", ())))
+            name = parameter or pointer or "request"
+            items.append(error_item(400, "Bad Request", f"{name}: {err.get('msg', 'invalid value')}",
+                                    pointer=pointer, parameter=parameter))
+        return error_response(400, items or [error_item(400, "Bad Request", "invalid request")])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "Error")
+        detail = exc.detail if isinstance(exc.detail, str) else title
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such route"
+        return error_response(exc.status_code, [error_item(exc.status_code, title, detail)],
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Never leak a stack trace to the client; it goes to the server log instead.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, [error_item(500, "Internal Server Error",
+                                               "the server failed to handle this request; see the server log")])
