@@ -69,12 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
 
     from kennel.annotations.router import router as annotations_router
+    from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
     from kennel.experiments.router import router as experiments_router
     from kennel.projects.router import router as projects_router
     from kennel.spans.router import router as spans_router
 
-    for router in (projects_router, datasets_router, experiments_router, annotations_router, spans_router):
+    for router in (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
+                   spans_router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

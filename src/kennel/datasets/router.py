@@ -1,3 +1,179 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
+
+from kennel.auth import ActorDep, SessionDep, require_keys
+from kennel.datasets import records, service
+from kennel.datasets.schemas import (
+    AppendRequest,
+    BatchUpdateRequest,
+    DatasetRequest,
+    DatasetUpdateRequest,
+    DeleteDatasetsRequest,
+    DeleteRecordsRequest,
+    UpdateRecordsRequest,
+)
+from kennel.datasets.views import dataset_resource, mutation_item, record_rows, version_resource
+from kennel.errors import Invalid
+from kennel.ids import require_unique_ids
+from kennel.jsonapi import RawBody, decode_cursor, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
+
+router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
+
+V2 = "/api/v2/llm-obs/v1"
+UNSTABLE = "/api/unstable/llm-obs/v1"
+
+
+def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Serve a path under both prefixes: ddtrace calls some routes under /api/unstable."""
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for prefix in (V2, UNSTABLE):
+            router.add_api_route(prefix + path, fn, methods=[method])
+        return fn
+    return register
+
+
+def _int_param(raw: str | None, name: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer, got {raw!r}", parameter=name) from None
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v for raw in values or [] for v in raw.split(",") if v]
+
+
+@route("POST", "/{project_id}/datasets")
+def create_dataset(project_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    attrs = parse_body(DatasetRequest, raw).data.attributes
+    dataset, _ = service.create_or_get_dataset(session, project_id=project_id, name=attrs.name,
+                                               description=attrs.description, metadata=attrs.metadata, actor=actor)
+    return respond({"data": dataset_resource(dataset, project_id)})
+
+
+@route("GET", "/{project_id}/datasets")
+def list_datasets(
+    project_id: str,
+    session: SessionDep,
+    filter_name: Annotated[str | None, Query(alias="filter[name]")] = None,
+    filter_id: Annotated[list[str] | None, Query(alias="filter[id]")] = None,
+    cursor: Annotated[str | None, Query(alias="page[cursor]")] = None,
+    limit: Annotated[str | None, Query(alias="page[limit]")] = None,
+) -> Response:
+    size = page_limit(limit, default=100, maximum=1000)
+    before = decode_cursor(cursor, 1)[0] if cursor else None
+    rows = service.list_datasets(session, project_id=project_id, ids=_split(filter_id) or None, name=filter_name,
+                                 before_pk=before, limit=size + 1)
+    after = encode_cursor(rows[size - 1].pk) if len(rows) > size else None
+    return respond({"data": [dataset_resource(d, project_id) for d in rows[:size]], "meta": list_meta(after)})
+
+
+@route("PATCH", "/{project_id}/datasets/{dataset_id}")
+def update_dataset(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    attrs = parse_body(DatasetUpdateRequest, raw).data.attributes
+    changes = {name: getattr(attrs, name) for name in attrs.model_fields_set}
+    dataset = service.update_dataset(session, project_id=project_id, dataset_id=dataset_id, changes=changes,
+                                     actor=actor)
+    return respond({"data": dataset_resource(dataset, project_id)})
+
+
+@route("POST", "/{project_id}/datasets/delete")
+def delete_datasets(project_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    attrs = parse_body(DeleteDatasetsRequest, raw).data.attributes
+    service.delete_datasets(session, dataset_ids=attrs.dataset_ids, project_id=project_id, actor=actor)
+    return no_content()
+
+
+@router.post(UNSTABLE + "/datasets/delete")
+def delete_datasets_unstable(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    """ddtrace's delete: no project in the path, and 200 with the deleted datasets."""
+    attrs = parse_body(DeleteDatasetsRequest, raw).data.attributes
+    deleted = service.delete_datasets(session, dataset_ids=attrs.dataset_ids, project_id=None, actor=actor)
+    return respond({"data": [dataset_resource(d, service.project_id_of(session, d)) for d in deleted]})
+
+
+@route("GET", "/{project_id}/datasets/{dataset_id}/versions")
+def list_versions(project_id: str, dataset_id: str, session: SessionDep) -> Response:
+    dataset, versions = service.list_versions(session, project_id=project_id, dataset_id=dataset_id)
+    return respond({"data": [version_resource(v, dataset.id) for v in versions], "meta": list_meta(None)})
+
+
+@route("GET", "/{project_id}/datasets/{dataset_id}/records")
+def list_records(
+    project_id: str,
+    dataset_id: str,
+    session: SessionDep,
+    filter_version: Annotated[str | None, Query(alias="filter[version]")] = None,
+    filter_tags: Annotated[list[str] | None, Query(alias="filter[tags]")] = None,
+    cursor: Annotated[str | None, Query(alias="page[cursor]")] = None,
+    limit: Annotated[str | None, Query(alias="page[limit]")] = None,
+) -> Response:
+    size = page_limit(limit, default=1000, maximum=10000)
+    position = None
+    if cursor:
+        seq, version = decode_cursor(cursor, 2)
+        if not isinstance(seq, int) or not isinstance(version, int):
+            raise Invalid("page[cursor] is not a cursor this server issued", parameter="page[cursor]")
+        position = (seq, version)
+    dataset, rows, next_position = records.list_records(
+        session, project_id=project_id, dataset_id=dataset_id,
+        version=_int_param(filter_version, "filter[version]"), tags=[t for t in filter_tags or [] if t],
+        cursor=position, limit=size)
+    after = encode_cursor(*next_position) if next_position else None
+    return respond({"data": record_rows(dataset.id, rows), "meta": list_meta(after)})
+
+
+def _mutation(dataset_id: str, result: records.ChangeResult) -> Response:
+    return respond({"data": [mutation_item(dataset_id, s, result.version) for s in result.records]})
+
+
+@route("POST", "/{project_id}/datasets/{dataset_id}/records")
+def append_records(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    attrs = parse_body(AppendRequest, raw).data.attributes
+    if not attrs.records:
+        raise Invalid("records must contain at least one record", pointer="/data/attributes/records")
+    dataset, result = records.change_records(
+        session, project_id=project_id, dataset_id=dataset_id, actor=actor, inserts=attrs.records,
+        deduplicate=attrs.deduplicate, pointers=("/data/attributes/records",) * 3)
+    return _mutation(dataset.id, result)
+
+
+@route("PATCH", "/{project_id}/datasets/{dataset_id}/records")
+def update_records(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    attrs = parse_body(UpdateRecordsRequest, raw).data.attributes
+    if not attrs.records:
+        raise Invalid("records must contain at least one record", pointer="/data/attributes/records")
+    dataset, result = records.change_records(
+        session, project_id=project_id, dataset_id=dataset_id, actor=actor, updates=attrs.records,
+        pointers=("/data/attributes/records",) * 3)
+    return _mutation(dataset.id, result)
+
+
+@route("POST", "/{project_id}/datasets/{dataset_id}/records/delete")
+def delete_records(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    attrs = parse_body(DeleteRecordsRequest, raw).data.attributes
+    require_unique_ids(attrs.record_ids, pointer="/data/attributes/record_ids", what="record")
+    records.change_records(session, project_id=project_id, dataset_id=dataset_id, actor=actor,
+                           deletes=attrs.record_ids, pointers=("/data/attributes/record_ids",) * 3)
+    return no_content()
+
+
+@route("POST", "/{project_id}/datasets/{dataset_id}/batch_update")
+def batch_update(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    body = parse_body(BatchUpdateRequest, raw).data
+    if body.id is not None and body.id != dataset_id:
+        raise Invalid(f"data.id {body.id!r} does not match the dataset in the path ({dataset_id})",
+                      pointer="/data/id")
+    attrs = body.attributes
+    dataset, result = records.change_records(
+        session, project_id=project_id, dataset_id=dataset_id, actor=actor,
+        inserts=attrs.insert_records or [], updates=attrs.update_records or [], deletes=attrs.delete_records or [],
+        create_new_version=attrs.create_new_version, deduplicate=attrs.deduplicate, common_tags=attrs.tags)
+    return _mutation(dataset.id, result)

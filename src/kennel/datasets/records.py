@@ -1,0 +1,359 @@
+"""Record changes and reads over validity intervals (see models.py).
+
+Every mutation is computed in memory first — inserts, then updates, then deletes, as ddtrace expects —
+and only then written with a few set-based statements, so a request that fails validation never
+reaches the database and a large batch costs a handful of statements, not one per record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, exists, func, insert, literal_column, or_, select, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
+from kennel.datasets.schemas import RecordIn, RecordUpdateIn, TagOperations
+from kennel.datasets.service import ensure_writable
+from kennel.db.base import utcnow
+from kennel.errors import Invalid, NotFound
+from kennel.keys.service import Actor
+
+# Far below SQLite's 32,766 bound-parameter limit, and a sensible unit for PostgreSQL too.
+CHUNK = 5000
+
+R = DatasetRecord.__table__.c
+
+
+@dataclass
+class RecordState:
+    record_id: str
+    canonical_id: str
+    seq: int | None
+    input: Any
+    expected_output: Any
+    metadata: Any
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    content_hash: str = ""
+    # The open revision this state came from, if it is stored already.
+    pk: int | None = None
+    valid_from: int | None = None
+    deleted: bool = False
+    deleted_at: datetime | None = None
+
+
+@dataclass
+class ChangeResult:
+    version: int
+    changed: bool
+    records: list[RecordState] = field(default_factory=list)
+
+
+def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def content_hash(input_: Any, expected_output: Any, metadata: Any, *, pointer: str) -> str:
+    """Hash of the canonical JSON of a record's content; also checks it can be stored on both backends."""
+    try:
+        blob = orjson.dumps([input_, expected_output, metadata], option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise Invalid(f"record content cannot be stored: {exc}", pointer=pointer) from None
+    if b"\\u0000" in blob:
+        # PostgreSQL's JSONB cannot hold NUL characters; refuse them everywhere for one behaviour.
+        raise Invalid("record content contains a NUL character (\\u0000), which cannot be stored",
+                      pointer=pointer)
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def normalize_tags(tags: Iterable[str] | None, ops: TagOperations | None = None, *, pointer: str) -> list[str]:
+    """Tags are a set; operations apply remove, then add, then set (which overrides both)."""
+    result = set(tags or ())
+    if ops is not None:
+        result -= set(ops.remove or ())
+        result |= set(ops.add or ())
+        if ops.set is not None:
+            result = set(ops.set)
+    for tag in result:
+        if not tag or len(tag) > 1024:
+            raise Invalid("tags must be non-empty strings of at most 1024 characters", pointer=pointer)
+    return sorted(result)
+
+
+def _check_unique(ids: Sequence[str | None], pointer: str, item_suffix: str = "/id") -> None:
+    seen: set[str] = set()
+    for index, value in enumerate(ids):
+        if value is None:
+            continue
+        if value in seen:
+            raise Invalid(f"record id {value!r} appears more than once in {pointer.rsplit('/', 1)[-1]}",
+                          pointer=f"{pointer}/{index}{item_suffix}")
+        seen.add(value)
+
+
+_STATE_COLUMNS = (R.pk, R.record_id, R.canonical_id, R.seq, R.valid_from, R.input, R.expected_output,
+                  R.metadata, R.tags, R.content_hash, R.created_at, R.updated_at)
+
+
+def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str]) -> dict[str, RecordState]:
+    found: dict[str, RecordState] = {}
+    for part in chunks(list(ids)):
+        rows = session.execute(select(*_STATE_COLUMNS).where(
+            R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.record_id.in_(part)))
+        for row in rows:
+            found[row.record_id] = RecordState(
+                record_id=row.record_id, canonical_id=row.canonical_id, seq=row.seq, input=row.input,
+                expected_output=row.expected_output, metadata=row.metadata, tags=list(row.tags or []),
+                created_at=row.created_at, updated_at=row.updated_at, content_hash=row.content_hash,
+                pk=row.pk, valid_from=row.valid_from)
+    return found
+
+
+def _existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(list(hashes)):
+        found.update(session.scalars(select(R.content_hash).where(
+            R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.content_hash.in_(part))))
+    return found
+
+
+def apply_changes(
+    session: Session,
+    *,
+    dataset: Dataset,
+    actor: Actor,
+    inserts: Sequence[RecordIn] = (),
+    updates: Sequence[RecordUpdateIn] = (),
+    deletes: Sequence[str] = (),
+    create_new_version: bool = True,
+    deduplicate: bool = True,
+    common_tags: Sequence[str] | None = None,
+    pointers: tuple[str, str, str] = ("/data/attributes/insert_records", "/data/attributes/update_records",
+                                      "/data/attributes/delete_records"),
+) -> ChangeResult:
+    """Apply inserts, then updates, then deletes as one change of `dataset` (locked by the caller).
+
+    Inserts carrying an id that is already current replace that record (upsert), as ddtrace re-sends
+    records after a bulk upload. Inserts without an id are skipped when `deduplicate` and a current
+    record (or an earlier insert of this batch) has the same input, expected output and metadata.
+    A change that alters nothing creates no version.
+    """
+    ensure_writable(dataset, actor)
+    ins_ptr, upd_ptr, del_ptr = pointers
+    _check_unique([r.id for r in inserts], ins_ptr)
+    _check_unique([r.id for r in updates], upd_ptr)
+    _check_unique(list(deletes), del_ptr, item_suffix="")
+
+    now = utcnow()
+    referenced = {r.id for r in inserts if r.id is not None} | {r.id for r in updates} | set(deletes)
+    current = _fetch_current(session, dataset.pk, list(referenced)) if referenced else {}
+    states: dict[str, RecordState] = {}
+    touched: list[str] = []
+
+    def touch(rid: str) -> None:
+        if rid not in states:
+            touched.append(rid)
+
+    # Inserts.
+    hashed: list[tuple[RecordIn, list[str], str]] = []
+    for i, rec in enumerate(inserts):
+        tags = normalize_tags([*(rec.tags or ()), *(common_tags or ())], rec.tag_operations,
+                              pointer=f"{ins_ptr}/{i}/tags")
+        hashed.append((rec, tags, content_hash(rec.input, rec.expected_output, rec.metadata,
+                                               pointer=f"{ins_ptr}/{i}")))
+    seen_hashes: set[str] = set()
+    if deduplicate:
+        anonymous = [h for rec, _, h in hashed if rec.id is None]
+        seen_hashes = _existing_hashes(session, dataset.pk, anonymous) if anonymous else set()
+    for rec, tags, digest in hashed:
+        if rec.id is None:
+            if deduplicate and digest in seen_hashes:
+                continue
+            seen_hashes.add(digest)
+            rid = uuid.uuid4().hex
+        else:
+            rid = rec.id
+        base = current.get(rid)
+        touch(rid)
+        states[rid] = RecordState(
+            record_id=rid,
+            canonical_id=base.canonical_id if base else str(uuid.uuid4()),
+            seq=base.seq if base else None,
+            input=rec.input, expected_output=rec.expected_output, metadata=rec.metadata, tags=tags,
+            created_at=base.created_at if base else now, updated_at=now, content_hash=digest,
+            pk=base.pk if base else None, valid_from=base.valid_from if base else None)
+
+    # Updates (null leaves a field unchanged), on top of this batch's inserts.
+    missing: list[str] = []
+    for i, upd in enumerate(updates):
+        state = states.get(upd.id) or current.get(upd.id)
+        if state is None:
+            missing.append(upd.id)
+            continue
+        fields = upd.model_fields_set
+        new = RecordState(**{**state.__dict__})
+        if "input" in fields and upd.input is not None:
+            new.input = upd.input
+        if "expected_output" in fields and upd.expected_output is not None:
+            new.expected_output = upd.expected_output
+        if "metadata" in fields and upd.metadata is not None:
+            new.metadata = upd.metadata
+        new.tags = normalize_tags(state.tags, upd.tag_operations, pointer=f"{upd_ptr}/{i}/tag_operations")
+        new.content_hash = content_hash(new.input, new.expected_output, new.metadata, pointer=f"{upd_ptr}/{i}")
+        new.updated_at = now
+        touch(upd.id)
+        states[upd.id] = new
+    if missing:
+        raise NotFound(f"record(s) not found in dataset {dataset.id}: {', '.join(missing)}; nothing was changed",
+                       pointer=upd_ptr)
+
+    # Deletes.
+    for rid in deletes:
+        state = states.get(rid) or current.get(rid)
+        if state is None:
+            missing.append(rid)
+            continue
+        touch(rid)
+        states[rid] = RecordState(**{**state.__dict__, "deleted": True, "deleted_at": now})
+    if missing:
+        raise NotFound(f"record(s) not found in dataset {dataset.id}: {', '.join(missing)}; nothing was deleted",
+                       pointer=del_ptr)
+
+    # Work out what really changes.
+    to_close: list[RecordState] = []
+    to_insert: list[RecordState] = []
+    for rid in touched:
+        state, base = states[rid], current.get(rid)
+        if state.deleted:
+            if base is not None:
+                to_close.append(base)
+        elif base is None:
+            to_insert.append(state)
+        elif state.content_hash != base.content_hash or state.tags != base.tags:
+            to_close.append(base)
+            to_insert.append(state)
+        else:
+            # Unchanged: keep the stored timestamps so a re-sent record reads as before.
+            state.updated_at = base.updated_at
+    changed = bool(to_close or to_insert)
+    version = dataset.current_version + 1 if (changed and create_new_version) else dataset.current_version
+
+    if changed:
+        _write(session, dataset, version, to_close, to_insert, now)
+        if version != dataset.current_version:
+            session.execute(insert(DatasetVersion).values(dataset_pk=dataset.pk, version_number=version,
+                                                          created_at=now))
+            dataset.current_version = version
+        dataset.updated_at = now
+        session.flush()
+    return ChangeResult(version=version, changed=changed, records=[states[rid] for rid in touched])
+
+
+def _write(session: Session, dataset: Dataset, version: int, to_close: list[RecordState],
+           to_insert: list[RecordState], now: datetime) -> None:
+    # A revision opened in the very version being amended (create_new_version=false) would close into
+    # an empty interval; drop it instead.
+    drop = [s.pk for s in to_close if s.valid_from == version]
+    close = [s.pk for s in to_close if s.valid_from != version]
+    for part in chunks(drop):
+        session.execute(delete(DatasetRecord).where(R.pk.in_(part)))
+    for part in chunks(close):
+        session.execute(update(DatasetRecord).where(R.pk.in_(part)).values(valid_to=version))
+    fresh = [s for s in to_insert if s.seq is None]
+    if fresh:
+        first = dataset.next_seq
+        for offset, state in enumerate(fresh):
+            state.seq = first + offset
+        dataset.next_seq = first + len(fresh)
+    if to_insert:
+        rows = [{
+            "dataset_pk": dataset.pk, "record_id": s.record_id, "canonical_id": s.canonical_id, "seq": s.seq,
+            "valid_from": version, "valid_to": None, "input": s.input, "expected_output": s.expected_output,
+            "metadata": s.metadata, "tags": s.tags, "content_hash": s.content_hash,
+            "created_at": s.created_at, "updated_at": s.updated_at,
+        } for s in to_insert]
+        for part in chunks(rows, 1000):
+            session.execute(insert(DatasetRecord), part)
+
+
+def check_version(dataset: Dataset, version: int | None, *, parameter: str = "filter[version]") -> int:
+    if version is None:
+        return dataset.current_version
+    if version < 0 or version > dataset.current_version:
+        # Same words as the hosted API (ddtrace shows them to the user).
+        raise Invalid("invalid version: version is greater than the current version or negative",
+                      parameter=parameter)
+    return version
+
+
+def visible_at(version: int):
+    """Revisions visible at `version`: the validity-interval condition."""
+    return and_(R.valid_from <= version, or_(R.valid_to.is_(None), R.valid_to > version))
+
+
+def _tags_any(session: Session, tags: Sequence[str]):
+    if session.get_bind().dialect.name == "postgresql":
+        return R.tags.op("?|")(postgresql.array(list(tags)))
+    each = func.json_each(R.tags).table_valued("value")
+    return exists(select(literal_column("1")).select_from(each).where(each.c.value.in_(list(tags))))
+
+
+READ_COLUMNS = (R.record_id, R.canonical_id, R.seq, R.input, R.expected_output, R.metadata, R.tags,
+                R.created_at, R.updated_at)
+
+
+def read_records(session: Session, *, dataset: Dataset, version: int, tags: Sequence[str] | None,
+                 after_seq: int | None, limit: int) -> list[Any]:
+    """One page of the records visible at `version`, newest first (keyset on `seq`)."""
+    if version == dataset.current_version:
+        # The partial index of open rows serves the current version.
+        cond = R.valid_to.is_(None)
+    else:
+        cond = visible_at(version)
+    stmt = select(*READ_COLUMNS).where(R.dataset_pk == dataset.pk, cond)
+    if tags:
+        stmt = stmt.where(_tags_any(session, tags))
+    if after_seq is not None:
+        stmt = stmt.where(R.seq < after_seq)
+    return list(session.execute(stmt.order_by(R.seq.desc()).limit(limit)))
+
+
+def change_records(session: Session, *, project_id: str, dataset_id: str, actor: Actor,
+                   **changes: Any) -> tuple[Dataset, ChangeResult]:
+    """Lock the dataset and apply one change to its records (see `apply_changes`)."""
+    from kennel.datasets.service import get_dataset
+
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
+    return dataset, apply_changes(session, dataset=dataset, actor=actor, **changes)
+
+
+def list_records(session: Session, *, project_id: str, dataset_id: str, version: int | None,
+                 tags: Sequence[str] | None, cursor: tuple[int, int] | None,
+                 limit: int) -> tuple[Dataset, list[Any], tuple[int, int] | None]:
+    """A page of records and the (seq, version) cursor of the next page.
+
+    The cursor pins the version read on the first page, so a dataset that changes while a client
+    pages through it still yields one consistent version.
+    """
+    from kennel.datasets.service import get_dataset
+
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
+    if cursor is not None:
+        after_seq, version = cursor
+        check_version(dataset, version, parameter="page[cursor]")
+    else:
+        after_seq, version = None, check_version(dataset, version)
+    rows = read_records(session, dataset=dataset, version=version, tags=tags, after_seq=after_seq,
+                        limit=limit + 1)
+    next_cursor = (rows[limit - 1].seq, version) if len(rows) > limit else None
+    return dataset, rows[:limit], next_cursor

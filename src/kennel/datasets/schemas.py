@@ -1,0 +1,139 @@
+"""Request bodies of the dataset and record routes (both clients' variants)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class DatasetAttributesIn(BaseModel):
+    name: str = Field(min_length=1, max_length=512)
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class DatasetDataIn(BaseModel):
+    type: Literal["datasets"]
+    attributes: DatasetAttributesIn
+
+
+class DatasetRequest(BaseModel):
+    data: DatasetDataIn
+
+
+class DatasetUpdateAttributesIn(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=512)
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class DatasetUpdateDataIn(BaseModel):
+    type: Literal["datasets"]
+    attributes: DatasetUpdateAttributesIn
+
+
+class DatasetUpdateRequest(BaseModel):
+    data: DatasetUpdateDataIn
+
+
+class DeleteDatasetsAttributesIn(BaseModel):
+    dataset_ids: list[str]
+    # ddtrace sends "soft"; deletes are always soft here (history stays readable).
+    type: Literal["soft", "hard"] | None = None
+
+
+class DeleteDatasetsDataIn(BaseModel):
+    type: Literal["datasets"]
+    attributes: DeleteDatasetsAttributesIn
+
+
+class DeleteDatasetsRequest(BaseModel):
+    data: DeleteDatasetsDataIn
+
+
+class TagOperations(BaseModel):
+    add: list[str] | None = None
+    remove: list[str] | None = None
+    set: list[str] | None = None
+
+
+class RecordIn(BaseModel):
+    """A record to append (typed route) or insert (batch_update)."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=255)
+    input: Any = Field(...)
+    expected_output: Any = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    tag_operations: TagOperations | None = None
+
+
+class RecordUpdateIn(BaseModel):
+    """A change to an existing record: a null field means 'leave unchanged'."""
+
+    id: str = Field(min_length=1, max_length=255)
+    input: Any = None
+    expected_output: Any = None
+    metadata: dict[str, Any] | None = None
+    tag_operations: TagOperations | None = None
+
+
+class AppendAttributesIn(BaseModel):
+    records: list[RecordIn]
+    deduplicate: bool = True
+
+
+class AppendDataIn(BaseModel):
+    type: Literal["records"]
+    attributes: AppendAttributesIn
+
+
+class AppendRequest(BaseModel):
+    data: AppendDataIn
+
+
+class UpdateRecordsAttributesIn(BaseModel):
+    records: list[RecordUpdateIn]
+
+
+class UpdateRecordsDataIn(BaseModel):
+    type: Literal["records"]
+    attributes: UpdateRecordsAttributesIn
+
+
+class UpdateRecordsRequest(BaseModel):
+    data: UpdateRecordsDataIn
+
+
+class DeleteRecordsAttributesIn(BaseModel):
+    record_ids: list[str]
+
+
+class DeleteRecordsDataIn(BaseModel):
+    type: Literal["records"]
+    attributes: DeleteRecordsAttributesIn
+
+
+class DeleteRecordsRequest(BaseModel):
+    data: DeleteRecordsDataIn
+
+
+class BatchUpdateAttributesIn(BaseModel):
+    insert_records: list[RecordIn] | None = None
+    update_records: list[RecordUpdateIn] | None = None
+    delete_records: list[str] | None = None
+    create_new_version: bool = True
+    deduplicate: bool = True
+    # Typed client: tags applied to every inserted record.
+    tags: list[str] | None = None
+
+
+class BatchUpdateDataIn(BaseModel):
+    type: Literal["datasets"]
+    id: str | None = None
+    attributes: BatchUpdateAttributesIn
+
+
+class BatchUpdateRequest(BaseModel):
+    data: BatchUpdateDataIn

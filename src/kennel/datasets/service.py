@@ -1,0 +1,150 @@
+"""Datasets and their versions. Record changes live in `records.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kennel.datasets.models import Dataset, DatasetVersion
+from kennel.db.base import utcnow
+from kennel.errors import Conflict, NotFound
+from kennel.ids import require_unique_ids
+from kennel.keys.service import Actor
+from kennel.projects.models import Project
+from kennel.projects.service import get_project
+
+
+def _live():
+    return Dataset.deleted_at.is_(None)
+
+
+def get_dataset(session: Session, *, dataset_id: str, project_id: str | None = None,
+                for_update: bool = False) -> Dataset:
+    """A live dataset by id (optionally checked against its project), or 404."""
+    stmt = select(Dataset).where(Dataset.id == dataset_id, _live())
+    if project_id is not None:
+        project = get_project(session, project_id=project_id)
+        stmt = stmt.where(Dataset.project_pk == project.pk)
+    if for_update:
+        # Serialises writers to one dataset across server processes (a no-op on SQLite, whose
+        # writers already hold the database lock).
+        stmt = stmt.with_for_update()
+    dataset = session.scalars(stmt).first()
+    if dataset is None:
+        raise NotFound(f"dataset {dataset_id!r} not found" + (f" in project {project_id!r}" if project_id else ""))
+    return dataset
+
+
+def project_id_of(session: Session, dataset: Dataset) -> str:
+    return session.scalar(select(Project.id).where(Project.pk == dataset.project_pk))
+
+
+def _find_by_name(session: Session, project_pk: int, name: str) -> Dataset | None:
+    return session.scalars(select(Dataset).where(Dataset.project_pk == project_pk, Dataset.name == name,
+                                                 _live())).first()
+
+
+def create_or_get_dataset(session: Session, *, project_id: str, name: str, description: str | None,
+                          metadata: dict[str, Any] | None, actor: Actor) -> tuple[Dataset, bool]:
+    """Create a dataset, or return the live one with this name in the project (as the hosted API does)."""
+    project = get_project(session, project_id=project_id)
+    existing = _find_by_name(session, project.pk, name)
+    if existing is not None:
+        return existing, False
+    dataset = Dataset(project_pk=project.pk, name=name, description=description, metadata_=metadata,
+                      current_version=0, next_seq=1, author_id=actor.key_id)
+    try:
+        with session.begin_nested():
+            session.add(dataset)
+            session.flush()
+            session.execute(insert(DatasetVersion).values(dataset_pk=dataset.pk, version_number=0,
+                                                          created_at=dataset.created_at))
+    except IntegrityError:
+        existing = _find_by_name(session, project.pk, name)
+        if existing is None:
+            raise
+        return existing, False
+    return dataset, True
+
+
+def list_datasets(session: Session, *, project_id: str, ids: Sequence[str] | None, name: str | None,
+                  before_pk: int | None, limit: int) -> list[Dataset]:
+    project = get_project(session, project_id=project_id)
+    stmt = select(Dataset).where(Dataset.project_pk == project.pk, _live())
+    if ids:
+        stmt = stmt.where(Dataset.id.in_(ids))
+    if name is not None:
+        stmt = stmt.where(Dataset.name == name)
+    if before_pk is not None:
+        stmt = stmt.where(Dataset.pk < before_pk)
+    return list(session.scalars(stmt.order_by(Dataset.pk.desc()).limit(limit)))
+
+
+def update_dataset(session: Session, *, project_id: str, dataset_id: str, changes: dict[str, Any],
+                   actor: Actor) -> Dataset:
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
+    ensure_writable(dataset, actor)
+    name = changes.get("name")
+    if name is not None and name != dataset.name:
+        other = _find_by_name(session, dataset.project_pk, name)
+        if other is not None:
+            raise Conflict(f"a dataset named {name!r} already exists in this project ({other.id})",
+                           pointer="/data/attributes/name")
+        dataset.name = name
+    if "description" in changes:
+        dataset.description = changes["description"]
+    if "metadata" in changes:
+        dataset.metadata_ = changes["metadata"]
+    dataset.updated_at = utcnow()
+    session.flush()
+    return dataset
+
+
+def delete_datasets(session: Session, *, dataset_ids: list[str], project_id: str | None,
+                    actor: Actor) -> list[Dataset]:
+    """Soft-delete: every id must name a live dataset (of the project, when given), or nothing changes.
+
+    Records and versions stay, so the history remains for audit; the name becomes free again.
+    """
+    require_unique_ids(dataset_ids, pointer="/data/attributes/dataset_ids", what="dataset")
+    stmt = select(Dataset).where(Dataset.id.in_(dataset_ids), _live()).with_for_update()
+    if project_id is not None:
+        stmt = stmt.where(Dataset.project_pk == get_project(session, project_id=project_id).pk)
+    found = {d.id: d for d in session.scalars(stmt)}
+    missing = [d for d in dataset_ids if d not in found]
+    if missing:
+        raise NotFound(f"dataset(s) not found: {', '.join(missing)}; nothing was deleted",
+                       pointer="/data/attributes/dataset_ids")
+    for dataset in found.values():
+        ensure_writable(dataset, actor)
+    now = utcnow()
+    session.execute(update(Dataset).where(Dataset.id.in_(dataset_ids)).values(deleted_at=now, updated_at=now))
+    session.flush()
+    for dataset in found.values():
+        session.refresh(dataset)
+    return [found[d] for d in dataset_ids]
+
+
+def list_versions(session: Session, *, project_id: str, dataset_id: str) -> tuple[Dataset, list[DatasetVersion]]:
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
+    rows = session.scalars(select(DatasetVersion).where(DatasetVersion.dataset_pk == dataset.pk)
+                           .order_by(DatasetVersion.version_number.desc()))
+    return dataset, list(rows)
+
+
+def mark_version_used(session: Session, *, dataset_pk: int, version: int) -> None:
+    """Record that an experiment referenced this version of the dataset."""
+    session.execute(update(DatasetVersion)
+                    .where(DatasetVersion.dataset_pk == dataset_pk, DatasetVersion.version_number == version)
+                    .values(last_used=utcnow()))
+
+
+def ensure_writable(dataset: Dataset, actor: Actor) -> None:
+    """A dataset whose draft lock is held by another key pair is read-only for everyone else."""
+    if dataset.draft_holder_id is not None and dataset.draft_holder_id != actor.key_id:
+        raise Conflict(f"dataset {dataset.id} is locked for editing by {dataset.draft_holder_name!r} "
+                       f"since {dataset.drafting_since:%Y-%m-%dT%H:%M:%SZ}; ask them to unlock it")
