@@ -1,1 +1,41 @@
-"""Models for this domain (none yet)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    project_pk: Mapped[int] = mapped_column(ForeignKey("projects.pk", ondelete="CASCADE"))
+    dataset_pk: Mapped[int | None] = mapped_column(ForeignKey("datasets.pk", ondelete="CASCADE"), nullable=True)
+    # The run name (`<experiment>-<epoch ms>` with ensure_unique) and the logical name it came from.
+    name: Mapped[str] = mapped_column(String(512))
+    experiment: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    config: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType, nullable=True)
+    dataset_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    run_count: Mapped[int] = mapped_column(Integer, default=1)
+    parent_experiment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_experiments_project", "project_pk", "pk"),
+        Index("ix_experiments_dataset", "dataset_pk", "pk"),
+        Index("ix_experiments_experiment", "experiment", "pk"),
+        Index("ix_experiments_name", "name"),
+        Index("ix_experiments_parent", "parent_experiment_id"),
+    )

@@ -1,3 +1,155 @@
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import orjson
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import select
+from starlette.responses import Response
+
+from kennel.auth import ActorDep, SessionDep, require_keys
+from kennel.errors import Invalid, NotFound
+from kennel.experiments import events, service
+from kennel.experiments.models import Experiment
+from kennel.experiments.schemas import (DeleteExperimentsRequest, EventsRequest, ExperimentRequest,
+                                        ExperimentUpdateRequest)
+from kennel.experiments.views import experiment_resource
+from kennel.jsonapi import RawBody, decode_cursor, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
+from kennel.projects.service import find_by_name
+
+router = APIRouter(dependencies=[Depends(require_keys)], tags=["experiments"])
+
+V1 = "/api/v2/llm-obs/v1/experiments"
+UNSTABLE = "/api/unstable/llm-obs/v1/experiments"
+
+
+def _one(session, exp: Experiment) -> Response:
+    project_id, dataset_id = service.wire_ids(session, exp)
+    return respond({"data": experiment_resource(exp, project_id=project_id, dataset_id=dataset_id)})
+
+
+@router.post(V1)
+@router.post(UNSTABLE)
+def create_experiment(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
+    attrs = parse_body(ExperimentRequest, raw).data.attributes
+    exp = service.create_experiment(session, attrs=attrs, author_id=actor.key_id)
+    # 200, not 201: ddtrace accepts nothing else.
+    return _one(session, exp)
+
+
+def _bool(raw: str | None, parameter: str) -> bool:
+    if raw is None or raw == "":
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    if raw.lower() in ("false", "0"):
+        return False
+    raise Invalid(f"{parameter} must be true or false, got {raw!r}", parameter=parameter)
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v for raw in values for v in raw.split(",") if v]
+
+
+@router.get(V1)
+@router.get(UNSTABLE)
+def list_experiments(request: Request, session: SessionDep) -> Response:
+    q = request.query_params
+    raw_limit = q.get("page[limit]")
+    if raw_limit and raw_limit.isdigit() and int(raw_limit) > 5000:
+        raw_limit = "5000"  # documented: values above 5000 are clamped
+    size = page_limit(raw_limit, default=100, maximum=5000)
+    cursor = q.get("page[cursor]")
+    before = decode_cursor(cursor, 1)[0] if cursor else None
+    metadata = None
+    raw_meta = q.get("filter[metadata]")
+    if raw_meta:
+        try:
+            metadata = orjson.loads(raw_meta)
+        except orjson.JSONDecodeError:
+            metadata = None
+        if not isinstance(metadata, dict):
+            raise Invalid("filter[metadata] must be a JSON object, e.g. {\"tags\":[\"team:ml\"]}",
+                          parameter="filter[metadata]")
+    with_names = _bool(q.get("include[dataset_names]"), "include[dataset_names]")
+    rows = service.list_experiments(
+        session, project_id=q.get("filter[project_id]") or None, dataset_id=q.get("filter[dataset_id]") or None,
+        ids=_split(q.getlist("filter[id]")), name=q.get("filter[name]") or None,
+        experiment=q.get("filter[experiment]") or None, metadata=metadata,
+        parent_ids=_split(q.getlist("filter[parent_experiment_id]")),
+        deleted=_bool(q.get("filter[is_deleted]"), "filter[is_deleted]"), before_pk=before, limit=size + 1)
+    after = encode_cursor(rows[size - 1][0].pk) if len(rows) > size else None
+    data = [experiment_resource(e, project_id=pid, dataset_id=did, dataset_name=dname, with_dataset_name=with_names)
+            for e, pid, did, dname in rows[:size]]
+    return respond({"data": data, "meta": list_meta(after)})
+
+
+@router.patch(V1 + "/{experiment_id}")
+@router.patch(UNSTABLE + "/{experiment_id}")
+def update_experiment(experiment_id: str, session: SessionDep, raw: RawBody) -> Response:
+    attrs = parse_body(ExperimentUpdateRequest, raw).data.attributes
+    exp = service.update_experiment(session, experiment_id=experiment_id, attrs=attrs)
+    return _one(session, exp)
+
+
+@router.post(V1 + "/delete")
+@router.post(UNSTABLE + "/delete")
+def delete_experiments(session: SessionDep, raw: RawBody) -> Response:
+    attrs = parse_body(DeleteExperimentsRequest, raw).data.attributes
+    service.delete_experiments(session, experiment_ids=attrs.experiment_ids)
+    return no_content()
+
+
+@router.post(V1 + "/{experiment_id}/events")
+@router.post(UNSTABLE + "/{experiment_id}/events")
+def push_events(experiment_id: str, session: SessionDep, raw: RawBody) -> Response:
+    exp = service.get_experiment(session, experiment_id=experiment_id)
+    attrs = parse_body(EventsRequest, raw).data.attributes
+    events.push_events(session, exp=exp, metrics=attrs.metrics, spans=attrs.spans)
+    return Response(status_code=202)
+
+
+def _events_document(session, exp: Experiment, spans: list, after: str | None = None) -> dict:
+    return {"data": {"id": exp.id, "type": "experiment_events",
+                     "attributes": {"spans": spans, "summary_metrics": events.summary_metrics(session, exp)}},
+            "meta": list_meta(after)}
+
+
+@router.get(V1 + "/{experiment_id}/events")
+def list_events_v1(experiment_id: str, session: SessionDep) -> Response:
+    exp = service.get_experiment(session, experiment_id=experiment_id)
+    spans = events.all_spans(session, exp)
+    return respond({"data": [{"id": s["id"], "type": "experiments", "attributes": s} for s in spans]})
+
+
+@router.get("/api/v2/llm-obs/v2/experiments/{experiment_id}/events")
+@router.get(UNSTABLE + "/{experiment_id}/events")
+def list_events_full(experiment_id: str, session: SessionDep) -> Response:
+    # ddtrace's pull reads everything in one response; `include[eval_metrics]` is always honoured.
+    exp = service.get_experiment(session, experiment_id=experiment_id)
+    return respond(_events_document(session, exp, events.all_spans(session, exp)))
+
+
+@router.get("/api/v2/llm-obs/v3/experiments/{experiment_id}/events")
+def list_events_v3(experiment_id: str, request: Request, session: SessionDep) -> Response:
+    exp = service.get_experiment(session, experiment_id=experiment_id)
+    q = request.query_params
+    size = page_limit(q.get("page[limit]"), default=5000, maximum=10000)
+    spans, after = events.span_page(session, exp, cursor=q.get("page[cursor]") or None, limit=size)
+    return respond(_events_document(session, exp, spans, after))
+
+
+@router.get(UNSTABLE + "/events")
+def events_by_name(request: Request, session: SessionDep) -> Response:
+    q = request.query_params
+    project_name, name = q.get("filter[project_name]"), q.get("filter[experiment_name]")
+    if not project_name or not name:
+        missing = "filter[project_name]" if not project_name else "filter[experiment_name]"
+        raise Invalid(f"{missing} is required (or use /experiments/{{id}}/events)", parameter=missing)
+    project = find_by_name(session, name=project_name)
+    exp = None
+    if project is not None:
+        exp = session.scalars(select(Experiment).where(
+            Experiment.project_pk == project.pk, Experiment.deleted_at.is_(None),
+            (Experiment.experiment == name) | (Experiment.name == name)).order_by(Experiment.pk.desc())).first()
+    if exp is None:
+        raise NotFound(f"no experiment named {name!r} in project {project_name!r}")
+    return respond(_events_document(session, exp, events.all_spans(session, exp)))
