@@ -11,7 +11,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import type_coerce
 
-from kennel.datasets.models import Dataset, DatasetVersion
+from kennel.datasets.models import Dataset
+from kennel.datasets.service import get_dataset, mark_version_used
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
 from kennel.experiments.models import Experiment
@@ -21,17 +22,10 @@ from kennel.projects.service import get_project
 
 
 def _dataset(session: Session, *, dataset_id: str, pointer: str) -> Dataset:
-    # Direct model read: the datasets service does not expose a lookup yet.
-    dataset = session.scalars(select(Dataset).where(Dataset.id == dataset_id, Dataset.deleted_at.is_(None))).first()
-    if dataset is None:
-        raise NotFound(f"dataset {dataset_id!r} not found", pointer=pointer)
-    return dataset
-
-
-def _mark_version_used(session: Session, *, dataset_pk: int, version: int) -> None:
-    session.execute(update(DatasetVersion)
-                    .where(DatasetVersion.dataset_pk == dataset_pk, DatasetVersion.version_number == version)
-                    .values(last_used=utcnow()))
+    try:
+        return get_dataset(session, dataset_id=dataset_id)
+    except NotFound as exc:
+        raise NotFound(exc.detail, pointer=pointer) from None
 
 
 def get_experiment(session: Session, *, experiment_id: str) -> Experiment:
@@ -73,7 +67,7 @@ def create_experiment(session: Session, *, attrs: Any, author_id: str | None) ->
         elif version > dataset.current_version:
             raise Invalid(f"dataset_version {version} does not exist: the dataset's current version is "
                           f"{dataset.current_version}", pointer="/data/attributes/dataset_version")
-        _mark_version_used(session, dataset_pk=dataset.pk, version=version)
+        mark_version_used(session, dataset_pk=dataset.pk, version=version)
     if attrs.parent_experiment_id:
         parent = session.scalar(select(Experiment.pk).where(Experiment.id == attrs.parent_experiment_id))
         if parent is None:
@@ -112,7 +106,7 @@ def update_experiment(session: Session, *, experiment_id: str, attrs: Any) -> Ex
             dataset = _dataset(session, dataset_id=attrs.dataset_id, pointer="/data/attributes/dataset_id")
             exp.dataset_pk = dataset.pk
             exp.dataset_version = dataset.current_version
-            _mark_version_used(session, dataset_pk=dataset.pk, version=dataset.current_version)
+            mark_version_used(session, dataset_pk=dataset.pk, version=dataset.current_version)
         else:
             exp.dataset_pk = None
     exp.updated_at = utcnow()
