@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -134,6 +135,17 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = "no such route"
         return error_response(exc.status_code, [error_item(exc.status_code, title, detail)],
                               headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(StatementError)
+    async def _statement(request: Request, exc: StatementError) -> Response:
+        # Values the database refuses (PostgreSQL DataError: NUL in text, out-of-range numbers; a JSON
+        # value that cannot be encoded) are the client's data, not a server fault.
+        if isinstance(exc, DataError) or isinstance(exc.orig, (TypeError, ValueError)):
+            log.info("rejected value on %s %s: %s", request.method, request.url.path, exc.orig)
+            reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+            return error_response(400, [error_item(400, "Bad Request", f"a value in the request cannot be stored: "
+                                                                       f"{reason}")])
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

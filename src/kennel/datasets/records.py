@@ -282,8 +282,9 @@ def _write(session: Session, dataset: Dataset, version: int, to_close: list[Reco
             "metadata": s.metadata, "tags": s.tags, "content_hash": s.content_hash,
             "created_at": s.created_at, "updated_at": s.updated_at,
         } for s in to_insert]
+        # Core insert on the table: keys are column names ("metadata"), not ORM attribute names.
         for part in chunks(rows, 1000):
-            session.execute(insert(DatasetRecord), part)
+            session.execute(insert(DatasetRecord.__table__), part)
 
 
 def check_version(dataset: Dataset, version: int | None, *, parameter: str = "filter[version]") -> int:

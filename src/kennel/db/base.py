@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, DateTime, MetaData
+import orjson
+from sqlalchemy import JSON, DateTime, MetaData, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -24,7 +25,24 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
-JSONType = JSON().with_variant(JSONB(), "postgresql")
+class SQLiteJSON(TypeDecorator[object]):
+    """JSON kept as TEXT on SQLite.
+
+    A column declared `JSON` gets NUMERIC affinity in SQLite, which silently turns the stored text `3`
+    into the integer 3 (and `1.0` into 1), so values would not read back as the JSON that was written.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):  # type: ignore[override]
+        return orjson.dumps(value).decode()
+
+    def process_result_value(self, value, dialect):  # type: ignore[override]
+        return None if value is None else orjson.loads(value)
+
+
+JSONType = JSON().with_variant(JSONB(), "postgresql").with_variant(SQLiteJSON(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -1,0 +1,334 @@
+"""Datasets and versioned records with the real typed client, plus the raw-HTTP edge cases."""
+
+from __future__ import annotations
+
+import pytest
+from datadog_api_client.exceptions import ApiException
+from datadog_api_client.v2 import models as m
+
+from tests.conftest import unique
+
+DATASETS = m.LLMObsDatasetType.DATASETS
+RECORDS = m.LLMObsRecordType.RECORDS
+
+
+@pytest.fixture
+def project_id(typed) -> str:
+    return typed.create_llm_obs_project(m.LLMObsProjectRequest(data=m.LLMObsProjectDataRequest(
+        attributes=m.LLMObsProjectDataAttributesRequest(name=unique("ds-proj")),
+        type=m.LLMObsProjectType.PROJECTS))).data.id
+
+
+def _create_dataset(typed, project_id: str, name: str | None = None, **attrs):
+    return typed.create_llm_obs_dataset(project_id, m.LLMObsDatasetRequest(data=m.LLMObsDatasetDataRequest(
+        attributes=m.LLMObsDatasetDataAttributesRequest(name=name or unique("ds"), **attrs), type=DATASETS)))
+
+
+def _append(typed, project_id, dataset_id, records, **kw):
+    items = [m.LLMObsDatasetRecordItem(**r) for r in records]
+    return typed.create_llm_obs_dataset_records(project_id, dataset_id, m.LLMObsDatasetRecordsRequest(
+        data=m.LLMObsDatasetRecordsDataRequest(
+            attributes=m.LLMObsDatasetRecordsDataAttributesRequest(records=items, **kw), type=RECORDS)))
+
+
+def plain(value):
+    """Typed-client values (model objects, floats for every number) as comparable plain data."""
+    if hasattr(value, "to_dict"):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def key(value) -> str:
+    return repr(plain(value))
+
+
+def _list_all(typed, project_id, dataset_id, **kw):
+    out, cursor = [], None
+    for _ in range(1000):
+        args = dict(kw)
+        if cursor:
+            args["page_cursor"] = cursor
+        page = typed.list_llm_obs_dataset_records(project_id, dataset_id, **args)
+        out.extend(page.data)
+        cursor = page.meta.after if page.meta else None
+        if not cursor:
+            return out
+    raise AssertionError("pagination did not end")
+
+
+def test_dataset_crud_with_typed_client(typed, project_id):
+    name = unique("ds")
+    created = _create_dataset(typed, project_id, name, description="about", metadata={"team": "ml"})
+    ds = created.data
+    assert ds.attributes.current_version == 0
+    assert ds.attributes.metadata == {"team": "ml"}
+    assert _create_dataset(typed, project_id, name).data.id == ds.id, "create is get-or-create by live name"
+
+    listed = typed.list_llm_obs_datasets(project_id, filter_name=name)
+    assert [d.id for d in listed.data] == [ds.id]
+    assert typed.list_llm_obs_datasets(project_id, filter_id=ds.id).data[0].attributes.name == name
+
+    new_name = unique("ds-renamed")
+    upd = typed.update_llm_obs_dataset(project_id, ds.id, m.LLMObsDatasetUpdateRequest(
+        data=m.LLMObsDatasetUpdateDataRequest(attributes=m.LLMObsDatasetUpdateDataAttributesRequest(
+            name=new_name, description=None, metadata={"v": 2}), type=DATASETS)))
+    assert upd.data.attributes.name == new_name
+    assert upd.data.attributes.metadata == {"v": 2}
+
+    versions = typed.list_llm_obs_dataset_versions(project_id, ds.id)
+    assert [v.attributes.version_number for v in versions.data] == [0]
+
+    typed.delete_llm_obs_datasets(project_id, m.LLMObsDeleteDatasetsRequest(data=m.LLMObsDeleteDatasetsDataRequest(
+        attributes=m.LLMObsDeleteDatasetsDataAttributesRequest(dataset_ids=[ds.id]), type=DATASETS)))
+    assert typed.list_llm_obs_datasets(project_id, filter_id=ds.id).data == []
+    with pytest.raises(ApiException) as exc:
+        typed.list_llm_obs_dataset_records(project_id, ds.id)
+    assert exc.value.status == 404
+    assert _create_dataset(typed, project_id, new_name).data.id != ds.id, "a deleted name is free again"
+
+
+def test_dataset_pagination(typed, project_id):
+    ids = [_create_dataset(typed, project_id).data.id for _ in range(5)]
+    seen, cursor = [], None
+    while True:
+        kw = {"page_limit": 2}
+        if cursor:
+            kw["page_cursor"] = cursor
+        page = typed.list_llm_obs_datasets(project_id, **kw)
+        seen.extend(d.id for d in page.data)
+        cursor = page.meta.after
+        if not cursor:
+            break
+    assert seen == list(reversed(ids))
+
+
+def test_records_lifecycle_and_versions(typed, project_id):
+    ds = _create_dataset(typed, project_id).data.id
+    appended = _append(typed, project_id, ds, [
+        {"input": {"q": "one"}, "expected_output": {"a": 1}, "metadata": {"k": "v"}},
+        {"input": "two", "expected_output": "2"},
+        {"input": [1, 2, 3]},
+    ])
+    recs = [item.records[0] for item in appended.data]
+    assert [plain(r.input) for r in recs] == [{"q": "one"}, "two", [1, 2, 3]]
+    by_input = {key(r.input): r.id for r in recs}
+
+    # Deduplicate (the default) skips content that is already current.
+    again = _append(typed, project_id, ds, [{"input": "two", "expected_output": "2"}])
+    assert again.data == []
+    dup = _append(typed, project_id, ds, [{"input": "two", "expected_output": "2"}], deduplicate=False)
+    assert len(dup.data) == 1
+
+    listed = _list_all(typed, project_id, ds)
+    assert [key(r.input) for r in listed] == ["'two'", "[1, 2, 3]", "'two'", "{'q': 'one'}"], "newest first"
+
+    rid = by_input["{'q': 'one'}"]
+    updated = typed.update_llm_obs_dataset_records(project_id, ds, m.LLMObsDatasetRecordsUpdateRequest(
+        data=m.LLMObsDatasetRecordsUpdateDataRequest(attributes=m.LLMObsDatasetRecordsUpdateDataAttributesRequest(
+            records=[m.LLMObsDatasetRecordUpdateItem(id=rid, expected_output={"a": 100})]), type=RECORDS)))
+    rec = updated.data[0].records[0]
+    assert plain(rec.expected_output) == {"a": 100} and plain(rec.input) == {"q": "one"}
+    assert plain(rec.metadata) == {"k": "v"}
+
+    typed.delete_llm_obs_dataset_records(project_id, ds, m.LLMObsDeleteDatasetRecordsRequest(
+        data=m.LLMObsDeleteDatasetRecordsDataRequest(
+            attributes=m.LLMObsDeleteDatasetRecordsDataAttributesRequest(record_ids=[by_input["[1, 2, 3]"]]),
+            type=RECORDS)))
+
+    # Versions: 1 (append), 2 (append, dedupe off), 3 (update), 4 (delete).
+    versions = typed.list_llm_obs_dataset_versions(project_id, ds).data
+    assert [v.attributes.version_number for v in versions] == [4, 3, 2, 1, 0]
+    assert typed.list_llm_obs_datasets(project_id, filter_id=ds).data[0].attributes.current_version == 4
+
+    def snapshot(version):
+        kw = {} if version is None else {"filter_version": version}
+        return sorted((key(r.input), key(r.expected_output)) for r in _list_all(typed, project_id, ds, **kw))
+
+    assert snapshot(0) == []
+    assert snapshot(1) == sorted([("{'q': 'one'}", "{'a': 1}"), ("'two'", "'2'"), ("[1, 2, 3]", "None")])
+    assert len(snapshot(2)) == 4
+    assert ("{'q': 'one'}", "{'a': 100}") in snapshot(3) and ("[1, 2, 3]", "None") in snapshot(3)
+    assert ("[1, 2, 3]", "None") not in snapshot(4), "the deleted record is gone from the current version"
+    assert snapshot(4) == snapshot(None) and len(snapshot(4)) == 3
+
+    for bad in (5, -1):
+        with pytest.raises(ApiException) as exc:
+            typed.list_llm_obs_dataset_records(project_id, ds, filter_version=bad)
+        assert exc.value.status == 400
+        assert "invalid version" in str(exc.value.body)
+
+
+def test_record_pagination_pins_the_version(typed, project_id, http):
+    ds = _create_dataset(typed, project_id).data.id
+    _append(typed, project_id, ds, [{"input": {"i": i}} for i in range(25)])
+    first = typed.list_llm_obs_dataset_records(project_id, ds, page_limit=10)
+    assert [plain(r.input)["i"] for r in first.data] == list(range(24, 14, -1))
+    # A change between pages does not leak into the pages still to come.
+    _append(typed, project_id, ds, [{"input": {"i": 100}}])
+    rest, cursor = [], first.meta.after
+    while cursor:
+        page = typed.list_llm_obs_dataset_records(project_id, ds, page_limit=10, page_cursor=cursor)
+        rest.extend(plain(r.input)["i"] for r in page.data)
+        cursor = page.meta.after
+    assert rest == list(range(14, -1, -1))
+
+
+def test_batch_update_with_typed_client(typed, project_id):
+    ds = _create_dataset(typed, project_id).data.id
+
+    def batch(**attrs):
+        return typed.batch_update_llm_obs_dataset(project_id, ds, m.LLMObsDatasetBatchUpdateRequest(
+            data=m.LLMObsDatasetBatchUpdateDataRequest(
+                attributes=m.LLMObsDatasetBatchUpdateDataAttributesRequest(**attrs), id=ds, type=DATASETS)))
+
+    res = batch(insert_records=[
+        m.LLMObsDatasetBatchUpdateInsertRecord(id="mine-1", input={"x": 1}, tags=["b:2", "a:1"]),
+        m.LLMObsDatasetBatchUpdateInsertRecord(input={"x": 2}),
+    ], tags=["src:typed"])
+    recs = [d.records[0] for d in res.data]
+    assert recs[0].id == "mine-1", "caller ids are kept verbatim"
+    assert recs[1].id and recs[1].id != "mine-1"
+    res = batch(update_records=[m.LLMObsDatasetBatchUpdateUpdateRecord(
+        id="mine-1", tag_operations=m.LLMObsDatasetRecordTagOperations(add=["c:3"], remove=["a:1"]))],
+        delete_records=[recs[1].id])
+    assert {d.records[0].id for d in res.data} == {"mine-1", recs[1].id}
+    current = _list_all(typed, project_id, ds)
+    assert [r.id for r in current] == ["mine-1"]
+
+
+def test_unknown_ids_and_bad_versions(http, typed, project_id):
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+    _append(typed, project_id, ds, [{"input": "keep"}])
+    assert http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets/nope/records").status_code == 404
+    assert http.get(f"/api/v2/llm-obs/v1/nope/datasets/{ds}/records").status_code == 404
+    for body, status in (
+        ({"record_ids": ["missing"]}, 404),
+        ({"record_ids": []}, 400),
+    ):
+        resp = http.post(f"{base}/records/delete", json={"data": {"type": "records", "attributes": body}})
+        assert resp.status_code == status, resp.text
+    rid = http.get(f"{base}/records").json()["data"][0]["id"]
+    resp = http.post(f"{base}/records/delete",
+                     json={"data": {"type": "records", "attributes": {"record_ids": [rid, rid]}}})
+    assert resp.status_code == 400 and resp.json()["errors"][0]["source"]["pointer"] == "/data/attributes/record_ids/1"
+    resp = http.post(f"{base}/records/delete",
+                     json={"data": {"type": "records", "attributes": {"record_ids": [rid, "missing"]}}})
+    assert resp.status_code == 404 and "missing" in resp.json()["errors"][0]["detail"]
+    assert [r["id"] for r in http.get(f"{base}/records").json()["data"]] == [rid], "a failed delete deletes nothing"
+    assert http.get(f"{base}/records", params={"filter[version]": "abc"}).status_code == 400
+    assert http.get(f"{base}/records", params={"page[cursor]": "xyz"}).status_code == 400
+    assert http.get(f"{base}/records", params={"page[limit]": "0"}).status_code == 400
+
+
+def test_batch_update_is_all_or_nothing(http, typed, project_id):
+    ds = _create_dataset(typed, project_id).data.id
+    url = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}/batch_update"
+
+    def post(attrs):
+        return http.post(url, json={"data": {"type": "datasets", "id": ds, "attributes": attrs}})
+
+    assert post({"insert_records": [{"id": "a", "input": 1}, {"id": "b", "input": 2}]}).status_code == 200
+    bad_batches = [
+        # one invalid record (missing input) among valid ones
+        ({"insert_records": [{"id": "c", "input": 3}, {"id": "d"}], "delete_records": ["a"]},
+         400, "/data/attributes/insert_records/1/input"),
+        # an update of an unknown record
+        ({"insert_records": [{"id": "c", "input": 3}], "update_records": [{"id": "zzz", "input": 9}]}, 404, None),
+        # a duplicate id in one list
+        ({"insert_records": [{"id": "c", "input": 3}, {"id": "c", "input": 4}]},
+         400, "/data/attributes/insert_records/1/id"),
+        # content PostgreSQL could not store
+        ({"insert_records": [{"id": "c", "input": "nul \u0000 here"}]}, 400, "/data/attributes/insert_records/0"),
+        ({"insert_records": [{"id": "c", "input": 3}], "delete_records": ["a", "nope"]}, 404, None),
+        ({"insert_records": "nope"}, 400, "/data/attributes/insert_records"),
+    ]
+    for attrs, status, pointer in bad_batches:
+        resp = post(attrs)
+        assert resp.status_code == status, (attrs, resp.text)
+        err = resp.json()["errors"][0]
+        assert err["status"] == str(status) and err["detail"]
+        if pointer:
+            assert err["source"]["pointer"] == pointer, err
+    body = http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets", params={"filter[id]": ds}).json()
+    assert body["data"][0]["attributes"]["current_version"] == 1, "no failed batch created a version"
+    records = http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}/records").json()["data"]
+    assert sorted(r["id"] for r in records) == ["a", "b"]
+
+    wrong_id = http.post(url, json={"data": {"type": "datasets", "id": "other", "attributes": {}}})
+    assert wrong_id.status_code == 400
+
+
+def test_batch_update_semantics_ddtrace_relies_on(http, typed, project_id):
+    """Upsert by id, inserts before updates, null means unchanged, amend with create_new_version=false."""
+    ds = _create_dataset(typed, project_id).data.id
+    url = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}/batch_update"
+
+    def post(**attrs):
+        resp = http.post(url, json={"data": {"type": "datasets", "id": ds, "attributes": attrs}})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["data"]
+
+    data = post(insert_records=[{"id": "r1", "input": {"q": 1}, "expected_output": {"a": 1}, "metadata": None,
+                                 "tags": ["team:ml", "priority:high"]}], create_new_version=True)
+    assert data[0]["attributes"]["version"] == 1
+    assert data[0]["attributes"]["tags"] == ["priority:high", "team:ml"]
+    canonical = data[0]["attributes"]["canonical_id"]
+    created = data[0]["attributes"]["created_at"]
+
+    # Re-sending the same record changes nothing and makes no version.
+    data = post(insert_records=[{"id": "r1", "input": {"q": 1}, "expected_output": {"a": 1}, "metadata": None,
+                                 "tags": ["priority:high", "team:ml"]}])
+    assert data[0]["attributes"]["version"] == 1 and data[0]["attributes"]["created_at"] == created
+
+    # Insert then update of the same new id in one push: the update wins.
+    data = post(insert_records=[{"id": "r2", "input": "old"}], update_records=[{"id": "r2", "input": "new"}])
+    assert data[0]["attributes"]["version"] == 2
+    # Amend version 2 instead of making version 3.
+    post(insert_records=[{"id": "r3", "input": "third"}], create_new_version=False)
+    # null leaves fields unchanged; "" and {} are stored as given.
+    data = post(update_records=[{"id": "r1", "input": None, "expected_output": "", "metadata": {},
+                                 "tag_operations": {"set": ["only:this"]}}])
+    assert data[0]["attributes"]["canonical_id"] == canonical
+    assert data[0]["attributes"]["version"] == 3
+    data = post(delete_records=["r3"])
+    assert data[0]["attributes"]["deleted_at"] and data[0]["attributes"]["version"] == 4
+    assert post() == [], "an empty batch changes nothing"
+
+    def read(version=None):
+        q = f"?filter[version]={version}" if version is not None else "?"
+        return {r["id"]: r["attributes"] for r in
+                http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}/records{q}").json()["data"]}
+
+    v2 = read(2)
+    assert v2["r2"]["input"] == "new" and v2["r3"]["input"] == "third"
+    v3 = read(3)
+    assert v3["r1"]["input"] == {"q": 1} and v3["r1"]["expected_output"] == "" and v3["r1"]["metadata"] == {}
+    assert v3["r1"]["tags"] == ["only:this"]
+    assert read(1)["r1"]["tags"] == ["priority:high", "team:ml"], "tags are versioned too"
+    assert set(read()) == {"r1", "r2"}
+    assert set(read(3)) == {"r1", "r2", "r3"}, "deleted records stay visible in older versions"
+
+    tagged = http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}/records"
+                      "?&filter[tags]=only:this&filter[tags]=nonexistent:tag").json()
+    assert [r["id"] for r in tagged["data"]] == ["r1"] and tagged["meta"]["after"] == ""
+    old_tags = http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}/records"
+                        "?filter[version]=1&filter[tags]=team:ml").json()
+    assert [r["id"] for r in old_tags["data"]] == ["r1"]
+
+
+def test_unstable_delete_returns_deleted_datasets(http, typed, project_id):
+    ds = _create_dataset(typed, project_id).data.id
+    resp = http.post("/api/unstable/llm-obs/v1/datasets/delete",
+                     json={"data": {"type": "datasets", "attributes": {"type": "soft", "dataset_ids": [ds]}}})
+    assert resp.status_code == 200
+    assert resp.json()["data"][0]["id"] == ds and resp.json()["data"][0]["attributes"]["deleted_at"]
+    again = http.post("/api/unstable/llm-obs/v1/datasets/delete",
+                      json={"data": {"type": "datasets", "attributes": {"type": "soft", "dataset_ids": [ds]}}})
+    assert again.status_code == 404
