@@ -1,0 +1,353 @@
+"""Queues, label schemas, interactions and annotations: plain functions over one session, set-based.
+
+They flush and never commit (the request's unit of work does); every check runs before the first
+write, so a rejected request changes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from kennel.annotations.models import Annotation, AnnotationInteraction, AnnotationQueue
+from kennel.annotations.schemas import (
+    AnnotationSchemaIn,
+    QueueAttributesIn,
+    QueueUpdateAttributesIn,
+    UpsertAnnotationIn,
+)
+from kennel.annotations.validation import (
+    check_annotation,
+    check_emails,
+    normalize_interactions,
+    normalize_label_schemas,
+)
+from kennel.db.base import new_id, utcnow
+from kennel.errors import Invalid, NotFound
+from kennel.ids import require_unique_ids
+from kennel.keys.service import Actor
+from kennel.projects.models import Project
+
+ATTRS = "/data/attributes"
+MAX_INTERACTIONS_PER_REQUEST = 1000
+MAX_IDS_PER_REQUEST = 5000
+MAX_ANNOTATIONS_PER_REQUEST = 1000
+MAX_CONTENT_IDS = 1000
+
+
+def dialect_insert(session: Session, table: Any):
+    """An INSERT that knows ON CONFLICT on both backends (they spell it the same way)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _queue_select():
+    # A queue goes with its project: queues of a deleted project are gone too.
+    return (select(AnnotationQueue, Project.id)
+            .join(Project, Project.pk == AnnotationQueue.project_pk)
+            .where(Project.deleted_at.is_(None)))
+
+
+def get_queue(session: Session, *, queue_id: str) -> tuple[AnnotationQueue, str]:
+    """The queue and its project's id, or 404."""
+    row = session.execute(_queue_select().where(AnnotationQueue.id == queue_id)).first()
+    if row is None:
+        raise NotFound(f"annotation queue {queue_id!r} not found")
+    return row[0], row[1]
+
+
+def _schema(schema: AnnotationSchemaIn, existing: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return normalize_label_schemas(schema.label_schemas, existing,
+                                   pointer=f"{ATTRS}/annotation_schema/label_schemas")
+
+
+def create_queue(session: Session, *, attrs: QueueAttributesIn, actor: Actor) -> tuple[AnnotationQueue, str]:
+    project = session.scalars(select(Project).where(Project.id == attrs.project_id,
+                                                    Project.deleted_at.is_(None))).first()
+    if project is None:
+        raise NotFound(f"project {attrs.project_id!r} not found", pointer=f"{ATTRS}/project_id")
+    labels = _schema(attrs.annotation_schema, []) if attrs.annotation_schema else []
+    emails = check_emails(attrs.reviewer_emails or [], pointer=f"{ATTRS}/reviewer_emails")
+    now = utcnow()
+    queue = AnnotationQueue(
+        project_pk=project.pk, name=attrs.name, description=attrs.description or "", label_schemas=labels,
+        reviewer_emails=emails, restrict_to_assignees=bool(attrs.restrict_to_assignees),
+        restrict_to_reviewers=bool(attrs.restrict_to_reviewers), created_by=actor.name, modified_by=actor.name,
+        owned_by=actor.name, owner_key_id=actor.key_id, created_at=now, modified_at=now)
+    session.add(queue)
+    session.flush()
+    return queue, project.id
+
+
+def list_queues(session: Session, *, project_id: str | None,
+                queue_ids: Sequence[str] | None) -> list[tuple[AnnotationQueue, str]]:
+    stmt = _queue_select()
+    if project_id is not None:
+        stmt = stmt.where(Project.id == project_id)
+    if queue_ids:
+        stmt = stmt.where(AnnotationQueue.id.in_(queue_ids))
+    return [(q, pid) for q, pid in session.execute(stmt.order_by(AnnotationQueue.pk.desc()))]
+
+
+def update_queue(session: Session, *, queue_id: str, attrs: QueueUpdateAttributesIn,
+                 actor: Actor) -> tuple[AnnotationQueue, str]:
+    queue, project_id = get_queue(session, queue_id=queue_id)
+    # Validate everything before touching the row, so a rejected update changes nothing.
+    labels = _schema(attrs.annotation_schema, queue.label_schemas) if attrs.annotation_schema else None
+    emails = (check_emails(attrs.reviewer_emails, pointer=f"{ATTRS}/reviewer_emails")
+              if attrs.reviewer_emails is not None else None)
+    if attrs.name is not None:
+        queue.name = attrs.name
+    if "description" in attrs.model_fields_set:
+        queue.description = attrs.description or ""
+    if labels is not None:
+        queue.label_schemas = labels
+    if emails is not None:
+        queue.reviewer_emails = emails
+    if attrs.restrict_to_assignees is not None:
+        queue.restrict_to_assignees = attrs.restrict_to_assignees
+    if attrs.restrict_to_reviewers is not None:
+        queue.restrict_to_reviewers = attrs.restrict_to_reviewers
+    queue.modified_by = actor.name
+    queue.modified_at = utcnow()
+    session.flush()
+    return queue, project_id
+
+
+def delete_queue(session: Session, *, queue_id: str) -> None:
+    queue, _ = get_queue(session, queue_id=queue_id)
+    # Interactions and annotations go through ON DELETE CASCADE.
+    session.execute(delete(AnnotationQueue).where(AnnotationQueue.pk == queue.pk))
+    session.flush()
+
+
+def replace_label_schema(session: Session, *, queue_id: str, schema: AnnotationSchemaIn,
+                         actor: Actor) -> AnnotationQueue:
+    queue, _ = get_queue(session, queue_id=queue_id)
+    queue.label_schemas = _schema(schema, queue.label_schemas)
+    queue.modified_by = actor.name
+    queue.modified_at = utcnow()
+    session.flush()
+    return queue
+
+
+# --- interactions -------------------------------------------------------------------------------
+
+_INTERACTION_COLUMNS = (AnnotationInteraction.pk, AnnotationInteraction.id, AnnotationInteraction.type,
+                        AnnotationInteraction.content_id, AnnotationInteraction.display_block,
+                        AnnotationInteraction.created_at, AnnotationInteraction.modified_at)
+
+
+def _interactions_by_content(session: Session, queue_pk: int, content_ids: set[str]) -> dict[tuple[str, str], Any]:
+    rows = session.execute(select(*_INTERACTION_COLUMNS).where(
+        AnnotationInteraction.queue_pk == queue_pk, AnnotationInteraction.content_id.in_(content_ids)))
+    return {(r.type, r.content_id): r for r in rows}
+
+
+def add_interactions(session: Session, *, queue_id: str,
+                     items: Sequence[dict[str, Any]]) -> list[tuple[Any, bool]]:
+    """Add interactions; content already in the queue comes back as it is, flagged as existing."""
+    pointer = f"{ATTRS}/interactions"
+    if len(items) > MAX_INTERACTIONS_PER_REQUEST:
+        raise Invalid(f"at most {MAX_INTERACTIONS_PER_REQUEST} interactions per request, got {len(items)}",
+                      pointer=pointer)
+    wanted = normalize_interactions(items, pointer=pointer)
+    queue, _ = get_queue(session, queue_id=queue_id)
+    content_ids = {w["content_id"] for w in wanted}
+    before = _interactions_by_content(session, queue.pk, content_ids)
+    now = utcnow()
+    new_rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for w in wanted:
+        key = (w["type"], w["content_id"])
+        if key not in before and key not in new_rows:
+            new_rows[key] = {"id": new_id(), "queue_pk": queue.pk, "type": w["type"], "content_id": w["content_id"],
+                             "display_block": w["display_block"], "created_at": now, "modified_at": now}
+    if new_rows:
+        # Another process may add the same content meanwhile; its row wins and ours is dropped.
+        stmt = dialect_insert(session, AnnotationInteraction.__table__).on_conflict_do_nothing(
+            index_elements=["queue_pk", "type", "content_id"])
+        session.execute(stmt, list(new_rows.values()))
+    after = _interactions_by_content(session, queue.pk, content_ids) if new_rows else before
+    out: list[tuple[Any, bool]] = []
+    claimed: set[tuple[str, str]] = set()
+    for w in wanted:
+        key = (w["type"], w["content_id"])
+        row = after[key]
+        ours = key in new_rows and new_rows[key]["id"] == row.id and key not in claimed
+        claimed.add(key)
+        out.append((row, not ours))
+    session.flush()
+    return out
+
+
+def delete_interactions(session: Session, *, queue_id: str, interaction_ids: list[str]) -> None:
+    pointer = f"{ATTRS}/interaction_ids"
+    require_unique_ids(interaction_ids, pointer=pointer, what="interaction")
+    if len(interaction_ids) > MAX_IDS_PER_REQUEST:
+        raise Invalid(f"at most {MAX_IDS_PER_REQUEST} interaction ids per request", pointer=pointer)
+    queue, _ = get_queue(session, queue_id=queue_id)
+    found = dict(session.execute(select(AnnotationInteraction.id, AnnotationInteraction.pk).where(
+        AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id.in_(interaction_ids))).tuples().all())
+    missing = [i for i in interaction_ids if i not in found]
+    if missing:
+        raise NotFound(f"interaction(s) not found in queue {queue_id}: {', '.join(missing)}; nothing was deleted",
+                       pointer=pointer)
+    # Their annotations go through ON DELETE CASCADE.
+    session.execute(delete(AnnotationInteraction).where(AnnotationInteraction.pk.in_(list(found.values()))))
+    session.flush()
+
+
+def touch_interactions(session: Session, pks: Sequence[int]) -> None:
+    if pks:
+        session.execute(update(AnnotationInteraction).where(AnnotationInteraction.pk.in_(pks))
+                        .values(modified_at=utcnow()))
+
+
+# --- annotations --------------------------------------------------------------------------------
+
+
+def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[UpsertAnnotationIn],
+                       actor: Actor) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Store each valid item as the actor's annotation of its interaction (one per key and interaction).
+
+    Returns the stored annotations and one error per rejected item. A handful of statements whatever
+    the batch size: one lookup of the interactions, one of the actor's existing annotations, one
+    INSERT .. ON CONFLICT DO UPDATE for all rows (keeping ids), one touch of the interactions.
+    """
+    pointer = f"{ATTRS}/annotations"
+    if not items:
+        raise Invalid("annotations must contain at least one annotation", pointer=pointer)
+    if len(items) > MAX_ANNOTATIONS_PER_REQUEST:
+        raise Invalid(f"at most {MAX_ANNOTATIONS_PER_REQUEST} annotations per request, got {len(items)}",
+                      pointer=pointer)
+    queue, _ = get_queue(session, queue_id=queue_id)
+    labels_by_id = {label["id"]: label for label in queue.label_schemas}
+    required = [label for label in queue.label_schemas if label.get("is_required")]
+    wanted_ids = {item.interaction_id for item in items}
+    interaction_pks = dict(session.execute(select(AnnotationInteraction.id, AnnotationInteraction.pk).where(
+        AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id.in_(wanted_ids))).tuples().all())
+
+    errors: list[dict[str, Any]] = []
+    accepted: list[tuple[UpsertAnnotationIn, int, list[dict[str, Any]]]] = []
+    seen: set[str] = set()
+    for item in items:
+        pk = interaction_pks.get(item.interaction_id)
+        stored: list[dict[str, Any]] | None = None
+        if pk is None:
+            problem = f"interaction {item.interaction_id!r} not found in queue {queue_id}"
+        elif item.interaction_id in seen:
+            problem = "interaction appears more than once in this batch; send one annotation per interaction"
+        else:
+            stored, problem = check_annotation(item.label_values, labels_by_id, required)
+        if problem:
+            errors.append({"interaction_id": item.interaction_id, "error": problem})
+            continue
+        seen.add(item.interaction_id)
+        assert pk is not None and stored is not None
+        accepted.append((item, pk, stored))
+    if not accepted:
+        return [], errors
+
+    pks = [pk for _, pk, _ in accepted]
+    existing = {r.interaction_pk: r for r in session.execute(
+        select(Annotation.interaction_pk, Annotation.id, Annotation.created_by, Annotation.created_at).where(
+            Annotation.interaction_pk.in_(pks), Annotation.author_key_id == actor.key_id))}
+    now = utcnow()
+    rows = []
+    out = []
+    for item, pk, stored in accepted:
+        old = existing.get(pk)
+        annotation_id = old.id if old else new_id()
+        rows.append({"id": annotation_id, "queue_pk": queue.pk, "interaction_pk": pk, "author_key_id": actor.key_id,
+                     "created_by": actor.name, "modified_by": actor.name, "label_values": stored,
+                     "created_at": now, "modified_at": now})
+        out.append({"id": annotation_id, "interaction_id": item.interaction_id, "label_values": stored,
+                    "created_by": old.created_by if old else actor.name, "created_at": old.created_at if old else now,
+                    "modified_by": actor.name, "modified_at": now})
+    stmt = dialect_insert(session, Annotation.__table__)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["interaction_pk", "author_key_id"],
+        set_={"label_values": stmt.excluded.label_values, "modified_by": stmt.excluded.modified_by,
+              "modified_at": stmt.excluded.modified_at})
+    session.execute(stmt, rows)
+    touch_interactions(session, pks)
+    session.flush()
+    return out, errors
+
+
+def delete_annotations(session: Session, *, queue_id: str,
+                       annotation_ids: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """Delete what exists in this queue; every other id comes back as an error (the call still succeeds)."""
+    pointer = f"{ATTRS}/annotation_ids"
+    require_unique_ids(annotation_ids, pointer=pointer, what="annotation")
+    if len(annotation_ids) > MAX_IDS_PER_REQUEST:
+        raise Invalid(f"at most {MAX_IDS_PER_REQUEST} annotation ids per request", pointer=pointer)
+    queue, _ = get_queue(session, queue_id=queue_id)
+    found = dict(session.execute(select(Annotation.id, Annotation.pk).where(
+        Annotation.queue_pk == queue.pk, Annotation.id.in_(annotation_ids))).tuples().all())
+    if found:
+        session.execute(delete(Annotation).where(Annotation.pk.in_(list(found.values()))))
+        session.flush()
+    deleted = [i for i in annotation_ids if i in found]
+    errors = [{"annotation_id": i, "error": f"annotation not found in queue {queue_id}"}
+              for i in annotation_ids if i not in found]
+    return deleted, errors
+
+
+# --- reads --------------------------------------------------------------------------------------
+
+_ANNOTATION_COLUMNS = (Annotation.interaction_pk, Annotation.id, Annotation.label_values, Annotation.created_by,
+                       Annotation.modified_by, Annotation.created_at, Annotation.modified_at)
+
+
+def _group(rows) -> dict[int, list[Any]]:
+    grouped: dict[int, list[Any]] = {}
+    for row in rows:
+        grouped.setdefault(row.interaction_pk, []).append(row)
+    return grouped
+
+
+def annotated_interactions(session: Session, *, queue_id: str) -> tuple[list[Any], dict[int, list[Any]]]:
+    """Every interaction of the queue (oldest first) and its annotations: two queries, no join fan-out."""
+    queue, _ = get_queue(session, queue_id=queue_id)
+    interactions = session.execute(select(*_INTERACTION_COLUMNS).where(
+        AnnotationInteraction.queue_pk == queue.pk).order_by(AnnotationInteraction.pk)).all()
+    annotations = session.execute(select(*_ANNOTATION_COLUMNS).where(Annotation.queue_pk == queue.pk)
+                                  .order_by(Annotation.interaction_pk, Annotation.pk))
+    return interactions, _group(annotations)
+
+
+def annotated_interaction(session: Session, *, queue_id: str, interaction_id: str) -> tuple[Any, list[Any]]:
+    queue, _ = get_queue(session, queue_id=queue_id)
+    row = session.execute(select(*_INTERACTION_COLUMNS).where(
+        AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id == interaction_id)).first()
+    if row is None:
+        raise NotFound(f"interaction {interaction_id!r} not found in queue {queue_id}")
+    annotations = session.execute(select(*_ANNOTATION_COLUMNS).where(Annotation.interaction_pk == row.pk)
+                                  .order_by(Annotation.pk)).all()
+    return row, annotations
+
+
+def annotated_by_content_ids(session: Session, *, content_ids: Sequence[str], offset: int,
+                             limit: int) -> tuple[int, list[Any], dict[int, list[Any]]]:
+    """Interactions of any live queue showing these contents, with their queue's id and name."""
+    where = (AnnotationInteraction.content_id.in_(content_ids), Project.deleted_at.is_(None))
+    base = (select(*_INTERACTION_COLUMNS, AnnotationQueue.id.label("queue_id"),
+                   AnnotationQueue.name.label("queue_name"))
+            .join(AnnotationQueue, AnnotationQueue.pk == AnnotationInteraction.queue_pk)
+            .join(Project, Project.pk == AnnotationQueue.project_pk)
+            .where(*where))
+    total = session.scalar(select(func.count()).select_from(AnnotationInteraction)
+                           .join(AnnotationQueue, AnnotationQueue.pk == AnnotationInteraction.queue_pk)
+                           .join(Project, Project.pk == AnnotationQueue.project_pk).where(*where)) or 0
+    # OFFSET is the API's own paging here, over the few interactions a set of content ids names.
+    page = session.execute(base.order_by(AnnotationInteraction.pk).offset(offset).limit(limit)).all()
+    grouped: dict[int, list[Any]] = {}
+    if page:
+        grouped = _group(session.execute(select(*_ANNOTATION_COLUMNS).where(
+            Annotation.interaction_pk.in_([r.pk for r in page])).order_by(Annotation.interaction_pk, Annotation.pk)))
+    return total, page, grouped
