@@ -636,7 +636,8 @@ def test_annotated_interaction_reads(typed, http, scored):
     assert "next_cursor" not in one.attributes.to_dict(), "no next page: the cursor is absent"
     assert one.attributes.annotated_interaction.annotations[0].label_values[labels["topic"]]["value"] == "shipping"
     block = parsed(typed.get_llm_obs_annotated_interaction(qid, display.id)).data.attributes
-    assert str(block.interaction_type) == "display_block" and block.annotated_interaction.content_id == display.content_id
+    assert str(block.interaction_type) == "display_block"
+    assert block.annotated_interaction.content_id == display.content_id
     assert list(typed.get_llm_obs_annotated_interaction_with_pagination(qid, first)) == []
 
     other = create_queue(typed).data.id
@@ -661,8 +662,9 @@ def test_annotated_interactions_by_content_ids(typed, http):
     assert str(everything.type) == "annotated_interactions_by_trace" and everything.id
     found = everything.attributes
     assert found.total_count == 4
-    assert [(i.id, i.queue_id, i.queue_name) for i in found.annotated_interactions] == [
-        (a.id, q.data.id, q.data.attributes.name) for a, q in zip(added, queues)] + [(lone.id, q0, queues[0].data.attributes.name)]
+    expected = [(a.id, q.data.id, q.data.attributes.name) for a, q in zip(added, queues)]
+    expected.append((lone.id, q0, queues[0].data.attributes.name))
+    assert [(i.id, i.queue_id, i.queue_name) for i in found.annotated_interactions] == expected
     assert [len(i.annotations) for i in found.annotated_interactions] == [1, 0, 0, 0]
     assert str(found.annotated_interactions[3].type) == "session"
 
@@ -683,3 +685,25 @@ def test_keys_are_required(server):
     with server.client(headers={"DD-API-KEY": "", "DD-APPLICATION-KEY": ""}) as anon:
         assert anon.get(QUEUES).status_code == 403
         assert anon.get("/api/v2/llm-obs/v1/annotated-interactions", params={"contentIds": "x"}).status_code == 403
+
+
+def test_hostile_input_is_a_400_or_404_never_a_500(http, typed, scored):
+    qid, labels, (first, _) = scored
+    url = f"{QUEUES}/{qid}"
+    nul = {"data": {"type": "queues", "attributes": {"name": "a\u0000b"}}}
+    assert http.patch(url, json=nul).status_code == 400
+    assert http.get(f"{QUEUES}/a%00b/label-schema").status_code == 404
+    assert http.get(f"{url}/annotated-interactions/x%00y").status_code == 404
+    assert http.get(QUEUES, params={"queueIds": "a\x00b"}).json()["data"] == []
+    found = http.get("/api/v2/llm-obs/v1/annotated-interactions", params={"contentIds": "a\x00b"})
+    assert found.status_code == 200 and found.json()["data"]["attributes"]["total_count"] == 0
+    huge = 10 ** 30
+    resp = http.post(f"{url}/annotations", json={"data": {"type": "annotations", "attributes": {"annotations": [
+        {"interaction_id": first, "label_values": [{"label_schema_id": labels["quality"], "value": huge}]}]}}})
+    assert resp.status_code == 200 and "'quality'" in resp.json()["data"]["attributes"]["errors"][0]["error"]
+    resp = http.post(f"{url}/interactions", json={"data": {"type": "interactions", "attributes": {"interactions": [
+        {"type": "display_block", "display_block": [{"type": "json", "content": huge}]}]}}})
+    assert resp.status_code == 400 and "too large" in resp.json()["errors"][0]["detail"]
+    resp = http.post(f"{url}/interactions", json={"data": {"type": "interactions", "attributes": {"interactions": [
+        1, "x"]}}})
+    assert resp.status_code == 400

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
+
+from pydantic import BaseModel
 
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
@@ -16,19 +18,39 @@ from kennel.annotations.schemas import (
     QueueUpdateRequest,
 )
 from kennel.auth import ActorDep, SessionDep, require_keys
-from kennel.errors import Invalid
+from kennel.errors import Invalid, NotFound
 from kennel.jsonapi import RawBody, no_content, page_limit, parse_body, respond
 from kennel.spans.service import spans_for_trace
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["annotation queues"])
 
+M = TypeVar("M", bound=BaseModel)
 BASE = "/api/v2/llm-obs/v1/annotation-queues"
 TRACE_EVENT_TYPES = ("trace", "experiment_trace")
+
+
+def _body(model: type[M], raw: bytes) -> M:
+    # PostgreSQL cannot store NUL in text or JSONB; refuse it up front rather than fail on write.
+    if b"\\u0000" in raw:
+        raise Invalid("strings must not contain NUL characters (\\u0000)", pointer="")
+    return parse_body(model, raw)
+
+
+def _id(value: str) -> str:
+    """Path ids: one with a NUL character cannot name anything (and PostgreSQL refuses to compare it)."""
+    if "\x00" in value:
+        raise NotFound(f"no such id {value!r}")
+    return value
 
 
 def _split(raw: list[str] | None) -> list[str]:
     """Repeated parameters and comma-separated values both work, and mix."""
     return [part.strip() for value in raw or [] for part in value.split(",") if part.strip()]
+
+
+def _matchable(ids: list[str]) -> list[str]:
+    # No stored id contains NUL, and PostgreSQL refuses to compare with one: such an id matches nothing.
+    return [i for i in ids if "\x00" not in i]
 
 
 def _non_negative(raw: str | None, *, parameter: str, default: int) -> int:
@@ -45,7 +67,7 @@ def _non_negative(raw: str | None, *, parameter: str, default: int) -> int:
 
 @router.post(BASE)
 def create_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
-    attrs = parse_body(QueueRequest, raw).data.attributes
+    attrs = _body(QueueRequest, raw).data.attributes
     queue, project_id = service.create_queue(session, attrs=attrs, actor=actor)
     return respond({"data": views.queue_resource(queue, project_id)}, status=201)
 
@@ -59,70 +81,72 @@ def list_queues(
     ids = _split(queue_ids)
     if project_id and ids:
         raise Invalid("projectId and queueIds cannot be used together", parameter="queueIds")
-    rows = service.list_queues(session, project_id=project_id or None, queue_ids=ids or None)
+    if (ids and not _matchable(ids)) or (project_id and "\x00" in project_id):
+        return respond({"data": []})
+    rows = service.list_queues(session, project_id=project_id or None, queue_ids=_matchable(ids) or None)
     return respond({"data": [views.queue_resource(q, pid) for q, pid in rows]})
 
 
 @router.patch(BASE + "/{queue_id}")
 def update_queue(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
-    attrs = parse_body(QueueUpdateRequest, raw).data.attributes
-    queue, project_id = service.update_queue(session, queue_id=queue_id, attrs=attrs, actor=actor)
+    attrs = _body(QueueUpdateRequest, raw).data.attributes
+    queue, project_id = service.update_queue(session, queue_id=_id(queue_id), attrs=attrs, actor=actor)
     return respond({"data": views.queue_resource(queue, project_id)})
 
 
 @router.delete(BASE + "/{queue_id}")
 def delete_queue(queue_id: str, session: SessionDep) -> Response:
-    service.delete_queue(session, queue_id=queue_id)
+    service.delete_queue(session, queue_id=_id(queue_id))
     return no_content()
 
 
 @router.get(BASE + "/{queue_id}/label-schema")
 def get_label_schema(queue_id: str, session: SessionDep) -> Response:
-    queue, _ = service.get_queue(session, queue_id=queue_id)
+    queue, _ = service.get_queue(session, queue_id=_id(queue_id))
     return respond({"data": views.label_schema_resource(queue)})
 
 
 @router.put(BASE + "/{queue_id}/label-schema")
 def update_label_schema(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
-    schema = parse_body(LabelSchemaUpdateRequest, raw).data.attributes.annotation_schema
-    queue = service.replace_label_schema(session, queue_id=queue_id, schema=schema, actor=actor)
+    schema = _body(LabelSchemaUpdateRequest, raw).data.attributes.annotation_schema
+    queue = service.replace_label_schema(session, queue_id=_id(queue_id), schema=schema, actor=actor)
     return respond({"data": views.label_schema_resource(queue)})
 
 
 @router.post(BASE + "/{queue_id}/interactions")
 def add_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
-    items = parse_body(InteractionsRequest, raw).data.attributes.interactions
-    added = service.add_interactions(session, queue_id=queue_id, items=items)
+    items = _body(InteractionsRequest, raw).data.attributes.interactions
+    added = service.add_interactions(session, queue_id=_id(queue_id), items=items)
     return respond({"data": {"id": queue_id, "type": "interactions", "attributes": {
         "interactions": [views.added_interaction(row, existed) for row, existed in added]}}}, status=201)
 
 
 @router.post(BASE + "/{queue_id}/interactions/delete")
 def delete_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
-    ids = parse_body(DeleteInteractionsRequest, raw).data.attributes.interaction_ids
-    service.delete_interactions(session, queue_id=queue_id, interaction_ids=ids)
+    ids = _body(DeleteInteractionsRequest, raw).data.attributes.interaction_ids
+    service.delete_interactions(session, queue_id=_id(queue_id), interaction_ids=ids)
     return no_content()
 
 
 @router.post(BASE + "/{queue_id}/annotations")
 def upsert_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
-    items = parse_body(AnnotationsRequest, raw).data.attributes.annotations
-    stored, errors = service.upsert_annotations(session, queue_id=queue_id, items=items, actor=actor)
+    items = _body(AnnotationsRequest, raw).data.attributes.annotations
+    stored, errors = service.upsert_annotations(session, queue_id=_id(queue_id), items=items, actor=actor)
     return respond({"data": {"id": queue_id, "type": "annotations", "attributes": {
         "annotations": [views.upserted_annotation(a) for a in stored], "errors": errors}}})
 
 
 @router.post(BASE + "/{queue_id}/annotations/delete")
 def delete_annotations(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
-    ids = parse_body(DeleteAnnotationsRequest, raw).data.attributes.annotation_ids
-    deleted, errors = service.delete_annotations(session, queue_id=queue_id, annotation_ids=ids)
+    ids = _body(DeleteAnnotationsRequest, raw).data.attributes.annotation_ids
+    deleted, errors = service.delete_annotations(session, queue_id=_id(queue_id), annotation_ids=ids)
     return respond({"data": {"id": queue_id, "type": "annotations",
                              "attributes": {"annotation_ids": deleted, "errors": errors}}})
 
 
 @router.get(BASE + "/{queue_id}/annotated-interactions")
 def get_annotated_interactions(queue_id: str, session: SessionDep) -> Response:
-    interactions, annotations = service.annotated_interactions(session, queue_id=queue_id)
+    interactions, annotations = service.annotated_interactions(session, queue_id=_id(queue_id))
     items = [views.annotated_interaction_item(row, annotations.get(row.pk, ())) for row in interactions]
     return respond({"data": {"id": queue_id, "type": "annotated_interactions",
                              "attributes": {"annotated_interactions": items}}})
@@ -137,7 +161,8 @@ def get_annotated_interaction(
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
     size = page_limit(limit, default=10, maximum=1000, parameter="limit")
-    row, annotations = service.annotated_interaction(session, queue_id=queue_id, interaction_id=interaction_id)
+    row, annotations = service.annotated_interaction(session, queue_id=_id(queue_id),
+                                                     interaction_id=_id(interaction_id))
     spans, next_cursor = [], None
     if row.type in TRACE_EVENT_TYPES:
         spans, next_cursor = spans_for_trace(session, trace_id=row.content_id, cursor=cursor or None, limit=size)
@@ -164,7 +189,8 @@ def get_annotated_interactions_by_content(
                       parameter="contentIds")
     start = _non_negative(offset, parameter="offset", default=0)
     size = page_limit(limit, default=100, maximum=1000, parameter="limit")
-    total, page, annotations = service.annotated_by_content_ids(session, content_ids=ids, offset=start, limit=size)
+    total, page, annotations = service.annotated_by_content_ids(session, content_ids=_matchable(ids),
+                                                                offset=start, limit=size)
     items = [views.by_content_item(row, annotations.get(row.pk, ())) for row in page]
     return respond({"data": {"id": views.by_content_response_id(ids), "type": "annotated_interactions_by_trace",
                              "attributes": {"annotated_interactions": items, "total_count": total}}})

@@ -335,6 +335,8 @@ def annotated_interaction(session: Session, *, queue_id: str, interaction_id: st
 def annotated_by_content_ids(session: Session, *, content_ids: Sequence[str], offset: int,
                              limit: int) -> tuple[int, list[Any], dict[int, list[Any]]]:
     """Interactions of any live queue showing these contents, with their queue's id and name."""
+    if not content_ids:
+        return 0, [], {}
     where = (AnnotationInteraction.content_id.in_(content_ids), Project.deleted_at.is_(None))
     base = (select(*_INTERACTION_COLUMNS, AnnotationQueue.id.label("queue_id"),
                    AnnotationQueue.name.label("queue_name"))

@@ -25,6 +25,8 @@ TRACE_TYPES = ("trace", "session", "experiment_trace")
 BLOCK_TYPES = ("frontend", "header", "image", "json", "llmobs_trace", "markdown", "text", "widget")
 HEADER_LEVELS = ("sm", "md", "lg", "xl")
 ASSESSMENTS = ("pass", "fail")
+# Beyond 2**53 an integer score cannot round-trip through a float (the typed client's number type).
+MAX_EXACT_INT = 2**53
 
 # Optional label fields kept on the wire only when set, so a schema reads back as it was written.
 _OPTIONAL_LABEL_FIELDS = ("description", "has_assessment", "has_reasoning", "is_assessment", "is_integer",
@@ -182,9 +184,15 @@ def _check_block(block: Any, index: int, at: str) -> dict[str, Any]:
     return block
 
 
-def display_block_content_id(blocks: list[dict[str, Any]]) -> str:
+def display_block_content_id(blocks: list[dict[str, Any]], *, pointer: str) -> str:
     """The same blocks always give the same id (key order does not matter), so re-adding finds them."""
-    return hashlib.sha256(orjson.dumps(blocks, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    try:
+        canonical = orjson.dumps(blocks, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        # JSON allows integers wider than 64 bits; storage does not.
+        raise Invalid("display_block contains a number too large to store (integers must fit in 64 bits)",
+                      pointer=pointer) from None
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def normalize_interactions(items: Sequence[dict[str, Any]], *, pointer: str) -> list[dict[str, Any]]:
@@ -216,7 +224,8 @@ def normalize_interactions(items: Sequence[dict[str, Any]], *, pointer: str) -> 
                 raise Invalid(f"interactions[{index}]: `display_block` must be a list of at least one block",
                               pointer=f"{at}/display_block")
             checked = [_check_block(b, bi, f"{at}/display_block/{bi}") for bi, b in enumerate(blocks)]
-            out.append({"type": kind, "content_id": display_block_content_id(checked), "display_block": checked})
+            content_id = display_block_content_id(checked, pointer=f"{at}/display_block")
+            out.append({"type": kind, "content_id": content_id, "display_block": checked})
         else:
             raise Invalid(f"interactions[{index}].type must be one of trace, session, experiment_trace, "
                           f"display_block; got {kind!r}", pointer=f"{at}/type")
@@ -236,7 +245,9 @@ def _check_value(label: dict[str, Any], value: Any) -> str | None:
     if kind == "boolean":
         return None if isinstance(value, bool) else f"a boolean label needs true or false, got {value!r}"
     if kind == "text":
-        return None if isinstance(value, str) and value.strip() else f"a text label needs a non-empty string, got {value!r}"
+        if isinstance(value, str) and value.strip():
+            return None
+        return f"a text label needs a non-empty string, got {value!r}"
     if kind == "categorical":
         allowed = label.get("values") or []
         chosen = value if isinstance(value, list) and value else [value]
@@ -247,8 +258,10 @@ def _check_value(label: dict[str, Any], value: Any) -> str | None:
             return "categorical values must not repeat"
         return None
     # score
-    if not _is_number(value) or not math.isfinite(value):
+    if not _is_number(value):
         return f"a score label needs a number, got {value!r}"
+    if isinstance(value, int) and abs(value) > MAX_EXACT_INT or not math.isfinite(value):
+        return "a score must be a finite number of sensible size"
     low, high = label.get("min"), label.get("max")
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else f"{low:g}"
