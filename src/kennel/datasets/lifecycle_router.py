@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-from starlette.responses import Response
+from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
-from kennel.datasets import lifecycle
+from kennel.datasets import lifecycle, transfer
 from kennel.datasets.lifecycle_schemas import CloneRequest, RestoreRequest
-from kennel.datasets.models import Dataset
-from kennel.datasets.views import dataset_resource
-from kennel.errors import Invalid
+from kennel.datasets.models import Dataset, DatasetVersion
+from kennel.datasets.records import check_version
+from kennel.datasets.service import ensure_writable, get_dataset
+from kennel.datasets.views import dataset_resource, version_resource
+from kennel.db.session import unit_of_work
+from kennel.errors import Invalid, KennelError
 from kennel.jsonapi import RawBody, iso, parse_body, respond
+from kennel.keys.service import Actor
+
+log = logging.getLogger("kennel")
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
 
@@ -86,3 +96,149 @@ def lock_draft_state(project_id: str, dataset_id: str, session: SessionDep, acto
 def unlock_draft_state(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep) -> Response:
     return respond(_draft_state(lifecycle.unlock_draft(session, project_id=project_id, dataset_id=dataset_id,
                                                        actor=actor)))
+
+
+# Export -----------------------------------------------------------------------------------------
+
+def _int_param(raw: str | None, name: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer, got {raw!r}", parameter=name) from None
+
+
+def _bool_param(raw: str | None, name: str, default: bool) -> bool:
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise Invalid(f"{name} must be true or false, got {raw!r}", parameter=name)
+
+
+@route("GET", "/v1/{project_id}/datasets/{dataset_id}/export")
+def export(
+    project_id: str,
+    dataset_id: str,
+    request: Request,
+    session: SessionDep,
+    format: Annotated[str | None, Query()] = None,
+    version: Annotated[str | None, Query()] = None,
+) -> Response:
+    fmt = (format or "csv").strip().lower()
+    if fmt not in transfer.FORMATS:
+        raise Invalid(f"unknown format {format!r}; use csv or jsonl", parameter="format")
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
+    v = check_version(dataset, _int_param(version, "version"), parameter="version")
+    count = transfer.count_records(session, dataset_pk=dataset.pk, version=v)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name)[:100] or "dataset"
+    # The body is read page by page in its own short transactions, after this request's session closed.
+    body = transfer.export_stream(request.app.state.sessionmaker, dataset_pk=dataset.pk, version=v, fmt=fmt)
+    return StreamingResponse(body, media_type=transfer.EXPORT_MEDIA[fmt], headers={
+        "Content-Disposition": f'attachment; filename="{safe}-v{v}.{fmt}"',
+        "X-Record-Count": str(count), "X-Dataset-Version": str(v)})
+
+
+# Upload -----------------------------------------------------------------------------------------
+
+FileDep = Annotated[UploadFile, File(description="The records file (CSV or JSONL).")]
+
+
+def _read(file: UploadFile, fmt_param: str | None) -> tuple[str, str, transfer.Scan]:
+    """Detect the format, decode and validate the whole file: every problem is a 400 before any write."""
+    fmt = transfer.detect_format(fmt_param, file.filename, file.content_type)
+    text = transfer.decode(file.file.read())
+    return fmt, text, transfer.scan(text, fmt)
+
+
+def _tags(values: list[str] | None) -> list[str]:
+    return [t.strip() for raw in values or [] for t in raw.split(",") if t.strip()]
+
+
+def _sse_upload(factory: sessionmaker[Session], *, project_id: str, dataset_id: str, actor: Actor, text: str,
+                fmt: str, total: int, deduplicate: bool, overwrite: bool, tags: list[str]) -> Iterator[bytes]:
+    """Write the file in one transaction, reporting progress per chunk.
+
+    If the client goes away mid-stream, the generator is closed at a `yield` inside the unit of work,
+    which rolls back: nothing of the file is stored.
+    """
+    yield transfer.sse("progress", transfer.Progress(total=total).counts())
+    try:
+        with unit_of_work(factory, write=True) as session:
+            dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
+            progress = transfer.Progress(total=total, version=dataset.current_version)
+            for progress in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt,
+                                                  total=total, deduplicate=deduplicate, overwrite=overwrite,
+                                                  tags=tags):
+                yield transfer.sse("progress", progress.counts())
+            done = {**progress.counts(), "dataset_id": dataset.id}
+    except KennelError as exc:
+        yield transfer.sse("error", {"message": exc.detail, "status": exc.status})
+        return
+    except Exception:  # noqa: BLE001 - the stream has started; the client can only be told by an event
+        log.exception("upload into dataset %s failed", dataset_id)
+        yield transfer.sse("error", {"message": "the upload failed on the server and nothing was stored; "
+                                                "see the server log", "status": 500})
+        return
+    yield transfer.sse("completed", done)
+
+
+@route("POST", "/v2/{project_id}/datasets/{dataset_id}/records/upload")
+def upload_records_file(
+    project_id: str,
+    dataset_id: str,
+    request: Request,
+    session: SessionDep,
+    actor: ActorDep,
+    file: FileDep,
+    deduplicate: Annotated[str | None, Query()] = None,
+    overwrite: Annotated[str | None, Query()] = None,
+    tags: Annotated[list[str] | None, Query()] = None,
+    format: Annotated[str | None, Query()] = None,
+) -> Response:
+    """The typed route: validate everything up front (400), then stream the write as Server-Sent Events."""
+    dedupe = _bool_param(deduplicate, "deduplicate", False)
+    replace = _bool_param(overwrite, "overwrite", True)
+    common = _tags(tags)
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
+    ensure_writable(dataset, actor)
+    fmt, text, scanned = _read(file, format)
+    stream = _sse_upload(request.app.state.sessionmaker, project_id=project_id, dataset_id=dataset_id,
+                         actor=actor, text=text, fmt=fmt, total=scanned.total, deduplicate=dedupe,
+                         overwrite=replace, tags=common)
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def upload_for_ddtrace(
+    dataset_id: str,
+    session: SessionDep,
+    actor: ActorDep,
+    file: FileDep,
+    deduplicate: Annotated[str | None, Query()] = None,
+    overwrite: Annotated[str | None, Query()] = None,
+    tags: Annotated[list[str] | None, Query()] = None,
+    format: Annotated[str | None, Query()] = None,
+) -> Response:
+    """ddtrace's CSV upload: no project in the path, a plain 200 with the dataset version written."""
+    dedupe = _bool_param(deduplicate, "deduplicate", True)
+    replace = _bool_param(overwrite, "overwrite", True)
+    dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
+    ensure_writable(dataset, actor)
+    fmt, text, scanned = _read(file, format)
+    for _ in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt, total=scanned.total,
+                                   deduplicate=dedupe, overwrite=replace, tags=_tags(tags)):
+        pass
+    row = session.scalars(select(DatasetVersion).where(
+        DatasetVersion.dataset_pk == dataset.pk, DatasetVersion.version_number == dataset.current_version)).first()
+    if row is None:  # every dataset has its version rows; this only guards against a damaged history
+        row = DatasetVersion(id=dataset.id, version_number=dataset.current_version, last_used=None)
+    return respond({"data": version_resource(row, dataset.id)})
+
+
+for _prefix in (V2, UNSTABLE):
+    router.add_api_route(_prefix + "/v1/datasets/{dataset_id}/records/upload", upload_for_ddtrace, methods=["POST"])

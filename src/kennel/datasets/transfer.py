@@ -1,0 +1,364 @@
+"""Records in and out as files: CSV/JSONL parsing for uploads, and the streamed export.
+
+Uploads are all or nothing: `scan` reads the whole file first and stops at the first problem, naming
+the row; only a file that scans clean is parsed a second time and written (`write_upload`), in chunks
+inside one transaction. Parsing twice keeps memory bounded by a chunk instead of the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from kennel.datasets.models import Dataset, DatasetRecord
+from kennel.datasets.records import apply_changes, chunks, content_hash, normalize_tags, visible_at
+from kennel.datasets.schemas import RecordIn
+from kennel.db.session import unit_of_work
+from kennel.errors import Invalid
+from kennel.keys.service import Actor
+
+R = DatasetRecord.__table__.c
+
+MAX_FIELD = 10 * 1024 * 1024
+MAX_ID = 255
+FORMATS = ("csv", "jsonl")
+CSV_COLUMNS = ("id", "input", "expected_output", "metadata", "tags")
+# The csv module refuses fields over 128 KiB by default; our limit is 10 MiB, and we report it ourselves.
+csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD))
+
+_JSON_START = frozenset('{["-0123456789tfn')
+
+
+# Format detection -------------------------------------------------------------------------------
+
+_EXTENSIONS = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl"}
+_CONTENT_TYPES = {"text/csv": "csv", "application/csv": "csv", "application/jsonl": "jsonl",
+                  "application/x-ndjson": "jsonl", "application/x-jsonlines": "jsonl",
+                  "application/jsonlines": "jsonl", "application/ndjson": "jsonl"}
+
+
+def detect_format(requested: str | None, filename: str | None, content_type: str | None) -> str:
+    """`format` if given, else the file's extension, else its content type; CSV when nothing says."""
+    if requested:
+        fmt = requested.strip().lower()
+        if fmt not in FORMATS:
+            raise Invalid(f"unknown format {requested!r}; use csv or jsonl", parameter="format")
+        return fmt
+    name = (filename or "").rsplit("/", 1)[-1]
+    if "." in name:
+        ext = name.rsplit(".", 1)[1].lower()
+        if ext in _EXTENSIONS:
+            return _EXTENSIONS[ext]
+        if ext not in ("txt", "tmp"):
+            raise Invalid(f"unknown file format {ext!r} ({name}); upload a .csv or .jsonl file", parameter="file")
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    return _CONTENT_TYPES.get(ctype, "csv")
+
+
+# Parsing ----------------------------------------------------------------------------------------
+
+def decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise Invalid(f"line {line}: the file is not valid UTF-8 (byte offset {exc.start}); "
+                      "nothing was stored", parameter="file", meta={"line": line}) from None
+
+
+def _problem(where: str, message: str, number: int) -> Invalid:
+    return Invalid(f"{where}: {message}; nothing was stored", parameter="file", meta={"row": number})
+
+
+def _cell(raw: str) -> Any:
+    """A cell that parses as JSON is that JSON; otherwise it is the string. An empty cell is null."""
+    if raw == "":
+        return None
+    stripped = raw.lstrip()
+    if stripped and stripped[0] in _JSON_START:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return raw
+    return raw
+
+
+def _too_big(value: str) -> bool:
+    # Characters are at most 4 bytes; encode only when the cheap bound cannot decide.
+    return len(value) > MAX_FIELD or (len(value) > MAX_FIELD // 4 and len(value.encode()) > MAX_FIELD)
+
+
+def _record(where: str, number: int, rid: Any, input_: Any, expected: Any, metadata: Any,
+            tags: Any) -> RecordIn:
+    """Validate one row's values (already decoded) into a record, or raise naming the row."""
+    if rid is not None:
+        if not isinstance(rid, str):
+            raise _problem(where, f"id must be a string, got {type(rid).__name__}", number)
+        if len(rid) > MAX_ID:
+            raise _problem(where, f"id is longer than {MAX_ID} characters", number)
+        if "\x00" in rid:
+            raise _problem(where, "id contains a NUL character", number)
+        rid = rid or None
+    if metadata == "":
+        metadata = None  # ddtrace encodes an absent metadata as the JSON string ""
+    if metadata is not None and not isinstance(metadata, dict):
+        raise _problem(where, f"metadata must be a JSON object, got {type(metadata).__name__}", number)
+    if tags is None or tags == "":
+        tag_list: list[str] = []
+    elif isinstance(tags, str):
+        tag_list = [t.strip() for t in tags.split(",") if t.strip()]
+    elif isinstance(tags, list) and all(isinstance(t, str) for t in tags):
+        tag_list = tags
+    else:
+        raise _problem(where, "tags must be a JSON array of strings or a comma-separated string", number)
+    if any("\x00" in t for t in tag_list):
+        raise _problem(where, "a tag contains a NUL character", number)
+    try:
+        normalize_tags(tag_list, pointer="")
+        content_hash(input_, expected, metadata, pointer="")
+    except Invalid as exc:
+        raise _problem(where, exc.detail, number) from None
+    return RecordIn.model_construct(id=rid, input=input_, expected_output=expected, metadata=metadata,
+                                    tags=tag_list, tag_operations=None)
+
+
+def _csv_records(text: str) -> Iterator[RecordIn]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise _problem("the header row", f"does not parse as CSV ({exc})", 0) from None
+    if header is None:
+        raise Invalid("the file is empty; expected a header row with an `input` column", parameter="file")
+    names = [h.strip().lower() for h in header]
+    if "input" not in names:
+        raise Invalid(f"the file has no `input` column (its columns: {', '.join(header) or 'none'}); "
+                      "nothing was stored", parameter="file")
+    for name in CSV_COLUMNS:
+        if names.count(name) > 1:
+            raise Invalid(f"the column `{name}` appears more than once in the header", parameter="file")
+    pos = {name: names.index(name) for name in CSV_COLUMNS if name in names}
+    width = len(header)
+    number = 0
+    while True:
+        where = f"row {number + 1} (line {reader.line_num + 1})"
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = (f"a field is larger than 10 MB ({MAX_FIELD} characters)" if "field limit" in str(exc)
+                      else f"does not parse as CSV ({exc})")
+            raise _problem(where, reason, number + 1) from None
+        if not row:
+            continue  # a blank line
+        number += 1
+        if len(row) != width:
+            raise _problem(where, f"has {len(row)} fields but the header has {width}", number)
+        for value in row:
+            if len(value) > MAX_FIELD // 4 and _too_big(value):
+                raise _problem(where, "a field is larger than 10 MB", number)
+        input_raw = row[pos["input"]]
+        if input_raw == "":
+            raise _problem(where, "input is empty (write null for a null input)", number)
+        yield _record(
+            where, number,
+            row[pos["id"]] if "id" in pos else None,  # ids are taken verbatim, never JSON-decoded
+            _cell(input_raw),
+            _cell(row[pos["expected_output"]]) if "expected_output" in pos else None,
+            _cell(row[pos["metadata"]]) if "metadata" in pos else None,
+            _cell(row[pos["tags"]]) if "tags" in pos else None,
+        )
+
+
+def _jsonl_records(text: str) -> Iterator[RecordIn]:
+    number = 0
+    for line_no, line in enumerate(io.StringIO(text, newline=""), start=1):
+        if not line.strip():
+            continue
+        number += 1
+        where = f"line {line_no}"
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise _problem(where, f"does not parse as JSON ({exc})", number) from None
+        if not isinstance(obj, dict):
+            raise _problem(where, f"must be a JSON object, got {type(obj).__name__}", number)
+        if "input" not in obj:
+            raise _problem(where, "has no `input`", number)
+        if len(line) > MAX_FIELD // 4:
+            for name in CSV_COLUMNS:
+                if name in obj and _too_big(orjson.dumps(obj[name]).decode()):
+                    raise _problem(where, f"{name} is larger than 10 MB", number)
+        yield _record(where, number, obj.get("id"), obj["input"], obj.get("expected_output"), obj.get("metadata"),
+                      obj.get("tags"))
+
+
+def iter_records(text: str, fmt: str) -> Iterator[RecordIn]:
+    return _csv_records(text) if fmt == "csv" else _jsonl_records(text)
+
+
+@dataclass
+class Scan:
+    total: int = 0
+    ids: set[str] = field(default_factory=set)
+
+
+def scan(text: str, fmt: str) -> Scan:
+    """Validate the whole file without keeping its records: the first problem raises, naming its row."""
+    result = Scan()
+    first_row: dict[str, int] = {}
+    for rec in iter_records(text, fmt):
+        result.total += 1
+        if rec.id is not None:
+            if rec.id in first_row:
+                raise Invalid(f"row {result.total}: id {rec.id!r} already appears in row {first_row[rec.id]}; "
+                              "nothing was stored", parameter="file", meta={"row": result.total})
+            first_row[rec.id] = result.total
+    result.ids = set(first_row)
+    return result
+
+
+# Writing ----------------------------------------------------------------------------------------
+
+UPLOAD_CHUNK = 5000
+
+
+@dataclass
+class Progress:
+    total: int
+    processed: int = 0
+    created: int = 0
+    updated: int = 0
+    skipped: int = 0
+    version: int = 0
+
+    def counts(self) -> dict[str, int]:
+        return {"records_processed": self.processed, "records_total": self.total,
+                "records_created": self.created, "records_updated": self.updated,
+                "records_skipped": self.skipped, "version": self.version}
+
+
+def _current_ids(session: Session, dataset_pk: int, ids: Sequence[str]) -> set[str]:
+    return set(session.scalars(select(R.record_id).where(R.dataset_pk == dataset_pk, R.valid_to.is_(None),
+                                                         R.record_id.in_(ids))))
+
+
+def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str, fmt: str, total: int,
+                 deduplicate: bool, overwrite: bool, tags: Sequence[str]) -> Iterator[Progress]:
+    """Write a scanned file into `dataset` (locked by the caller), yielding progress after each chunk.
+
+    The whole file is one new version: the first chunk that changes something opens it, later chunks
+    amend it (as ddtrace's multi-batch create does). Rows with an id replace the current record of
+    that id (upsert) unless `overwrite` is false, in which case they are skipped.
+    """
+    progress = Progress(total=total, version=dataset.current_version)
+    opened = False
+    batch: list[RecordIn] = []
+
+    def flush() -> None:
+        nonlocal opened
+        rows = batch
+        if not overwrite:
+            ids = [r.id for r in rows if r.id is not None]
+            existing = _current_ids(session, dataset.pk, ids) if ids else set()
+            rows = [r for r in rows if r.id is None or r.id not in existing]
+        result = apply_changes(session, dataset=dataset, actor=actor, inserts=rows, deduplicate=deduplicate,
+                               create_new_version=not opened, common_tags=list(tags) or None,
+                               pointers=("/file",) * 3)
+        opened = opened or result.changed
+        created = sum(1 for s in result.records if s.pk is None)
+        progress.created += created
+        progress.updated += len(result.records) - created
+        progress.skipped += len(batch) - len(result.records)
+        progress.processed += len(batch)
+        progress.version = result.version
+
+    for rec in iter_records(text, fmt):
+        batch.append(rec)
+        if len(batch) >= UPLOAD_CHUNK:
+            flush()
+            batch = []
+            yield progress
+    if batch:
+        flush()
+        yield progress
+
+
+def sse(event: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+# Export -----------------------------------------------------------------------------------------
+
+EXPORT_PAGE = 5000
+EXPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
+
+
+def _export_query(dataset_pk: int, version: int, after_seq: int):
+    # JSON columns are read as their stored text, so the export re-emits them without parsing.
+    return (select(R.seq, R.record_id, cast(R.input, Text).label("input"),
+                   cast(R.expected_output, Text).label("expected_output"), cast(R.metadata, Text).label("metadata"),
+                   cast(R.tags, Text).label("tags"))
+            .where(R.dataset_pk == dataset_pk, visible_at(version), R.seq > after_seq)
+            .order_by(R.seq).limit(EXPORT_PAGE))
+
+
+def count_records(session: Session, *, dataset_pk: int, version: int) -> int:
+    return session.scalar(select(func.count()).select_from(DatasetRecord.__table__)
+                          .where(R.dataset_pk == dataset_pk, visible_at(version))) or 0
+
+
+def _text(value: str | None) -> str:
+    return "" if value is None or value == "null" else value
+
+
+def _tags_text(value: str | None) -> str:
+    return "" if value is None or value in ("null", "[]") else value
+
+
+def _csv_page(rows: Sequence[Any]) -> bytes:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerows(
+        # A null input is written as `null`: an empty input cell is refused on upload.
+        (r.record_id, r.input if r.input is not None else "null", _text(r.expected_output), _text(r.metadata),
+         _tags_text(r.tags))
+        for r in rows)
+    return buf.getvalue().encode()
+
+
+def _jsonl_page(rows: Sequence[Any]) -> bytes:
+    return "".join(
+        f'{{"id":{orjson.dumps(r.record_id).decode()},"input":{r.input or "null"},'
+        f'"expected_output":{r.expected_output or "null"},"metadata":{r.metadata or "null"},'
+        f'"tags":{r.tags or "[]"}}}\n'
+        for r in rows).encode()
+
+
+def export_stream(factory: sessionmaker[Session], *, dataset_pk: int, version: int, fmt: str) -> Iterator[bytes]:
+    """The records visible at `version` in creation order, one page per short read transaction.
+
+    Each page is read in its own transaction, so a long download holds no snapshot or lock open and
+    the server's memory stays at about one page whatever the dataset's size. Versions are immutable
+    under validity intervals, so pages read in different transactions still describe one version.
+    """
+    if fmt == "csv":
+        yield (",".join(CSV_COLUMNS) + "\r\n").encode()
+    encode = _csv_page if fmt == "csv" else _jsonl_page
+    after = 0
+    while True:
+        with unit_of_work(factory, write=False) as session:
+            rows = session.execute(_export_query(dataset_pk, version, after)).all()
+        if not rows:
+            return
+        after = rows[-1].seq
+        yield encode(rows)
+        if len(rows) < EXPORT_PAGE:
+            return
