@@ -79,6 +79,8 @@ class DatasetRecord(Base):
     metadata_: Mapped[Any] = mapped_column("metadata", JSONType, nullable=True)
     tags: Mapped[list[str]] = mapped_column(JSONType)
     content_hash: Mapped[str] = mapped_column(String(32))
+    # The key pair that wrote this revision (shown as `author`).
+    author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

@@ -44,6 +44,7 @@ class RecordState:
     created_at: datetime
     updated_at: datetime
     content_hash: str = ""
+    author_id: str | None = None
     # The open revision this state came from, if it is stored already.
     pk: int | None = None
     valid_from: int | None = None
@@ -102,7 +103,7 @@ def _check_unique(ids: Sequence[str | None], pointer: str, item_suffix: str = "/
 
 
 _STATE_COLUMNS = (R.pk, R.record_id, R.canonical_id, R.seq, R.valid_from, R.input, R.expected_output,
-                  R.metadata, R.tags, R.content_hash, R.created_at, R.updated_at)
+                  R.metadata, R.tags, R.content_hash, R.author_id, R.created_at, R.updated_at)
 
 
 def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str]) -> dict[str, RecordState]:
@@ -115,7 +116,7 @@ def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str]) -> dic
                 record_id=row.record_id, canonical_id=row.canonical_id, seq=row.seq, input=row.input,
                 expected_output=row.expected_output, metadata=row.metadata, tags=list(row.tags or []),
                 created_at=row.created_at, updated_at=row.updated_at, content_hash=row.content_hash,
-                pk=row.pk, valid_from=row.valid_from)
+                author_id=row.author_id, pk=row.pk, valid_from=row.valid_from)
     return found
 
 
@@ -191,7 +192,7 @@ def apply_changes(
             seq=base.seq if base else None,
             input=rec.input, expected_output=rec.expected_output, metadata=rec.metadata, tags=tags,
             created_at=base.created_at if base else now, updated_at=now, content_hash=digest,
-            pk=base.pk if base else None, valid_from=base.valid_from if base else None)
+            author_id=actor.key_id, pk=base.pk if base else None, valid_from=base.valid_from if base else None)
 
     # Updates (null leaves a field unchanged), on top of this batch's inserts.
     missing: list[str] = []
@@ -211,6 +212,7 @@ def apply_changes(
         new.tags = normalize_tags(state.tags, upd.tag_operations, pointer=f"{upd_ptr}/{i}/tag_operations")
         new.content_hash = content_hash(new.input, new.expected_output, new.metadata, pointer=f"{upd_ptr}/{i}")
         new.updated_at = now
+        new.author_id = actor.key_id
         touch(upd.id)
         states[upd.id] = new
     if missing:
@@ -243,8 +245,9 @@ def apply_changes(
             to_close.append(base)
             to_insert.append(state)
         else:
-            # Unchanged: keep the stored timestamps so a re-sent record reads as before.
+            # Unchanged: keep the stored timestamps and author so a re-sent record reads as before.
             state.updated_at = base.updated_at
+            state.author_id = base.author_id
     changed = bool(to_close or to_insert)
     version = dataset.current_version + 1 if (changed and create_new_version) else dataset.current_version
 
@@ -279,7 +282,7 @@ def _write(session: Session, dataset: Dataset, version: int, to_close: list[Reco
         rows = [{
             "dataset_pk": dataset.pk, "record_id": s.record_id, "canonical_id": s.canonical_id, "seq": s.seq,
             "valid_from": version, "valid_to": None, "input": s.input, "expected_output": s.expected_output,
-            "metadata": s.metadata, "tags": s.tags, "content_hash": s.content_hash,
+            "metadata": s.metadata, "tags": s.tags, "content_hash": s.content_hash, "author_id": s.author_id,
             "created_at": s.created_at, "updated_at": s.updated_at,
         } for s in to_insert]
         # Core insert on the table: keys are column names ("metadata"), not ORM attribute names.
@@ -310,7 +313,7 @@ def _tags_any(session: Session, tags: Sequence[str]):
 
 
 READ_COLUMNS = (R.record_id, R.canonical_id, R.seq, R.input, R.expected_output, R.metadata, R.tags,
-                R.created_at, R.updated_at)
+                R.author_id, R.created_at, R.updated_at)
 
 
 def read_records(session: Session, *, dataset: Dataset, version: int, tags: Sequence[str] | None,

@@ -40,7 +40,7 @@ def version_resource(v: DatasetVersion, dataset_id: str) -> dict[str, Any]:
 
 
 def record_resource(dataset_id: str, record_id: str, canonical_id: str, input_: Any, expected_output: Any,
-                    metadata: Any, tags: list[str] | None, created_at: Any, updated_at: Any,
+                    metadata: Any, tags: list[str] | None, author_id: str | None, created_at: Any, updated_at: Any,
                     **extra: Any) -> dict[str, Any]:
     """A record in both shapes at once: flat fields for the typed client, `attributes` for ddtrace."""
     created, updated = iso(created_at), iso(updated_at)
@@ -51,6 +51,7 @@ def record_resource(dataset_id: str, record_id: str, canonical_id: str, input_: 
         "metadata": metadata,
         "tags": tags or [],
         "canonical_id": canonical_id,
+        "author": {"id": author_id},
         "created_at": created,
         "updated_at": updated,
         **extra,
@@ -70,7 +71,7 @@ def record_resource(dataset_id: str, record_id: str, canonical_id: str, input_: 
 
 def record_rows(dataset_id: str, rows: list[Any]) -> list[dict[str, Any]]:
     return [record_resource(dataset_id, r.record_id, r.canonical_id, r.input, r.expected_output, r.metadata,
-                            r.tags, r.created_at, r.updated_at) for r in rows]
+                            r.tags, r.author_id, r.created_at, r.updated_at) for r in rows]
 
 
 def mutation_item(dataset_id: str, s: RecordState, version: int) -> dict[str, Any]:
@@ -79,7 +80,7 @@ def mutation_item(dataset_id: str, s: RecordState, version: int) -> dict[str, An
         extra["deleted_at"] = iso(s.deleted_at)
         extra["ttl"] = DELETED_TTL
     item = record_resource(dataset_id, s.record_id, s.canonical_id, s.input, s.expected_output, s.metadata,
-                           s.tags, s.created_at, s.updated_at, **extra)
+                           s.tags, s.author_id, s.created_at, s.updated_at, **extra)
     # The typed client reads data[i].records[...] (flat records); ddtrace reads data[i].attributes.
     flat = {k: item[k] for k in ("id", "dataset_id", "input", "expected_output", "metadata", "created_at",
                                  "updated_at")}

@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("metadata", JSONType, nullable=True),
         sa.Column("tags", JSONType, nullable=False),
         sa.Column("content_hash", sa.String(32), nullable=False),
+        sa.Column("author_id", sa.String(36), nullable=True),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_dataset_records")),
