@@ -231,7 +231,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not os.environ.get(PG_ENV):
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else []) if "postgres" in r.nodeid]
+    skipped = [r for r in (reporter.stats.get("skipped", []) if reporter else [])
+               if "postgres" in r.nodeid and PG_ENV in str(r.longrepr)]
     if skipped:
         reporter.write_line(f"{len(skipped)} PostgreSQL test(s) skipped although {PG_ENV} is set", red=True)
         session.exitstatus = 1
