@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Text, cast, select, tuple_
 from sqlalchemy.orm import Session
 
 from kennel.errors import Invalid
 from kennel.experiments.models import Experiment
 from kennel.experiments.views import span_with_evals
-from kennel.jsonapi import decode_cursor, encode_cursor
+from kennel.jsonapi import encode_cursor
 from kennel.spans.intake import ItemError, metric_body, metric_row, span_row
 from kennel.spans.models import Span, SpanMetric
+from kennel.spans.query import int_cursor
 from kennel.spans.service import insert_metrics, insert_spans
 
 
@@ -39,7 +40,11 @@ def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
             # The typed client has no metric_source: a metric tied to no span is experiment-level.
             source = "summary" if span_id == "" else "custom"
             body = metric_body(metric, pointer, span_id=span_id, trace_id=trace_id, default_source=source)
-            metric_rows.append(metric_row(body, experiment_pk=exp.pk))
+            row = metric_row(body, experiment_pk=exp.pk)
+            if body["metric_source"] == "summary":
+                # Summary metrics are stored under the empty span id, so one index probe finds them all.
+                row["span_id"] = ""
+            metric_rows.append(row)
         except ItemError as exc:
             errors.append(exc.item())
     span_rows: list[dict[str, Any]] = []
@@ -55,45 +60,47 @@ def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
     insert_metrics(session, metric_rows)
 
 
-_SPAN_COLS = (Span.pk, Span.start_ns, Span.span_id, Span.body)
+# `meta` and metric bodies come back as JSON text and go out as such: a pull of a large experiment
+# would otherwise spend most of its time parsing and re-serialising span inputs and outputs.
+_SPAN_COLS = (Span.pk, Span.start_ns, Span.span_id, Span.body, cast(Span.meta, Text).label("meta_text"))
 
 
-def _metrics(session: Session, exp: Experiment, span_ids: list[str] | None) -> dict[str, list[dict[str, Any]]]:
-    stmt = select(SpanMetric.span_id, SpanMetric.body).where(SpanMetric.experiment_pk == exp.pk,
-                                                             SpanMetric.metric_source != "summary")
+def _metrics(session: Session, exp: Experiment, span_ids: list[str] | None) -> dict[str, list[bytes]]:
+    stmt = select(SpanMetric.span_id, cast(SpanMetric.body, Text)).where(SpanMetric.experiment_pk == exp.pk,
+                                                                         SpanMetric.span_id != "")
     if span_ids is not None:
         if not span_ids:
             return {}
         stmt = stmt.where(SpanMetric.span_id.in_(span_ids))
-    grouped: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for span_id, body in session.execute(stmt.order_by(SpanMetric.pk)):
-        grouped[span_id].append(body)
+    grouped: dict[str, list[bytes]] = defaultdict(list)
+    for span_id, text in session.execute(stmt.order_by(SpanMetric.pk)):
+        grouped[span_id].append(text.encode())
     return grouped
 
 
 def summary_metrics(session: Session, exp: Experiment) -> list[dict[str, Any]]:
     stmt = (select(SpanMetric.body)
-            .where(SpanMetric.experiment_pk == exp.pk, SpanMetric.metric_source == "summary")
+            .where(SpanMetric.experiment_pk == exp.pk, SpanMetric.span_id == "")
             .order_by(SpanMetric.pk))
     return list(session.scalars(stmt))
 
 
-def all_spans(session: Session, exp: Experiment) -> list[dict[str, Any]]:
-    """Every span of the experiment in span order (start time), each with its metrics."""
+def all_spans(session: Session, exp: Experiment) -> list[tuple[str, bytes]]:
+    """Every span of the experiment in span order (start time), each with its metrics: (span id, JSON)."""
     metrics = _metrics(session, exp, None)
     rows = session.execute(select(*_SPAN_COLS).where(Span.experiment_id == exp.id)
                            .order_by(Span.start_ns, Span.pk)).all()
-    return [span_with_evals(r.pk, r.body, metrics.get(r.span_id, [])) for r in rows]
+    return [(r.span_id, span_with_evals(r.body, r.meta_text, metrics.get(r.span_id, ()))) for r in rows]
 
 
 def span_page(session: Session, exp: Experiment, *, cursor: str | None,
-              limit: int) -> tuple[list[dict[str, Any]], str | None]:
+              limit: int) -> tuple[list[bytes], str | None]:
     stmt = select(*_SPAN_COLS).where(Span.experiment_id == exp.id)
     if cursor:
-        start_ns, pk = decode_cursor(cursor, 2)
-        stmt = stmt.where(or_(Span.start_ns > start_ns, and_(Span.start_ns == start_ns, Span.pk > pk)))
+        start_ns, pk = int_cursor(cursor, 2, parameter="page[cursor]")
+        stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
     rows = session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(limit + 1)).all()
     after = encode_cursor(rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None
     rows = rows[:limit]
     metrics = _metrics(session, exp, [r.span_id for r in rows])
-    return [span_with_evals(r.pk, r.body, metrics.get(r.span_id, [])) for r in rows], after
+    return [span_with_evals(r.body, r.meta_text, metrics.get(r.span_id, ())) for r in rows], after

@@ -6,14 +6,15 @@ from sqlalchemy import select
 from starlette.responses import Response
 
 from kennel.auth import ActorDep, SessionDep, require_keys
-from kennel.errors import Invalid, NotFound
+from kennel.errors import JSONAPI, Invalid, NotFound
 from kennel.experiments import events, service
 from kennel.experiments.models import Experiment
 from kennel.experiments.schemas import (DeleteExperimentsRequest, EventsRequest, ExperimentRequest,
                                         ExperimentUpdateRequest)
-from kennel.experiments.views import experiment_resource
-from kennel.jsonapi import RawBody, decode_cursor, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
+from kennel.experiments.views import experiment_resource, join_json
+from kennel.jsonapi import RawBody, dumps, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
 from kennel.projects.service import find_by_name
+from kennel.spans.query import int_cursor
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["experiments"])
 
@@ -58,7 +59,7 @@ def list_experiments(request: Request, session: SessionDep) -> Response:
         raw_limit = "5000"  # documented: values above 5000 are clamped
     size = page_limit(raw_limit, default=100, maximum=5000)
     cursor = q.get("page[cursor]")
-    before = decode_cursor(cursor, 1)[0] if cursor else None
+    before = int_cursor(cursor, 1, parameter="page[cursor]")[0] if cursor else None
     metadata = None
     raw_meta = q.get("filter[metadata]")
     if raw_meta:
@@ -107,17 +108,20 @@ def push_events(experiment_id: str, session: SessionDep, raw: RawBody) -> Respon
     return Response(status_code=202)
 
 
-def _events_document(session, exp: Experiment, spans: list, after: str | None = None) -> dict:
-    return {"data": {"id": exp.id, "type": "experiment_events",
-                     "attributes": {"spans": spans, "summary_metrics": events.summary_metrics(session, exp)}},
-            "meta": list_meta(after)}
+def _events_document(session, exp: Experiment, spans: list[bytes], after: str | None = None) -> Response:
+    # Assembled from JSON fragments (see events.py): the spans are already serialised.
+    head = dumps({"id": exp.id, "type": "experiment_events"})[:-1]
+    doc = b"".join((b'{"data":', head, b',"attributes":{"spans":', join_json(spans), b',"summary_metrics":',
+                    dumps(events.summary_metrics(session, exp)), b'}},"meta":', dumps(list_meta(after)), b"}"))
+    return Response(doc, media_type=JSONAPI)
 
 
 @router.get(V1 + "/{experiment_id}/events")
 def list_events_v1(experiment_id: str, session: SessionDep) -> Response:
     exp = service.get_experiment(session, experiment_id=experiment_id)
-    spans = events.all_spans(session, exp)
-    return respond({"data": [{"id": s["id"], "type": "experiments", "attributes": s} for s in spans]})
+    items = [b'{"id":' + dumps(span_id) + b',"type":"experiments","attributes":' + span + b"}"
+             for span_id, span in events.all_spans(session, exp)]
+    return Response(b'{"data":' + join_json(items) + b"}", media_type=JSONAPI)
 
 
 @router.get("/api/v2/llm-obs/v2/experiments/{experiment_id}/events")
@@ -125,7 +129,7 @@ def list_events_v1(experiment_id: str, session: SessionDep) -> Response:
 def list_events_full(experiment_id: str, session: SessionDep) -> Response:
     # ddtrace's pull reads everything in one response; `include[eval_metrics]` is always honoured.
     exp = service.get_experiment(session, experiment_id=experiment_id)
-    return respond(_events_document(session, exp, events.all_spans(session, exp)))
+    return _events_document(session, exp, [span for _, span in events.all_spans(session, exp)])
 
 
 @router.get("/api/v2/llm-obs/v3/experiments/{experiment_id}/events")
@@ -134,7 +138,7 @@ def list_events_v3(experiment_id: str, request: Request, session: SessionDep) ->
     q = request.query_params
     size = page_limit(q.get("page[limit]"), default=5000, maximum=10000)
     spans, after = events.span_page(session, exp, cursor=q.get("page[cursor]") or None, limit=size)
-    return respond(_events_document(session, exp, spans, after))
+    return _events_document(session, exp, spans, after)
 
 
 @router.get(UNSTABLE + "/events")
@@ -152,4 +156,4 @@ def events_by_name(request: Request, session: SessionDep) -> Response:
             (Experiment.experiment == name) | (Experiment.name == name)).order_by(Experiment.pk.desc())).first()
     if exp is None:
         raise NotFound(f"no experiment named {name!r} in project {project_name!r}")
-    return respond(_events_document(session, exp, events.all_spans(session, exp)))
+    return _events_document(session, exp, [span for _, span in events.all_spans(session, exp)])

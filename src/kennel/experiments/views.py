@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from kennel.experiments.models import Experiment
-from kennel.jsonapi import iso
+from kennel.jsonapi import dumps, iso
 from kennel.spans.intake import tag_value
 
 
@@ -37,18 +38,10 @@ def experiment_resource(e: Experiment, *, project_id: str, dataset_id: str | Non
     return {"id": e.id, "type": "experiments", "attributes": attrs}
 
 
-def span_with_evals(pk: int, body: dict[str, Any], evals: list[dict[str, Any]]) -> dict[str, Any]:
-    """An experiment span as both ddtrace's pull parser and the typed LLMObsExperimentSpanWithEvals read it."""
-    meta = body.get("meta") or {}
+def span_with_evals(body: dict[str, Any], meta_text: str | None, evals: Sequence[bytes]) -> bytes:
+    """An experiment span as JSON, as both ddtrace's pull parser and the typed LLMObsExperimentSpanWithEvals
+    read it. `meta` (input, output, expected_output, metadata, error, ...) is spliced in as stored."""
     tags = body.get("tags") or []
-    error = meta.get("error")
-    out_meta: dict[str, Any] = {
-        "input": meta.get("input"),
-        "output": meta.get("output"),
-        "expected_output": meta.get("expected_output"),
-        "metadata": meta.get("metadata"),
-        "error": error if isinstance(error, dict) else {},
-    }
     span_id = str(body.get("span_id"))
     span: dict[str, Any] = {
         "id": span_id,
@@ -60,11 +53,14 @@ def span_with_evals(pk: int, body: dict[str, Any], evals: list[dict[str, Any]]) 
         "status": body.get("status", "ok"),
         "tags": tags,
         "metrics": body.get("metrics") or {},
-        "meta": out_meta,
         "dataset_record_id": tag_value(tags, "dataset_record_id"),
-        "eval_metrics": evals,
     }
     parent = body.get("parent_id")
     if parent not in (None, "", "undefined"):
         span["parent_id"] = str(parent)
-    return span
+    return b"".join((dumps(span)[:-1], b',"meta":', (meta_text or "{}").encode(),
+                     b',"eval_metrics":[', b",".join(evals), b"]}"))
+
+
+def join_json(pieces: Sequence[bytes]) -> bytes:
+    return b"[" + b",".join(pieces) + b"]"

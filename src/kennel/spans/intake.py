@@ -91,7 +91,7 @@ def span_row(span: Any, pointer: str, *, scope: str | None = None,
     tags = span.get("tags")
     if tags is None:
         tags = []
-    elif not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+    elif type(tags) is not list or any(type(t) is not str for t in tags):
         raise ItemError(f"{pointer}/tags", "tags must be a list of strings")
     metrics = span.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):
@@ -117,7 +117,8 @@ def span_row(span: Any, pointer: str, *, scope: str | None = None,
         "scope": scope,
         "experiment_id": experiment_id or tag_value(tags, "experiment_id"),
         "tag_text": "\n" + "\n".join(tags) + "\n",
-        "body": span,
+        "meta": meta,
+        "body": {k: v for k, v in span.items() if k != "meta"},
     }
 
 

@@ -1,7 +1,7 @@
 """Spans from the intake and the evaluation metrics attached to them.
 
-A span row keeps the columns that queries filter and sort on, plus the span as received (`body`), so a
-read returns what the tracer sent without re-assembling it from many columns. Experiment spans live
+A span row keeps the columns that queries filter and sort on, plus the span as received (`meta` and
+`body`), so a read returns what the tracer sent without re-assembling it from many columns. Experiment spans live
 here too (tagged `experiment_id:`); the experiment events routes read them by that column.
 """
 
@@ -38,6 +38,9 @@ class Span(Base):
     experiment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     # "\n"-delimited, with a leading and trailing "\n": `tag:value` terms become one portable LIKE.
     tag_text: Mapped[str] = mapped_column(Text)
+    # The span as received, split in two: `meta` (input, output, ...: the bulk of the bytes) apart, so
+    # that large reads can pass it through as JSON text without parsing and re-serialising it.
+    meta: Mapped[dict[str, Any]] = mapped_column(JSONType)
     body: Mapped[dict[str, Any]] = mapped_column(JSONType)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

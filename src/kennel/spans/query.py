@@ -91,3 +91,14 @@ def parse_query(raw: str, *, pointer: bool = False) -> list[Term]:
         else:
             terms.append(Term(None, f"{key}:{value}", negate))
     return terms
+
+
+def int_cursor(cursor: str, arity: int, *, parameter: str, prefix: tuple = ()) -> list[int]:
+    """Decode a keyset cursor whose parts after `prefix` must be integers (a forged one is a 400)."""
+    from kennel.jsonapi import decode_cursor
+
+    parts = decode_cursor(cursor, arity + len(prefix), parameter=parameter)
+    head, tail = parts[:len(prefix)], parts[len(prefix):]
+    if list(head) != list(prefix) or not all(isinstance(p, int) and not isinstance(p, bool) for p in tail):
+        raise Invalid(f"{parameter} is not a cursor this server issued for this query", parameter=parameter)
+    return tail

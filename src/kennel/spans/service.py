@@ -7,18 +7,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, insert, not_, or_, select
+from sqlalchemy import insert, not_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from kennel.jsonapi import decode_cursor, encode_cursor
+from kennel.jsonapi import encode_cursor
 from kennel.spans.models import Span, SpanMetric
-from kennel.spans.query import SpanFilter, Term
+from kennel.spans.query import SpanFilter, Term, int_cursor
 from kennel.spans.views import evaluation_map, span_resource
 
 # The columns every read needs; selecting them (not ORM objects) keeps large reads cheap.
 SPAN_COLUMNS = (Span.pk, Span.trace_id, Span.span_id, Span.parent_id, Span.name, Span.span_kind, Span.ml_app,
-                Span.session_id, Span.status, Span.start_ns, Span.duration, Span.body)
+                Span.session_id, Span.status, Span.start_ns, Span.duration, Span.meta, Span.body)
 
 
 def insert_spans(session: Session, rows: Sequence[dict[str, Any]]) -> None:
@@ -26,18 +26,20 @@ def insert_spans(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name
+    # The Core table, not the ORM entity: a plain executemany without the ORM's per-row bookkeeping.
+    table = Span.__table__
     if dialect == "postgresql":
-        stmt = postgresql.insert(Span).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
     elif dialect == "sqlite":
-        stmt = sqlite.insert(Span).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
+        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
     else:  # pragma: no cover - only the two supported databases reach here
-        stmt = insert(Span)
+        stmt = insert(table)
     session.execute(stmt, list(rows))
 
 
 def insert_metrics(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(SpanMetric), list(rows))
+        session.execute(insert(SpanMetric.__table__), list(rows))
 
 
 def _like_escape(value: str) -> str:
@@ -78,17 +80,16 @@ def search_spans(session: Session, *, flt: SpanFilter, sort: str, descending: bo
     for term in flt.terms:
         stmt = stmt.where(_term_clause(term))
     if cursor:
-        start_ns, pk = decode_cursor(cursor, 3, parameter=cursor_param)[1:]
-        if descending:
-            stmt = stmt.where(or_(Span.start_ns < start_ns, and_(Span.start_ns == start_ns, Span.pk < pk)))
-        else:
-            stmt = stmt.where(or_(Span.start_ns > start_ns, and_(Span.start_ns == start_ns, Span.pk > pk)))
+        start_ns, pk = int_cursor(cursor, 2, parameter=cursor_param, prefix=(sort,))
+        # Row values let both databases seek the (start_ns, pk) index instead of filtering.
+        key, bound = tuple_(Span.start_ns, Span.pk), tuple_(start_ns, pk)
+        stmt = stmt.where(key < bound if descending else key > bound)
     order = (Span.start_ns.desc(), Span.pk.desc()) if descending else (Span.start_ns, Span.pk)
     rows = session.execute(stmt.order_by(*order).limit(limit + 1)).all()
     after = encode_cursor(sort, rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None
     rows = rows[:limit]
     metrics = metrics_by_span(session, [r.span_id for r in rows])
-    data = [span_resource(r, r.body, evaluation_map(metrics[r.span_id]) if r.span_id in metrics else None)
+    data = [span_resource(r, r.meta, r.body, evaluation_map(metrics[r.span_id]) if r.span_id in metrics else None)
             for r in rows]
     return data, after
 
@@ -103,13 +104,13 @@ def spans_for_trace(session: Session, *, trace_id: str, cursor: str | None = Non
     """
     stmt = select(*SPAN_COLUMNS).where(Span.trace_id == trace_id)
     if cursor:
-        start_ns, pk = decode_cursor(cursor, 2, parameter="cursor")
-        stmt = stmt.where(or_(Span.start_ns > start_ns, and_(Span.start_ns == start_ns, Span.pk > pk)))
+        start_ns, pk = int_cursor(cursor, 2, parameter="cursor")
+        stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
     rows = session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(limit + 1)).all()
     after = encode_cursor(rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None
     rows = rows[:limit]
     metrics = metrics_by_span(session, [r.span_id for r in rows])
-    return [span_resource(r, r.body, evaluation_map(metrics[r.span_id]) if r.span_id in metrics else None)
+    return [span_resource(r, r.meta, r.body, evaluation_map(metrics[r.span_id]) if r.span_id in metrics else None)
             for r in rows], after
 
 

@@ -48,8 +48,9 @@ def evaluation_map(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def span_attributes(row: Any, body: dict[str, Any], evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
-    meta = body.get("meta") or {}
+def span_attributes(row: Any, meta: dict[str, Any], body: dict[str, Any],
+                    evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta = meta or {}
     attrs: dict[str, Any] = {
         "span_id": row.span_id,
         "trace_id": row.trace_id,
@@ -79,5 +80,6 @@ def span_attributes(row: Any, body: dict[str, Any], evaluation: dict[str, Any] |
     return attrs
 
 
-def span_resource(row: Any, body: dict[str, Any], evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"id": row.span_id, "type": "span", "attributes": span_attributes(row, body, evaluation)}
+def span_resource(row: Any, meta: dict[str, Any], body: dict[str, Any],
+                  evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"id": row.span_id, "type": "span", "attributes": span_attributes(row, meta, body, evaluation)}

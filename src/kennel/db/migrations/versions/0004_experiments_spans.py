@@ -66,6 +66,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(32), nullable=True),
         sa.Column("experiment_id", sa.String(36), nullable=True),
         sa.Column("tag_text", sa.Text(), nullable=False),
+        sa.Column("meta", JSONType, nullable=False),
         sa.Column("body", JSONType, nullable=False),
         sa.Column("received_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("pk", name=op.f("pk_llmobs_spans")),
