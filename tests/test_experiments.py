@@ -322,3 +322,38 @@ def test_events_errors(http):
                      json={"data": {"type": "experiments", "attributes": {"metrics": [old]}}}).status_code == 202
     assert http.get(f"{UNSTABLE}/{eid}/events").json()["data"]["attributes"]["summary_metrics"][0]["label"] == "old"
     assert http.get(f"{UNSTABLE}/{uuid.uuid4()}/events").status_code == 404
+
+
+def test_dataset_reference_sets_version_and_last_used(typed, http, server):
+    pid = _project(http)
+    r = http.post(f"/api/unstable/llm-obs/v1/{pid}/datasets",
+                  json={"data": {"type": "datasets", "attributes": {"name": unique("ds"), "description": ""}}})
+    assert r.status_code == 200, r.text
+    did = r.json()["data"]["id"]
+    r = http.post(f"/api/v2/llm-obs/v1/{pid}/datasets/{did}/batch_update", json={"data": {
+        "type": "datasets", "id": did, "attributes": {"insert_records": [{"input": {"q": 1}, "id": "r1"}],
+                                                      "create_new_version": True, "deduplicate": True}}})
+    assert r.status_code == 200, r.text
+    exp = _typed_create(typed, pid, "with-ds", dataset_id=did).data
+    assert exp.attributes.dataset_id == did and exp.attributes.dataset_version == 1
+    r = http.post(V1, json={"data": {"type": "experiments", "attributes": {
+        "name": "x", "project_id": pid, "dataset_id": did, "dataset_version": 7}}})
+    assert r.status_code == 400 and r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/dataset_version"
+    listed = http.get(V1, params={"filter[dataset_id]": did, "include[dataset_names]": "true"}).json()["data"]
+    assert [e["id"] for e in listed] == [exp.id] and listed[0]["attributes"]["dataset_name"].startswith("ds-")
+
+    from sqlalchemy import select
+
+    from kennel.datasets.models import Dataset, DatasetVersion
+    from kennel.db.engine import make_engine
+    from kennel.db.session import make_sessionmaker, unit_of_work
+
+    engine = make_engine(server.database_url)
+    try:
+        with unit_of_work(make_sessionmaker(engine), write=False) as session:
+            last_used = session.scalar(select(DatasetVersion.last_used).join(
+                Dataset, Dataset.pk == DatasetVersion.dataset_pk).where(Dataset.id == did,
+                                                                         DatasetVersion.version_number == 1))
+    finally:
+        engine.dispose()
+    assert last_used is not None

@@ -103,3 +103,17 @@ def test_eval_metric_intake_attaches_to_span(http):
     assert got["quality"]["value"] == 0.9 and got["ok"]["value"] is True
     r = http.post(EVAL, json={"data": {"type": "wrong", "attributes": {"metrics": []}}})
     assert r.status_code == 400 and r.json()["errors"][0]["source"]["pointer"] == "/data/type"
+
+
+def test_values_the_database_refuses_fail_alone(http):
+    app = unique("app")
+    good = make_span(app)
+    nul = make_span(app)
+    nul["meta"]["input"] = {"value": "bad\u0000byte"}
+    huge = dict(make_span(app), start_ns=2**64)
+    r = http.post(INTAKE, json=[event(good, nul, huge)])
+    assert r.status_code == 202, r.text
+    meta = r.json()["meta"]
+    assert (meta["accepted"], [e["source"]["pointer"] for e in meta["errors"]]) == \
+        (1, ["/0/spans/1", "/0/spans/2/start_ns"])
+    assert [s["id"] for s in find(http, **{"filter[ml_app]": app})] == [good["span_id"]]

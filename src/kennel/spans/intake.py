@@ -14,11 +14,15 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
+
 from kennel.errors import error_item
 
 METRIC_TYPES = ("score", "categorical", "boolean", "json")
 ASSESSMENTS = ("pass", "fail")
 SPAN_STATUSES = ("ok", "error")
+MAX_BIGINT = 2**63
+NUL = b"\\u0000"
 
 
 class ItemError(Exception):
@@ -75,7 +79,7 @@ def span_row(span: Any, pointer: str, *, scope: str | None = None,
     if not isinstance(name, str) or not name or len(name) > 512:
         raise ItemError(f"{pointer}/name", "name is required: a non-empty string of at most 512 characters")
     start_ns = span.get("start_ns")
-    if not _is_int(start_ns) or start_ns < 0:
+    if not _is_int(start_ns) or not 0 <= start_ns < MAX_BIGINT:
         raise ItemError(f"{pointer}/start_ns", "start_ns is required: a non-negative integer (nanoseconds)")
     duration = span.get("duration")
     if not _is_number(duration) or duration < 0:
@@ -122,8 +126,15 @@ def span_row(span: Any, pointer: str, *, scope: str | None = None,
     }
 
 
-def parse_span_events(payload: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The intake body (a list of events, or one event) → (span rows, error items)."""
+def has_nul(value: Any) -> bool:
+    # PostgreSQL text and jsonb refuse NUL; checked per item so that one such span fails alone.
+    return NUL in orjson.dumps(value)
+
+
+def parse_span_events(payload: Any, *, check_nul: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The intake body (a list of events, or one event) → (span rows, error items).
+
+    `check_nul` (set when the raw body contains an escaped NUL) checks every span for one."""
     events = payload if isinstance(payload, list) else [payload]
     top = "" if isinstance(payload, list) else None
     rows: list[dict[str, Any]] = []
@@ -141,6 +152,8 @@ def parse_span_events(payload: Any) -> tuple[list[dict[str, Any]], list[dict[str
         scope = scope if isinstance(scope, str) else None
         for position, span in enumerate(spans):
             try:
+                if check_nul and has_nul(span):
+                    raise ItemError(f"{base}/spans/{position}", "a span must not contain NUL (\\u0000) characters")
                 rows.append(span_row(span, f"{base}/spans/{position}", scope=scope))
             except ItemError as exc:
                 errors.append(exc.item())
@@ -169,8 +182,8 @@ def metric_body(metric: Any, pointer: str, *, span_id: str, trace_id: str,
         if metric_type == "score":
             value = float(value)
     timestamp_ms = metric.get("timestamp_ms")
-    if not _is_int(timestamp_ms) or timestamp_ms < 0:
-        if isinstance(timestamp_ms, float) and timestamp_ms.is_integer() and timestamp_ms >= 0:
+    if not _is_int(timestamp_ms) or not 0 <= timestamp_ms < MAX_BIGINT:
+        if isinstance(timestamp_ms, float) and timestamp_ms.is_integer() and 0 <= timestamp_ms < MAX_BIGINT:
             timestamp_ms = int(timestamp_ms)
         else:
             raise ItemError(f"{pointer}/timestamp_ms", "timestamp_ms is required: milliseconds since the epoch")
@@ -230,7 +243,7 @@ def metric_row(body: dict[str, Any], *, experiment_pk: int | None) -> dict[str, 
     }
 
 
-def parse_eval_metrics(payload: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def parse_eval_metrics(payload: Any, *, check_nul: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The eval-metric intake body → (metric rows, error items)."""
     data = payload.get("data") if isinstance(payload, dict) else None
     if not isinstance(data, dict):
@@ -248,6 +261,8 @@ def parse_eval_metrics(payload: Any) -> tuple[list[dict[str, Any]], list[dict[st
         try:
             if not isinstance(metric, dict):
                 raise ItemError(pointer, "a metric must be a JSON object")
+            if check_nul and has_nul(metric):
+                raise ItemError(pointer, "a metric must not contain NUL (\\u0000) characters")
             join = metric.get("join_on")
             span = join.get("span") if isinstance(join, dict) else None
             if not isinstance(span, dict):

@@ -12,7 +12,7 @@ from kennel.auth import IntakeActorDep, SessionDep, require_keys
 from kennel.errors import Invalid
 from kennel.jsonapi import RawBody, page_limit, parse_body, respond
 from kennel.spans import service
-from kennel.spans.intake import ItemError, parse_eval_metrics, parse_span_events
+from kennel.spans.intake import NUL, ItemError, parse_eval_metrics, parse_span_events
 from kennel.spans.query import SpanFilter, Term, parse_query, parse_sort, parse_time
 from kennel.spans.schemas import SpanSearchRequest
 
@@ -40,7 +40,7 @@ def _intake_answer(accepted: int, errors: list[dict[str, Any]]) -> Response:
 
 @router.post("/api/v2/llmobs")
 def span_intake(session: SessionDep, _actor: IntakeActorDep, raw: RawBody) -> Response:
-    rows, errors = parse_span_events(_json(raw))
+    rows, errors = parse_span_events(_json(raw), check_nul=NUL in raw)
     service.insert_spans(session, rows)
     # Committed by the session dependency before this 202 is sent: acknowledged means durable.
     return _intake_answer(len(rows), errors)
@@ -49,7 +49,7 @@ def span_intake(session: SessionDep, _actor: IntakeActorDep, raw: RawBody) -> Re
 @router.post("/api/intake/llm-obs/v2/eval-metric")
 def eval_metric_intake(session: SessionDep, _actor: IntakeActorDep, raw: RawBody) -> Response:
     try:
-        rows, errors = parse_eval_metrics(_json(raw))
+        rows, errors = parse_eval_metrics(_json(raw), check_nul=NUL in raw)
     except ItemError as exc:
         raise Invalid(exc.detail, pointer=exc.pointer) from None
     service.insert_metrics(session, rows)
