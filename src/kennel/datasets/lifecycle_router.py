@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
@@ -159,32 +161,60 @@ def _tags(values: list[str] | None) -> list[str]:
     return [t.strip() for raw in values or [] for t in raw.split(",") if t.strip()]
 
 
-def _sse_upload(factory: sessionmaker[Session], *, project_id: str, dataset_id: str, actor: Actor, text: str,
-                fmt: str, total: int, deduplicate: bool, overwrite: bool, tags: list[str]) -> Iterator[bytes]:
-    """Write the file in one transaction, reporting progress per chunk.
+class _Cancelled(Exception):
+    """The client went away: abandon the write so its transaction rolls back."""
 
-    If the client goes away mid-stream, the generator is closed at a `yield` inside the unit of work,
-    which rolls back: nothing of the file is stored.
+
+async def _sse_upload(factory: sessionmaker[Session], *, project_id: str, dataset_id: str, actor: Actor,
+                      text: str, fmt: str, total: int, deduplicate: bool, overwrite: bool,
+                      tags: list[str]) -> AsyncIterator[bytes]:
+    """Write the file in one transaction on a worker thread, relaying its progress as events.
+
+    The transaction lives on the worker, never across a `yield`: a client that hangs up cancels this
+    generator, which tells the worker to stop; it raises between chunks and rolls back, so nothing
+    of the file is stored and no lock outlives the request.
     """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def post(item: tuple[str, dict[str, Any]] | None) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            with unit_of_work(factory, write=True) as session:
+                dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
+                progress = transfer.Progress(total=total, version=dataset.current_version)
+                for progress in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt,
+                                                      total=total, deduplicate=deduplicate, overwrite=overwrite,
+                                                      tags=tags):
+                    if cancel.is_set():
+                        raise _Cancelled
+                    post(("progress", progress.counts()))
+                if cancel.is_set():
+                    raise _Cancelled
+                done = {**progress.counts(), "dataset_id": dataset.id}
+            post(("completed", done))
+        except _Cancelled:
+            pass
+        except KennelError as exc:
+            post(("error", {"message": exc.detail, "status": exc.status}))
+        except Exception:  # noqa: BLE001 - the stream has started; only an event can tell the client
+            log.exception("upload into dataset %s failed", dataset_id)
+            post(("error", {"message": "the upload failed on the server and nothing was stored; "
+                                       "see the server log", "status": 500}))
+        finally:
+            post(None)
+
     yield transfer.sse("progress", transfer.Progress(total=total).counts())
+    worker = loop.run_in_executor(None, work)
     try:
-        with unit_of_work(factory, write=True) as session:
-            dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
-            progress = transfer.Progress(total=total, version=dataset.current_version)
-            for progress in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt,
-                                                  total=total, deduplicate=deduplicate, overwrite=overwrite,
-                                                  tags=tags):
-                yield transfer.sse("progress", progress.counts())
-            done = {**progress.counts(), "dataset_id": dataset.id}
-    except KennelError as exc:
-        yield transfer.sse("error", {"message": exc.detail, "status": exc.status})
-        return
-    except Exception:  # noqa: BLE001 - the stream has started; the client can only be told by an event
-        log.exception("upload into dataset %s failed", dataset_id)
-        yield transfer.sse("error", {"message": "the upload failed on the server and nothing was stored; "
-                                                "see the server log", "status": 500})
-        return
-    yield transfer.sse("completed", done)
+        while (item := await queue.get()) is not None:
+            yield transfer.sse(*item)
+    finally:
+        cancel.set()
+    await worker
 
 
 @route("POST", "/v2/{project_id}/datasets/{dataset_id}/records/upload")
