@@ -41,7 +41,8 @@ class AnnotationInteraction(Base):
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
-    queue_pk: Mapped[int] = mapped_column(ForeignKey("annotation_queues.pk", ondelete="CASCADE"))
+    # Indexed alone too: a queue read walks it in pk order without sorting.
+    queue_pk: Mapped[int] = mapped_column(ForeignKey("annotation_queues.pk", ondelete="CASCADE"), index=True)
     type: Mapped[str] = mapped_column(String(32))
     content_id: Mapped[str] = mapped_column(String(255))
     display_block: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)

@@ -147,9 +147,8 @@ def delete_annotations(queue_id: str, session: SessionDep, raw: RawBody) -> Resp
 @router.get(BASE + "/{queue_id}/annotated-interactions")
 def get_annotated_interactions(queue_id: str, session: SessionDep) -> Response:
     interactions, annotations = service.annotated_interactions(session, queue_id=_id(queue_id))
-    items = [views.annotated_interaction_item(row, annotations.get(row.pk, ())) for row in interactions]
-    return respond({"data": {"id": queue_id, "type": "annotated_interactions",
-                             "attributes": {"annotated_interactions": items}}})
+    return respond({"data": {"id": queue_id, "type": "annotated_interactions", "attributes": {
+        "annotated_interactions": views.annotated_interaction_items(interactions, annotations)}}})
 
 
 @router.get(BASE + "/{queue_id}/annotated-interactions/{interaction_id}")
@@ -191,6 +190,6 @@ def get_annotated_interactions_by_content(
     size = page_limit(limit, default=100, maximum=1000, parameter="limit")
     total, page, annotations = service.annotated_by_content_ids(session, content_ids=_matchable(ids),
                                                                 offset=start, limit=size)
-    items = [views.by_content_item(row, annotations.get(row.pk, ())) for row in page]
     return respond({"data": {"id": views.by_content_response_id(ids), "type": "annotated_interactions_by_trace",
-                             "attributes": {"annotated_interactions": items, "total_count": total}}})
+                             "attributes": {"annotated_interactions": views.by_content_items(page, annotations),
+                                            "total_count": total}}})

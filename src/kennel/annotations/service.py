@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import DateTime, Text, cast, delete, func, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -201,12 +201,6 @@ def delete_interactions(session: Session, *, queue_id: str, interaction_ids: lis
     session.flush()
 
 
-def touch_interactions(session: Session, pks: Sequence[int]) -> None:
-    if pks:
-        session.execute(update(AnnotationInteraction).where(AnnotationInteraction.pk.in_(pks))
-                        .values(modified_at=utcnow()))
-
-
 # --- annotations --------------------------------------------------------------------------------
 
 
@@ -215,8 +209,8 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
     """Store each valid item as the actor's annotation of its interaction (one per key and interaction).
 
     Returns the stored annotations and one error per rejected item. A handful of statements whatever
-    the batch size: one lookup of the interactions, one of the actor's existing annotations, one
-    INSERT .. ON CONFLICT DO UPDATE for all rows (keeping ids), one touch of the interactions.
+    the batch size: one lookup of the interactions, one of the actor's existing annotations, and one
+    INSERT .. ON CONFLICT DO UPDATE for all rows, which keeps the ids of annotations being updated.
     """
     pointer = f"{ATTRS}/annotations"
     if not items:
@@ -232,11 +226,11 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
         AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id.in_(wanted_ids))).tuples().all())
 
     errors: list[dict[str, Any]] = []
-    accepted: list[tuple[UpsertAnnotationIn, int, list[dict[str, Any]]]] = []
+    accepted: list[tuple[UpsertAnnotationIn, int, dict[str, Any]]] = []
     seen: set[str] = set()
     for item in items:
         pk = interaction_pks.get(item.interaction_id)
-        stored: list[dict[str, Any]] | None = None
+        stored: dict[str, Any] | None = None
         if pk is None:
             problem = f"interaction {item.interaction_id!r} not found in queue {queue_id}"
         elif item.interaction_id in seen:
@@ -274,7 +268,6 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
         set_={"label_values": stmt.excluded.label_values, "modified_by": stmt.excluded.modified_by,
               "modified_at": stmt.excluded.modified_at})
     session.execute(stmt, rows)
-    touch_interactions(session, pks)
     session.flush()
     return out, errors
 
@@ -299,36 +292,51 @@ def delete_annotations(session: Session, *, queue_id: str,
 
 
 # --- reads --------------------------------------------------------------------------------------
+# Reads can be large (a whole queue), so they skip the ORM and the per-value conversions: JSON
+# columns come back as their stored text and timestamps as plain datetimes, both passed through to
+# the response as they are (see views.py).
 
-_ANNOTATION_COLUMNS = (Annotation.interaction_pk, Annotation.id, Annotation.label_values, Annotation.created_by,
-                       Annotation.modified_by, Annotation.created_at, Annotation.modified_at)
+_I = AnnotationInteraction.__table__.c
+_A = Annotation.__table__.c
+_READ_INTERACTION = (_I.pk, _I.id, _I.type, _I.content_id, cast(_I.display_block, Text).label("display_block"),
+                     type_coerce(_I.created_at, DateTime()).label("created_at"),
+                     type_coerce(_I.modified_at, DateTime()).label("modified_at"))
+_READ_ANNOTATION = (_A.interaction_pk, _A.id, cast(_A.label_values, Text).label("label_values"), _A.created_by,
+                    _A.modified_by, type_coerce(_A.created_at, DateTime()).label("created_at"),
+                    type_coerce(_A.modified_at, DateTime()).label("modified_at"))
 
 
-def _group(rows) -> dict[int, list[Any]]:
+def _group(result) -> dict[int, list[Any]]:
+    """Annotation rows (as tuples) by interaction pk, the first column."""
     grouped: dict[int, list[Any]] = {}
-    for row in rows:
-        grouped.setdefault(row.interaction_pk, []).append(row)
+    for row in result.tuples():
+        group = grouped.get(row[0])
+        if group is None:
+            grouped[row[0]] = [row]
+        else:
+            group.append(row)
     return grouped
 
 
 def annotated_interactions(session: Session, *, queue_id: str) -> tuple[list[Any], dict[int, list[Any]]]:
     """Every interaction of the queue (oldest first) and its annotations: two queries, no join fan-out."""
     queue, _ = get_queue(session, queue_id=queue_id)
-    interactions = session.execute(select(*_INTERACTION_COLUMNS).where(
-        AnnotationInteraction.queue_pk == queue.pk).order_by(AnnotationInteraction.pk)).all()
-    annotations = session.execute(select(*_ANNOTATION_COLUMNS).where(Annotation.queue_pk == queue.pk)
-                                  .order_by(Annotation.interaction_pk, Annotation.pk))
+    conn = session.connection()
+    interactions = conn.execute(select(*_READ_INTERACTION).where(_I.queue_pk == queue.pk)
+                                .order_by(_I.pk)).tuples().all()
+    # Ordered by pk alone, the order the queue_pk index already has (no sort); grouping keeps it.
+    annotations = conn.execute(select(*_READ_ANNOTATION).where(_A.queue_pk == queue.pk).order_by(_A.pk))
     return interactions, _group(annotations)
 
 
 def annotated_interaction(session: Session, *, queue_id: str, interaction_id: str) -> tuple[Any, list[Any]]:
     queue, _ = get_queue(session, queue_id=queue_id)
-    row = session.execute(select(*_INTERACTION_COLUMNS).where(
-        AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id == interaction_id)).first()
+    conn = session.connection()
+    row = conn.execute(select(*_READ_INTERACTION).where(_I.queue_pk == queue.pk, _I.id == interaction_id)).first()
     if row is None:
         raise NotFound(f"interaction {interaction_id!r} not found in queue {queue_id}")
-    annotations = session.execute(select(*_ANNOTATION_COLUMNS).where(Annotation.interaction_pk == row.pk)
-                                  .order_by(Annotation.pk)).all()
+    annotations = conn.execute(select(*_READ_ANNOTATION).where(_A.interaction_pk == row.pk)
+                               .order_by(_A.pk)).tuples().all()
     return row, annotations
 
 
@@ -337,19 +345,19 @@ def annotated_by_content_ids(session: Session, *, content_ids: Sequence[str], of
     """Interactions of any live queue showing these contents, with their queue's id and name."""
     if not content_ids:
         return 0, [], {}
-    where = (AnnotationInteraction.content_id.in_(content_ids), Project.deleted_at.is_(None))
-    base = (select(*_INTERACTION_COLUMNS, AnnotationQueue.id.label("queue_id"),
-                   AnnotationQueue.name.label("queue_name"))
-            .join(AnnotationQueue, AnnotationQueue.pk == AnnotationInteraction.queue_pk)
-            .join(Project, Project.pk == AnnotationQueue.project_pk)
-            .where(*where))
-    total = session.scalar(select(func.count()).select_from(AnnotationInteraction)
-                           .join(AnnotationQueue, AnnotationQueue.pk == AnnotationInteraction.queue_pk)
-                           .join(Project, Project.pk == AnnotationQueue.project_pk).where(*where)) or 0
+    queues = AnnotationQueue.__table__.c
+    projects = Project.__table__.c
+    joined = (AnnotationInteraction.__table__
+              .join(AnnotationQueue.__table__, queues.pk == _I.queue_pk)
+              .join(Project.__table__, projects.pk == queues.project_pk))
+    where = (_I.content_id.in_(content_ids), projects.deleted_at.is_(None))
+    conn = session.connection()
+    total = conn.execute(select(func.count()).select_from(joined).where(*where)).scalar() or 0
     # OFFSET is the API's own paging here, over the few interactions a set of content ids names.
-    page = session.execute(base.order_by(AnnotationInteraction.pk).offset(offset).limit(limit)).all()
+    page = conn.execute(select(*_READ_INTERACTION, queues.id.label("queue_id"), queues.name.label("queue_name"))
+                        .select_from(joined).where(*where).order_by(_I.pk).offset(offset).limit(limit)).tuples().all()
     grouped: dict[int, list[Any]] = {}
     if page:
-        grouped = _group(session.execute(select(*_ANNOTATION_COLUMNS).where(
-            Annotation.interaction_pk.in_([r.pk for r in page])).order_by(Annotation.interaction_pk, Annotation.pk)))
+        grouped = _group(conn.execute(select(*_READ_ANNOTATION).where(
+            _A.interaction_pk.in_([r[0] for r in page])).order_by(_A.pk)))
     return total, page, grouped

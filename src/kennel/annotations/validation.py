@@ -273,11 +273,14 @@ def _check_value(label: dict[str, Any], value: Any) -> str | None:
 
 
 def check_annotation(values: Sequence[LabelValueIn], labels_by_id: dict[str, dict[str, Any]],
-                     required: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """Check one annotation's label values; return them as stored, or the first rule they break."""
+                     required: Sequence[dict[str, Any]]) -> tuple[dict[str, Any] | None, str | None]:
+    """Check one annotation's label values; return them as stored, or the first rule they break.
+
+    Stored values are keyed by label id, the shape reads show, so reads pass the stored JSON through.
+    """
     if not values:
         return None, "label_values must contain at least one label value"
-    stored: list[dict[str, Any]] = []
+    stored: dict[str, dict[str, Any]] = {}
     seen: set[str] = set()
     for lv in values:
         label = labels_by_id.get(lv.label_schema_id)
@@ -290,8 +293,7 @@ def check_annotation(values: Sequence[LabelValueIn], labels_by_id: dict[str, dic
         problem = _check_value(label, lv.value)
         if problem:
             return None, f"label {name!r}: {problem}"
-        entry: dict[str, Any] = {"label_schema_id": lv.label_schema_id, "value": lv.value,
-                                 "name_when_saved": name, "type": label["type"]}
+        entry: dict[str, Any] = {"value": lv.value, "name_when_saved": name, "type": label["type"]}
         if lv.assessment is not None:
             if not label.get("has_assessment"):
                 return None, f"label {name!r}: an assessment is given but the label has no assessment (has_assessment)"
@@ -304,7 +306,7 @@ def check_annotation(values: Sequence[LabelValueIn], labels_by_id: dict[str, dic
             if not isinstance(lv.reasoning, str):
                 return None, f"label {name!r}: reasoning must be a string"
             entry["reasoning"] = lv.reasoning
-        stored.append(entry)
+        stored[lv.label_schema_id] = entry
     for label in required:
         if label["id"] not in seen:
             return None, f"label {label['name']!r}: missing, and the label is required (is_required)"

@@ -55,6 +55,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["queue_pk"], ["annotation_queues.pk"], ondelete="CASCADE",
                                 name=op.f("fk_annotation_interactions_queue_pk_annotation_queues")),
     )
+    op.create_index(op.f("ix_annotation_interactions_queue_pk"), "annotation_interactions", ["queue_pk"])
     op.create_index("ix_annotation_interactions_content_id", "annotation_interactions", ["content_id"])
 
     op.create_table(
@@ -84,6 +85,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_annotations_queue_pk"), table_name="annotations")
     op.drop_table("annotations")
     op.drop_index("ix_annotation_interactions_content_id", table_name="annotation_interactions")
+    op.drop_index(op.f("ix_annotation_interactions_queue_pk"), table_name="annotation_interactions")
     op.drop_table("annotation_interactions")
     op.drop_index(op.f("ix_annotation_queues_project_pk"), table_name="annotation_queues")
     op.drop_table("annotation_queues")
