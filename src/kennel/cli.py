@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kennel.cli_datasets import datasets_app
 from kennel.config import Settings
 
 app = typer.Typer(help="Kennel: a self-hosted Datadog LLM Observability evaluation API.",
@@ -19,6 +20,7 @@ keys_app = typer.Typer(help="Create, list and revoke API/application key pairs."
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
+app.add_typer(datasets_app, name="datasets")
 
 console = Console()
 err_console = Console(stderr=True)
