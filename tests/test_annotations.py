@@ -707,3 +707,30 @@ def test_hostile_input_is_a_400_or_404_never_a_500(http, typed, scored):
     resp = http.post(f"{url}/interactions", json={"data": {"type": "interactions", "attributes": {"interactions": [
         1, "x"]}}})
     assert resp.status_code == 400
+
+
+def test_trace_interaction_events_are_its_spans(typed, http):
+    import time
+    import uuid
+
+    trace_id = uuid.uuid4().hex
+    base = time.time_ns() - 10**9
+    spans = [{"trace_id": trace_id, "span_id": str(900 + i), "parent_id": "undefined" if i == 0 else "900",
+              "name": f"step-{i}", "start_ns": base + i * 1000, "duration": 1000, "status": "ok",
+              "meta": {"span": {"kind": "llm"}, "input": {"value": "q"}, "output": {"value": "a"}},
+              "metrics": {}, "tags": ["ml_app:annotation-tests"]} for i in range(3)]
+    intake = [{"_dd.stage": "raw", "_dd.tracer_version": "4.16.0", "event_type": "span", "spans": spans}]
+    assert http.post("/api/v2/llmobs", json=intake).status_code == 202
+    qid = create_queue(typed).data.id
+    trace_item, session_item = add(typed, qid, [trace(trace_id), trace(trace_id, LLMObsTraceInteractionType.SESSION)])
+
+    first = parsed(typed.get_llm_obs_annotated_interaction(qid, trace_item.id, limit=2)).data.attributes
+    assert [e.id for e in first.events] == ["900", "901"] and first.next_cursor
+    rest = parsed(typed.get_llm_obs_annotated_interaction(qid, trace_item.id, limit=2,
+                                                          cursor=first.next_cursor)).data.attributes
+    assert [e.id for e in rest.events] == ["902"] and "next_cursor" not in rest.to_dict()
+    every = list(typed.get_llm_obs_annotated_interaction_with_pagination(qid, trace_item.id, limit=2))
+    assert [e.id for e in every] == ["900", "901", "902"]
+    assert parsed(typed.get_llm_obs_annotated_interaction(qid, session_item.id)).data.attributes.events == []
+    bad = http.get(f"{QUEUES}/{qid}/annotated-interactions/{trace_item.id}", params={"cursor": "!!"})
+    assert bad.status_code == 400 and bad.json()["errors"][0]["source"]["parameter"] == "cursor"
