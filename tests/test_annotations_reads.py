@@ -287,3 +287,29 @@ def test_trace_interaction_events_are_its_spans(typed, http):
     assert parsed(typed.get_llm_obs_annotated_interaction(qid, session_item.id)).data.attributes.events == []
     bad = http.get(f"{QUEUES}/{qid}/annotated-interactions/{trace_item.id}", params={"cursor": "!!"})
     assert bad.status_code == 400 and bad.json()["errors"][0]["source"]["parameter"] == "cursor"
+
+
+def test_concurrent_writers_share_one_interaction_and_one_annotation(server, typed, scored):
+    from concurrent.futures import ThreadPoolExecutor
+
+    qid, labels, (first, _) = scored
+    content = unique("raced")
+    add_body = {"data": {"type": "interactions", "attributes": {"interactions": [
+        {"type": "trace", "content_id": content}]}}}
+    upsert_body = {"data": {"type": "annotations", "attributes": {"annotations": [
+        {"interaction_id": first, "label_values": [{"label_schema_id": labels["quality"], "value": 3}]}]}}}
+
+    def post(path_body):
+        path, body = path_body
+        with server.client() as c:
+            return c.post(path, json=body)
+
+    jobs = [(f"{QUEUES}/{qid}/interactions", add_body), (f"{QUEUES}/{qid}/annotations", upsert_body)] * 6
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        responses = list(pool.map(post, jobs))
+    assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+    added = {r.json()["data"]["attributes"]["interactions"][0]["id"] for r in responses[0::2]}
+    annotation_ids = {r.json()["data"]["attributes"]["annotations"][0]["id"] for r in responses[1::2]}
+    assert len(added) == 1 and len(annotation_ids) == 1
+    shown = {i.id: i for i in annotated(typed, qid)}
+    assert len(shown[first].annotations) == 1 and added <= set(shown)

@@ -52,9 +52,16 @@ def _queue_select():
             .where(Project.deleted_at.is_(None)))
 
 
-def get_queue(session: Session, *, queue_id: str) -> tuple[AnnotationQueue, str]:
-    """The queue and its project's id, or 404."""
-    row = session.execute(_queue_select().where(AnnotationQueue.id == queue_id)).first()
+def get_queue(session: Session, *, queue_id: str, lock: bool = False) -> tuple[AnnotationQueue, str]:
+    """The queue and its project's id, or 404.
+
+    `lock` holds the queue against a concurrent delete while rows that point at it are written
+    (FOR SHARE on PostgreSQL; SQLite already serialises writers).
+    """
+    stmt = _queue_select().where(AnnotationQueue.id == queue_id)
+    if lock:
+        stmt = stmt.with_for_update(read=True, of=AnnotationQueue)
+    row = session.execute(stmt).first()
     if row is None:
         raise NotFound(f"annotation queue {queue_id!r} not found")
     return row[0], row[1]
@@ -156,7 +163,7 @@ def add_interactions(session: Session, *, queue_id: str,
         raise Invalid(f"at most {MAX_INTERACTIONS_PER_REQUEST} interactions per request, got {len(items)}",
                       pointer=pointer)
     wanted = normalize_interactions(items, pointer=pointer)
-    queue, _ = get_queue(session, queue_id=queue_id)
+    queue, _ = get_queue(session, queue_id=queue_id, lock=True)
     content_ids = {w["content_id"] for w in wanted}
     before = _interactions_by_content(session, queue.pk, content_ids)
     now = utcnow()
@@ -209,8 +216,8 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
     """Store each valid item as the actor's annotation of its interaction (one per key and interaction).
 
     Returns the stored annotations and one error per rejected item. A handful of statements whatever
-    the batch size: one lookup of the interactions, one of the actor's existing annotations, and one
-    INSERT .. ON CONFLICT DO UPDATE for all rows, which keeps the ids of annotations being updated.
+    the batch size: one lookup of the interactions and one INSERT .. ON CONFLICT DO UPDATE .. RETURNING
+    for all rows, which keeps the ids of annotations being updated.
     """
     pointer = f"{ATTRS}/annotations"
     if not items:
@@ -218,12 +225,14 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
     if len(items) > MAX_ANNOTATIONS_PER_REQUEST:
         raise Invalid(f"at most {MAX_ANNOTATIONS_PER_REQUEST} annotations per request, got {len(items)}",
                       pointer=pointer)
-    queue, _ = get_queue(session, queue_id=queue_id)
+    queue, _ = get_queue(session, queue_id=queue_id, lock=True)
     labels_by_id = {label["id"]: label for label in queue.label_schemas}
     required = [label for label in queue.label_schemas if label.get("is_required")]
     wanted_ids = {item.interaction_id for item in items}
+    # FOR SHARE: an interaction deleted meanwhile would otherwise fail the insert below.
     interaction_pks = dict(session.execute(select(AnnotationInteraction.id, AnnotationInteraction.pk).where(
-        AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id.in_(wanted_ids))).tuples().all())
+        AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id.in_(wanted_ids))
+        .with_for_update(read=True)).tuples().all())
 
     errors: list[dict[str, Any]] = []
     accepted: list[tuple[UpsertAnnotationIn, int, dict[str, Any]]] = []
@@ -241,33 +250,28 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
             errors.append({"interaction_id": item.interaction_id, "error": problem})
             continue
         seen.add(item.interaction_id)
-        assert pk is not None and stored is not None
-        accepted.append((item, pk, stored))
+        accepted.append((item, pk, stored))  # type: ignore[arg-type]  # both set when there is no problem
     if not accepted:
         return [], errors
 
-    pks = [pk for _, pk, _ in accepted]
-    existing = {r.interaction_pk: r for r in session.execute(
-        select(Annotation.interaction_pk, Annotation.id, Annotation.created_by, Annotation.created_at).where(
-            Annotation.interaction_pk.in_(pks), Annotation.author_key_id == actor.key_id))}
     now = utcnow()
-    rows = []
-    out = []
-    for item, pk, stored in accepted:
-        old = existing.get(pk)
-        annotation_id = old.id if old else new_id()
-        rows.append({"id": annotation_id, "queue_pk": queue.pk, "interaction_pk": pk, "author_key_id": actor.key_id,
-                     "created_by": actor.name, "modified_by": actor.name, "label_values": stored,
-                     "created_at": now, "modified_at": now})
-        out.append({"id": annotation_id, "interaction_id": item.interaction_id, "label_values": stored,
-                    "created_by": old.created_by if old else actor.name, "created_at": old.created_at if old else now,
-                    "modified_by": actor.name, "modified_at": now})
-    stmt = dialect_insert(session, Annotation.__table__)
+    rows = [{"id": new_id(), "queue_pk": queue.pk, "interaction_pk": pk, "author_key_id": actor.key_id,
+             "created_by": actor.name, "modified_by": actor.name, "label_values": stored,
+             "created_at": now, "modified_at": now} for _, pk, stored in accepted]
+    table = Annotation.__table__
+    stmt = dialect_insert(session, table)
     stmt = stmt.on_conflict_do_update(
         index_elements=["interaction_pk", "author_key_id"],
         set_={"label_values": stmt.excluded.label_values, "modified_by": stmt.excluded.modified_by,
               "modified_at": stmt.excluded.modified_at})
-    session.execute(stmt, rows)
+    # RETURNING gives the row as it ended up: an update keeps its id and creation, even when another
+    # request by the same key created it a moment ago.
+    returned = session.execute(stmt.returning(table.c.interaction_pk, table.c.id, table.c.created_by,
+                                              table.c.created_at), rows)
+    saved = {r.interaction_pk: r for r in returned}
+    out = [{"id": saved[pk].id, "interaction_id": item.interaction_id, "label_values": stored,
+            "created_by": saved[pk].created_by, "created_at": saved[pk].created_at,
+            "modified_by": actor.name, "modified_at": now} for item, pk, stored in accepted]
     session.flush()
     return out, errors
 
