@@ -89,8 +89,9 @@ class DatasetRecord(Base):
         Index("ix_dataset_records_seq", "dataset_pk", "seq"),
         # The current version (the common read) and its lookups only touch open rows.
         Index("ix_dataset_records_current_seq", "dataset_pk", "seq", sqlite_where=CURRENT, postgresql_where=CURRENT),
-        Index("uq_dataset_records_current_id", "dataset_pk", "record_id", unique=True,
+        # Lookups by key lead with the key, not the dataset: see storage.lookup_current for why.
+        Index("uq_dataset_records_current_id", "record_id", "dataset_pk", unique=True,
               sqlite_where=CURRENT, postgresql_where=CURRENT),
-        Index("ix_dataset_records_current_hash", "dataset_pk", "content_hash",
+        Index("ix_dataset_records_current_hash", "content_hash", "dataset_pk",
               sqlite_where=CURRENT, postgresql_where=CURRENT),
     )

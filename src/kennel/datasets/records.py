@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
 from kennel.datasets.schemas import RecordIn, RecordUpdateIn, TagOperations
 from kennel.datasets.service import ensure_writable
+from kennel.datasets.storage import chunks, insert_revisions, lookup_current, page_columns, refresh_statistics
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
 from kennel.keys.service import Actor
 
-# Far below SQLite's 32,766 bound-parameter limit, and a sensible unit for PostgreSQL too.
-CHUNK = 5000
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 R = DatasetRecord.__table__.c
 
@@ -57,11 +57,6 @@ class ChangeResult:
     version: int
     changed: bool
     records: list[RecordState] = field(default_factory=list)
-
-
-def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
 
 
 def content_hash(input_: Any, expected_output: Any, metadata: Any, *, pointer: str) -> str:
@@ -104,28 +99,31 @@ def _check_unique(ids: Sequence[str | None], pointer: str, item_suffix: str = "/
 
 _STATE_COLUMNS = (R.pk, R.record_id, R.canonical_id, R.seq, R.valid_from, R.input, R.expected_output,
                   R.metadata, R.tags, R.content_hash, R.author_id, R.created_at, R.updated_at)
+# Enough to close a revision: what a delete that reports nothing back needs.
+_KEY_COLUMNS = (R.pk, R.record_id, R.seq, R.valid_from)
 
 
-def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str]) -> dict[str, RecordState]:
+def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str], *,
+                   content: bool = True) -> dict[str, RecordState]:
     found: dict[str, RecordState] = {}
-    for part in chunks(list(ids)):
-        rows = session.execute(select(*_STATE_COLUMNS).where(
-            R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.record_id.in_(part)))
-        for row in rows:
+    if not content:
+        for row in lookup_current(session, dataset_pk, R.record_id, ids, _KEY_COLUMNS):
             found[row.record_id] = RecordState(
-                record_id=row.record_id, canonical_id=row.canonical_id, seq=row.seq, input=row.input,
-                expected_output=row.expected_output, metadata=row.metadata, tags=list(row.tags or []),
-                created_at=row.created_at, updated_at=row.updated_at, content_hash=row.content_hash,
-                author_id=row.author_id, pk=row.pk, valid_from=row.valid_from)
+                record_id=row.record_id, canonical_id="", seq=row.seq, input=None, expected_output=None,
+                metadata=None, tags=[], created_at=_EPOCH, updated_at=_EPOCH, pk=row.pk, valid_from=row.valid_from)
+        return found
+    for row in lookup_current(session, dataset_pk, R.record_id, ids, _STATE_COLUMNS):
+        found[row.record_id] = RecordState(
+            record_id=row.record_id, canonical_id=row.canonical_id, seq=row.seq, input=row.input,
+            expected_output=row.expected_output, metadata=row.metadata, tags=list(row.tags or []),
+            created_at=row.created_at, updated_at=row.updated_at, content_hash=row.content_hash,
+            author_id=row.author_id, pk=row.pk, valid_from=row.valid_from)
     return found
 
 
 def _existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for part in chunks(list(hashes)):
-        found.update(session.scalars(select(R.content_hash).where(
-            R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.content_hash.in_(part))))
-    return found
+    return {row.content_hash for row in lookup_current(session, dataset_pk, R.content_hash, hashes,
+                                                        (R.content_hash,))}
 
 
 def apply_changes(
@@ -139,6 +137,7 @@ def apply_changes(
     create_new_version: bool = True,
     deduplicate: bool = True,
     common_tags: Sequence[str] | None = None,
+    report_content: bool = True,
     pointers: tuple[str, str, str] = ("/data/attributes/insert_records", "/data/attributes/update_records",
                                       "/data/attributes/delete_records"),
 ) -> ChangeResult:
@@ -147,7 +146,8 @@ def apply_changes(
     Inserts carrying an id that is already current replace that record (upsert), as ddtrace re-sends
     records after a bulk upload. Inserts without an id are skipped when `deduplicate` and a current
     record (or an earlier insert of this batch) has the same input, expected output and metadata.
-    A change that alters nothing creates no version.
+    A change that alters nothing creates no version. With `report_content=False` (a caller that
+    answers 204) deleted records are not read back, only closed.
     """
     ensure_writable(dataset, actor)
     ins_ptr, upd_ptr, del_ptr = pointers
@@ -157,7 +157,8 @@ def apply_changes(
 
     now = utcnow()
     referenced = {r.id for r in inserts if r.id is not None} | {r.id for r in updates} | set(deletes)
-    current = _fetch_current(session, dataset.pk, list(referenced)) if referenced else {}
+    light = not report_content and not inserts and not updates
+    current = _fetch_current(session, dataset.pk, list(referenced), content=not light) if referenced else {}
     states: dict[str, RecordState] = {}
     touched: list[str] = []
 
@@ -285,9 +286,9 @@ def _write(session: Session, dataset: Dataset, version: int, to_close: list[Reco
             "metadata": s.metadata, "tags": s.tags, "content_hash": s.content_hash, "author_id": s.author_id,
             "created_at": s.created_at, "updated_at": s.updated_at,
         } for s in to_insert]
-        # Core insert on the table: keys are column names ("metadata"), not ORM attribute names.
-        for part in chunks(rows, 1000):
-            session.execute(insert(DatasetRecord.__table__), part)
+        insert_revisions(session, rows)
+    if fresh:
+        refresh_statistics(session, first, dataset.next_seq)
 
 
 def check_version(dataset: Dataset, version: int | None, *, parameter: str = "filter[version]") -> int:
@@ -312,19 +313,18 @@ def _tags_any(session: Session, tags: Sequence[str]):
     return exists(select(literal_column("1")).select_from(each).where(each.c.value.in_(list(tags))))
 
 
-READ_COLUMNS = (R.record_id, R.canonical_id, R.seq, R.input, R.expected_output, R.metadata, R.tags,
-                R.author_id, R.created_at, R.updated_at)
-
-
 def read_records(session: Session, *, dataset: Dataset, version: int, tags: Sequence[str] | None,
                  after_seq: int | None, limit: int) -> list[Any]:
-    """One page of the records visible at `version`, newest first (keyset on `seq`)."""
+    """One page of the records visible at `version`, newest first (keyset on `seq`).
+
+    Rows carry JSON as stored text and timestamps raw (see `storage.page_columns`).
+    """
     if version == dataset.current_version:
         # The partial index of open rows serves the current version.
         cond = R.valid_to.is_(None)
     else:
         cond = visible_at(version)
-    stmt = select(*READ_COLUMNS).where(R.dataset_pk == dataset.pk, cond)
+    stmt = select(*page_columns(session)).where(R.dataset_pk == dataset.pk, cond)
     if tags:
         stmt = stmt.where(_tags_any(session, tags))
     if after_seq is not None:

@@ -17,7 +17,7 @@ from kennel.datasets.schemas import (
     DeleteRecordsRequest,
     UpdateRecordsRequest,
 )
-from kennel.datasets.views import dataset_resource, mutation_item, record_rows, version_resource
+from kennel.datasets.views import dataset_resource, mutation_items, record_rows, version_resource
 from kennel.errors import Invalid
 from kennel.ids import require_unique_ids
 from kennel.jsonapi import RawBody, decode_cursor, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
@@ -131,7 +131,7 @@ def list_records(
 
 
 def _mutation(dataset_id: str, result: records.ChangeResult) -> Response:
-    return respond({"data": [mutation_item(dataset_id, s, result.version) for s in result.records]})
+    return respond({"data": mutation_items(dataset_id, result.records, result.version)})
 
 
 @route("POST", "/{project_id}/datasets/{dataset_id}/records")
@@ -161,7 +161,8 @@ def delete_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     attrs = parse_body(DeleteRecordsRequest, raw).data.attributes
     require_unique_ids(attrs.record_ids, pointer="/data/attributes/record_ids", what="record")
     records.change_records(session, project_id=project_id, dataset_id=dataset_id, actor=actor,
-                           deletes=attrs.record_ids, pointers=("/data/attributes/record_ids",) * 3)
+                           deletes=attrs.record_ids, report_content=False,
+                           pointers=("/data/attributes/record_ids",) * 3)
     return no_content()
 
 

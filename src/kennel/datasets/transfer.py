@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetRecord
 from kennel.datasets.records import apply_changes, chunks, content_hash, normalize_tags, visible_at
+from kennel.datasets.storage import lookup_current
 from kennel.datasets.schemas import RecordIn
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
@@ -247,8 +248,7 @@ class Progress:
 
 
 def _current_ids(session: Session, dataset_pk: int, ids: Sequence[str]) -> set[str]:
-    return set(session.scalars(select(R.record_id).where(R.dataset_pk == dataset_pk, R.valid_to.is_(None),
-                                                         R.record_id.in_(ids))))
+    return {row.record_id for row in lookup_current(session, dataset_pk, R.record_id, ids, (R.record_id,))}
 
 
 def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str, fmt: str, total: int,

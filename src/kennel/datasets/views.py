@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from orjson import Fragment
+
 from kennel.datasets.models import Dataset, DatasetVersion
 from kennel.datasets.records import RecordState
 from kennel.jsonapi import iso
@@ -39,50 +41,74 @@ def version_resource(v: DatasetVersion, dataset_id: str) -> dict[str, Any]:
     }
 
 
-def record_resource(dataset_id: str, record_id: str, canonical_id: str, input_: Any, expected_output: Any,
-                    metadata: Any, tags: list[str] | None, author_id: str | None, created_at: Any, updated_at: Any,
-                    **extra: Any) -> dict[str, Any]:
-    """A record in both shapes at once: flat fields for the typed client, `attributes` for ddtrace."""
-    created, updated = iso(created_at), iso(updated_at)
-    attrs = {
-        "dataset_id": dataset_id,
-        "input": input_,
-        "expected_output": expected_output,
-        "metadata": metadata,
-        "tags": tags or [],
-        "canonical_id": canonical_id,
-        "author": {"id": author_id},
-        "created_at": created,
-        "updated_at": updated,
-        **extra,
-    }
-    return {
-        "id": record_id,
-        "type": "datasets",
-        "attributes": attrs,
-        "dataset_id": dataset_id,
-        "input": input_,
-        "expected_output": expected_output,
-        "metadata": metadata,
-        "created_at": created,
-        "updated_at": updated,
-    }
+def _stamp_formatter():
+    """Render stored timestamps once per distinct value: a page's rows share few of them."""
+    seen: dict[Any, Any] = {}
+
+    def render(value: Any) -> Any:
+        out = seen.get(value)
+        if out is None:
+            if isinstance(value, str):  # SQLite text "YYYY-MM-DD HH:MM:SS.ffffff", UTC
+                out = f"{value[:10]}T{value[11:]}Z"
+            else:  # PostgreSQL datetime: orjson writes it itself
+                out = value
+            seen[value] = out
+        return out
+
+    return render
+
+
+def _fragment(raw: str | None) -> Any:
+    return None if raw is None else Fragment(raw)
 
 
 def record_rows(dataset_id: str, rows: list[Any]) -> list[dict[str, Any]]:
-    return [record_resource(dataset_id, r.record_id, r.canonical_id, r.input, r.expected_output, r.metadata,
-                            r.tags, r.author_id, r.created_at, r.updated_at) for r in rows]
+    """A read page in both shapes, with the stored JSON passed through without parsing it."""
+    stamp = _stamp_formatter()
+    out = []
+    for r in rows:
+        input_, expected, metadata = _fragment(r.input), _fragment(r.expected_output), _fragment(r.metadata)
+        created, updated = stamp(r.created_at), stamp(r.updated_at)
+        out.append({
+            "id": r.record_id,
+            "type": "datasets",
+            "attributes": {
+                "dataset_id": dataset_id, "input": input_, "expected_output": expected, "metadata": metadata,
+                "tags": _fragment(r.tags) or [], "canonical_id": r.canonical_id, "author": {"id": r.author_id},
+                "created_at": created, "updated_at": updated,
+            },
+            "dataset_id": dataset_id, "input": input_, "expected_output": expected, "metadata": metadata,
+            "created_at": created, "updated_at": updated,
+        })
+    return out
 
 
-def mutation_item(dataset_id: str, s: RecordState, version: int) -> dict[str, Any]:
-    extra: dict[str, Any] = {"version": version}
-    if s.deleted:
-        extra["deleted_at"] = iso(s.deleted_at)
-        extra["ttl"] = DELETED_TTL
-    item = record_resource(dataset_id, s.record_id, s.canonical_id, s.input, s.expected_output, s.metadata,
-                           s.tags, s.author_id, s.created_at, s.updated_at, **extra)
-    # The typed client reads data[i].records[...] (flat records); ddtrace reads data[i].attributes.
-    flat = {k: item[k] for k in ("id", "dataset_id", "input", "expected_output", "metadata", "created_at",
-                                 "updated_at")}
-    item["records"] = [flat]
-    return item
+def mutation_items(dataset_id: str, states: list[RecordState], version: int) -> list[dict[str, Any]]:
+    """Changed records: `attributes` for ddtrace, `records: [flat record]` for the typed client."""
+    stamps: dict[Any, str | None] = {}
+
+    def stamp(value: Any) -> str | None:
+        if value not in stamps:
+            stamps[value] = iso(value)
+        return stamps[value]
+
+    items = []
+    for s in states:
+        created, updated = stamp(s.created_at), stamp(s.updated_at)
+        attrs: dict[str, Any] = {
+            "dataset_id": dataset_id, "input": s.input, "expected_output": s.expected_output,
+            "metadata": s.metadata, "tags": s.tags, "canonical_id": s.canonical_id,
+            "author": {"id": s.author_id}, "created_at": created, "updated_at": updated, "version": version,
+        }
+        if s.deleted:
+            attrs["deleted_at"] = stamp(s.deleted_at)
+            attrs["ttl"] = DELETED_TTL
+        items.append({
+            "id": s.record_id,
+            "type": "datasets",
+            "attributes": attrs,
+            "records": [{"id": s.record_id, "dataset_id": dataset_id, "input": s.input,
+                         "expected_output": s.expected_output, "metadata": s.metadata,
+                         "created_at": created, "updated_at": updated}],
+        })
+    return items

@@ -84,9 +84,9 @@ def upgrade() -> None:
     op.create_index("ix_dataset_records_seq", "dataset_records", ["dataset_pk", "seq"])
     op.create_index("ix_dataset_records_current_seq", "dataset_records", ["dataset_pk", "seq"],
                     sqlite_where=CURRENT, postgresql_where=CURRENT)
-    op.create_index("uq_dataset_records_current_id", "dataset_records", ["dataset_pk", "record_id"], unique=True,
+    op.create_index("uq_dataset_records_current_id", "dataset_records", ["record_id", "dataset_pk"], unique=True,
                     sqlite_where=CURRENT, postgresql_where=CURRENT)
-    op.create_index("ix_dataset_records_current_hash", "dataset_records", ["dataset_pk", "content_hash"],
+    op.create_index("ix_dataset_records_current_hash", "dataset_records", ["content_hash", "dataset_pk"],
                     sqlite_where=CURRENT, postgresql_where=CURRENT)
 
 
