@@ -456,8 +456,10 @@ def verdicts(r: dict[str, Any], backend: str) -> dict[str, Any]:
     rd = r["read_current"]
     put("read_current_records_per_s", rd["records_per_s"], f">= {TARGETS['read_records_per_s']}",
         rd["records_per_s"] >= TARGETS["read_records_per_s"])
-    put("last_page_over_first", rd["last_over_first"], f"<= {TARGETS['last_over_first_page']}",
-        rd["last_over_first"] <= TARGETS["last_over_first_page"])
+    # Single pages are too noisy on a shared 2-core machine to judge by; the verdict compares the
+    # median of the last five pages with the median of the first five (both single values are kept).
+    put("last_page_over_first", rd["last5_over_first5"], f"<= {TARGETS['last_over_first_page']} (5-page medians)",
+        rd["last5_over_first5"] <= TARGETS["last_over_first_page"])
     a = r["append_1000_to_n"]
     put("append_1000_to_n_ms_batch_update", a["batch_update_new_version_ms"]["median"],
         f"<= {TARGETS['append_1000_to_n_ms']}", a["batch_update_new_version_ms"]["median"] <= TARGETS["append_1000_to_n_ms"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -10,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kennel import __version__
 from kennel.config import Settings
 from kennel.db.engine import make_engine
+from kennel.db.maintenance import SQLiteCheckpointer, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker
 from kennel.errors import PayloadTooLarge, error_item, error_response, install_error_handlers
@@ -61,7 +64,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.migrate_on_start:
         upgrade(engine)
 
-    app = FastAPI(title="Kennel", version=__version__,
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        checkpointer = SQLiteCheckpointer(engine) if engine.dialect.name == "sqlite" else None
+        if checkpointer:
+            checkpointer.start()
+        tune_gc()
+        try:
+            yield
+        finally:
+            if checkpointer:
+                checkpointer.stop()
+            engine.dispose()
+
+    app = FastAPI(title="Kennel", version=__version__, lifespan=lifespan,
                   description="Self-hosted Datadog LLM Observability evaluation API")
     app.state.settings = settings
     app.state.engine = engine

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 
 from kennel.errors import Invalid
 
@@ -17,3 +18,17 @@ def require_unique_ids(ids: Sequence[str], *, pointer: str, what: str) -> None:
             raise Invalid(f"{what} id {value!r} appears more than once in {pointer.rsplit('/', 1)[-1]}",
                           pointer=f"{pointer}/{index}")
         seen.add(value)
+
+
+def uuid4_stream(batch: int = 256) -> Iterator[str]:
+    """Random (version 4) UUID strings, cheaply: one urandom call per batch.
+
+    `str(uuid.uuid4())` costs about 3 µs; a 1,000-record insert needs two ids per record.
+    """
+    while True:
+        raw = bytearray(os.urandom(16 * batch))
+        for offset in range(0, len(raw), 16):
+            raw[offset + 6] = (raw[offset + 6] & 0x0F) | 0x40
+            raw[offset + 8] = (raw[offset + 8] & 0x3F) | 0x80
+            h = raw[offset:offset + 16].hex()
+            yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

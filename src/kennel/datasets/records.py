@@ -8,9 +8,8 @@ reaches the database and a large batch costs a handful of statements, not one pe
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,6 +24,7 @@ from kennel.datasets.service import ensure_writable
 from kennel.datasets.storage import chunks, insert_revisions, lookup_current, page_columns, refresh_statistics
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
+from kennel.ids import uuid4_stream
 from kennel.keys.service import Actor
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -32,7 +32,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 R = DatasetRecord.__table__.c
 
 
-@dataclass
+@dataclass(slots=True)
 class RecordState:
     record_id: str
     canonical_id: str
@@ -161,6 +161,7 @@ def apply_changes(
     current = _fetch_current(session, dataset.pk, list(referenced), content=not light) if referenced else {}
     states: dict[str, RecordState] = {}
     touched: list[str] = []
+    uuids = uuid4_stream()
 
     def touch(rid: str) -> None:
         if rid not in states:
@@ -182,14 +183,14 @@ def apply_changes(
             if deduplicate and digest in seen_hashes:
                 continue
             seen_hashes.add(digest)
-            rid = uuid.uuid4().hex
+            rid = next(uuids).replace("-", "")
         else:
             rid = rec.id
         base = current.get(rid)
         touch(rid)
         states[rid] = RecordState(
             record_id=rid,
-            canonical_id=base.canonical_id if base else str(uuid.uuid4()),
+            canonical_id=base.canonical_id if base else next(uuids),
             seq=base.seq if base else None,
             input=rec.input, expected_output=rec.expected_output, metadata=rec.metadata, tags=tags,
             created_at=base.created_at if base else now, updated_at=now, content_hash=digest,
@@ -203,7 +204,7 @@ def apply_changes(
             missing.append(upd.id)
             continue
         fields = upd.model_fields_set
-        new = RecordState(**{**state.__dict__})
+        new = replace(state)
         if "input" in fields and upd.input is not None:
             new.input = upd.input
         if "expected_output" in fields and upd.expected_output is not None:
@@ -227,7 +228,7 @@ def apply_changes(
             missing.append(rid)
             continue
         touch(rid)
-        states[rid] = RecordState(**{**state.__dict__, "deleted": True, "deleted_at": now})
+        states[rid] = replace(state, deleted=True, deleted_at=now)
     if missing:
         raise NotFound(f"record(s) not found in dataset {dataset.id}: {', '.join(missing)}; nothing was deleted",
                        pointer=del_ptr)
