@@ -5,9 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 
-import orjson
-import pytest
-from datadog_api_client.exceptions import ApiException
 from datadog_api_client.v2.model.llm_obs_delete_experiments_data_attributes_request import (
     LLMObsDeleteExperimentsDataAttributesRequest,
 )

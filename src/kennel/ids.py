@@ -32,3 +32,9 @@ def uuid4_stream(batch: int = 256) -> Iterator[str]:
             raw[offset + 8] = (raw[offset + 8] & 0x3F) | 0x80
             h = raw[offset:offset + 16].hex()
             yield f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def listing(ids: Sequence[str], limit: int = 20) -> str:
+    """Ids for an error message: all of a few, the first `limit` of many (a 10,000-id 404 stays readable)."""
+    shown = ", ".join(ids[:limit])
+    return shown if len(ids) <= limit else f"{shown} and {len(ids) - limit} more"

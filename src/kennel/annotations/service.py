@@ -27,7 +27,7 @@ from kennel.annotations.validation import (
 )
 from kennel.db.base import new_id, utcnow
 from kennel.errors import Invalid, NotFound
-from kennel.ids import require_unique_ids
+from kennel.ids import listing, require_unique_ids
 from kennel.keys.service import Actor
 from kennel.projects.models import Project
 
@@ -201,7 +201,7 @@ def delete_interactions(session: Session, *, queue_id: str, interaction_ids: lis
         AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id.in_(interaction_ids))).tuples().all())
     missing = [i for i in interaction_ids if i not in found]
     if missing:
-        raise NotFound(f"interaction(s) not found in queue {queue_id}: {', '.join(missing)}; nothing was deleted",
+        raise NotFound(f"interaction(s) not found in queue {queue_id}: {listing(missing)}; nothing was deleted",
                        pointer=pointer)
     # Their annotations go through ON DELETE CASCADE.
     session.execute(delete(AnnotationInteraction).where(AnnotationInteraction.pk.in_(list(found.values()))))

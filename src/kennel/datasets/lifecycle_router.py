@@ -10,16 +10,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import lifecycle, transfer
 from kennel.datasets.lifecycle_schemas import CloneRequest, RestoreRequest
-from kennel.datasets.models import Dataset, DatasetVersion
+from kennel.datasets.models import Dataset
 from kennel.datasets.records import check_version
-from kennel.datasets.service import ensure_writable, get_dataset
+from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid, KennelError
@@ -263,10 +262,7 @@ def upload_for_ddtrace(
     for _ in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt, total=scanned.total,
                                    deduplicate=dedupe, overwrite=replace, tags=_tags(tags)):
         pass
-    row = session.scalars(select(DatasetVersion).where(
-        DatasetVersion.dataset_pk == dataset.pk, DatasetVersion.version_number == dataset.current_version)).first()
-    if row is None:  # every dataset has its version rows; this only guards against a damaged history
-        row = DatasetVersion(id=dataset.id, version_number=dataset.current_version, last_used=None)
+    row = get_version(session, dataset=dataset, version=dataset.current_version)
     return respond({"data": version_resource(row, dataset.id)})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,13 +21,13 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
 from kennel.datasets.schemas import RecordIn, RecordUpdateIn, TagOperations
 from kennel.datasets.service import ensure_writable
-from kennel.datasets.storage import chunks, insert_revisions, lookup_current, page_columns, refresh_statistics
+from kennel.datasets.storage import (chunks, close_current, insert_revisions, lookup_current, page_columns,
+                                     refresh_statistics)
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
-from kennel.ids import uuid4_stream
+from kennel.ids import listing, uuid4_stream
 from kennel.keys.service import Actor
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 R = DatasetRecord.__table__.c
 
@@ -99,19 +99,10 @@ def _check_unique(ids: Sequence[str | None], pointer: str, item_suffix: str = "/
 
 _STATE_COLUMNS = (R.pk, R.record_id, R.canonical_id, R.seq, R.valid_from, R.input, R.expected_output,
                   R.metadata, R.tags, R.content_hash, R.author_id, R.created_at, R.updated_at)
-# Enough to close a revision: what a delete that reports nothing back needs.
-_KEY_COLUMNS = (R.pk, R.record_id, R.seq, R.valid_from)
 
 
-def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str], *,
-                   content: bool = True) -> dict[str, RecordState]:
+def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str]) -> dict[str, RecordState]:
     found: dict[str, RecordState] = {}
-    if not content:
-        for row in lookup_current(session, dataset_pk, R.record_id, ids, _KEY_COLUMNS):
-            found[row.record_id] = RecordState(
-                record_id=row.record_id, canonical_id="", seq=row.seq, input=None, expected_output=None,
-                metadata=None, tags=[], created_at=_EPOCH, updated_at=_EPOCH, pk=row.pk, valid_from=row.valid_from)
-        return found
     for row in lookup_current(session, dataset_pk, R.record_id, ids, _STATE_COLUMNS):
         found[row.record_id] = RecordState(
             record_id=row.record_id, canonical_id=row.canonical_id, seq=row.seq, input=row.input,
@@ -119,6 +110,27 @@ def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str], *,
             created_at=row.created_at, updated_at=row.updated_at, content_hash=row.content_hash,
             author_id=row.author_id, pk=row.pk, valid_from=row.valid_from)
     return found
+
+
+def _close_only(session: Session, dataset: Dataset, deletes: Sequence[str], now: datetime,
+                pointer: str) -> ChangeResult:
+    """A delete that reports nothing back: close the open revisions in SQL, as one new version."""
+    version = dataset.current_version + 1
+    closed = close_current(session, dataset.pk, deletes, version)
+    missing = [rid for rid in deletes if rid not in closed]
+    if missing:
+        raise NotFound(f"record(s) not found in dataset {dataset.id}: {listing(missing)}; nothing was deleted",
+                       pointer=pointer)
+    _new_version(session, dataset, version, now)
+    return ChangeResult(version=version, changed=True)
+
+
+def _new_version(session: Session, dataset: Dataset, version: int, now: datetime) -> None:
+    if version != dataset.current_version:
+        session.execute(insert(DatasetVersion).values(dataset_pk=dataset.pk, version_number=version, created_at=now))
+        dataset.current_version = version
+    dataset.updated_at = now
+    session.flush()
 
 
 def _existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) -> set[str]:
@@ -147,7 +159,7 @@ def apply_changes(
     records after a bulk upload. Inserts without an id are skipped when `deduplicate` and a current
     record (or an earlier insert of this batch) has the same input, expected output and metadata.
     A change that alters nothing creates no version. With `report_content=False` (a caller that
-    answers 204) deleted records are not read back, only closed.
+    answers 204) a pure delete closes the records in SQL without reading them back.
     """
     ensure_writable(dataset, actor)
     ins_ptr, upd_ptr, del_ptr = pointers
@@ -157,8 +169,9 @@ def apply_changes(
 
     now = utcnow()
     referenced = {r.id for r in inserts if r.id is not None} | {r.id for r in updates} | set(deletes)
-    light = not report_content and not inserts and not updates
-    current = _fetch_current(session, dataset.pk, list(referenced), content=not light) if referenced else {}
+    if not report_content and not inserts and not updates and deletes and create_new_version:
+        return _close_only(session, dataset, deletes, now, del_ptr)
+    current = _fetch_current(session, dataset.pk, list(referenced)) if referenced else {}
     states: dict[str, RecordState] = {}
     touched: list[str] = []
     uuids = uuid4_stream()
@@ -218,7 +231,7 @@ def apply_changes(
         touch(upd.id)
         states[upd.id] = new
     if missing:
-        raise NotFound(f"record(s) not found in dataset {dataset.id}: {', '.join(missing)}; nothing was changed",
+        raise NotFound(f"record(s) not found in dataset {dataset.id}: {listing(missing)}; nothing was changed",
                        pointer=upd_ptr)
 
     # Deletes.
@@ -230,7 +243,7 @@ def apply_changes(
         touch(rid)
         states[rid] = replace(state, deleted=True, deleted_at=now)
     if missing:
-        raise NotFound(f"record(s) not found in dataset {dataset.id}: {', '.join(missing)}; nothing was deleted",
+        raise NotFound(f"record(s) not found in dataset {dataset.id}: {listing(missing)}; nothing was deleted",
                        pointer=del_ptr)
 
     # Work out what really changes.
@@ -255,12 +268,7 @@ def apply_changes(
 
     if changed:
         _write(session, dataset, version, to_close, to_insert, now)
-        if version != dataset.current_version:
-            session.execute(insert(DatasetVersion).values(dataset_pk=dataset.pk, version_number=version,
-                                                          created_at=now))
-            dataset.current_version = version
-        dataset.updated_at = now
-        session.flush()
+        _new_version(session, dataset, version, now)
     return ChangeResult(version=version, changed=changed, records=[states[rid] for rid in touched])
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset, DatasetVersion
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, NotFound
-from kennel.ids import require_unique_ids
+from kennel.ids import listing, require_unique_ids
 from kennel.keys.service import Actor
 from kennel.projects.models import Project
 from kennel.projects.service import get_project
@@ -117,7 +117,7 @@ def delete_datasets(session: Session, *, dataset_ids: list[str], project_id: str
     found = {d.id: d for d in session.scalars(stmt)}
     missing = [d for d in dataset_ids if d not in found]
     if missing:
-        raise NotFound(f"dataset(s) not found: {', '.join(missing)}; nothing was deleted",
+        raise NotFound(f"dataset(s) not found: {listing(missing)}; nothing was deleted",
                        pointer="/data/attributes/dataset_ids")
     for dataset in found.values():
         ensure_writable(dataset, actor)
@@ -134,6 +134,14 @@ def list_versions(session: Session, *, project_id: str, dataset_id: str) -> tupl
     rows = session.scalars(select(DatasetVersion).where(DatasetVersion.dataset_pk == dataset.pk)
                            .order_by(DatasetVersion.version_number.desc()))
     return dataset, list(rows)
+
+
+def get_version(session: Session, *, dataset: Dataset, version: int) -> DatasetVersion:
+    row = session.scalars(select(DatasetVersion).where(DatasetVersion.dataset_pk == dataset.pk,
+                                                       DatasetVersion.version_number == version)).first()
+    if row is None:
+        raise NotFound(f"dataset {dataset.id} has no version {version}")
+    return row
 
 
 def mark_version_used(session: Session, *, dataset_pk: int, version: int) -> None:

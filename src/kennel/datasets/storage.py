@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, String, Text, bindparam, cast, func, literal_column, select, text, true, type_coerce
+from sqlalchemy import (DateTime, String, Text, bindparam, cast, func, literal_column, select, text, true,
+                        type_coerce, update)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -60,6 +61,29 @@ def lookup_current(session: Session, dataset_pk: int, column: Any, keys: Sequenc
             stmt = select(*columns).where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), column.in_(part))
         found.extend(session.execute(stmt))
     return found
+
+
+def close_current(session: Session, dataset_pk: int, ids: Sequence[str], version: int) -> set[str]:
+    """Close the open revisions of these record ids at `version`; return the ids that were open.
+
+    One UPDATE ... RETURNING per chunk, so a large delete neither reads the records back nor builds
+    an object per record. The caller turns ids that were not open into a 404 (and its rollback undoes
+    the rest).
+    """
+    closed: set[str] = set()
+    table = DatasetRecord.__table__
+    postgres = is_postgres(session)
+    for part in chunks(list(ids)):
+        stmt = update(table).values(valid_to=version).returning(R.record_id)
+        if postgres:
+            keys_param = bindparam("keys", list(part), type_=postgresql.ARRAY(String))
+            k = func.unnest(keys_param).table_valued("key").render_derived(name="k")
+            stmt = stmt.where(R.record_id == k.c.key, R.valid_to.is_(None),
+                              R.dataset_pk + literal_column("0") == dataset_pk)
+        else:
+            stmt = stmt.where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.record_id.in_(part))
+        closed.update(session.scalars(stmt))
+    return closed
 
 
 def _sqlite_ts(value: datetime) -> str:

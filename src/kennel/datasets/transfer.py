@@ -18,7 +18,7 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetRecord
-from kennel.datasets.records import apply_changes, chunks, content_hash, normalize_tags, visible_at
+from kennel.datasets.records import apply_changes, content_hash, normalize_tags, visible_at
 from kennel.datasets.storage import lookup_current
 from kennel.datasets.schemas import RecordIn
 from kennel.db.session import unit_of_work

@@ -2,18 +2,16 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import select
 from starlette.responses import Response
 
 from kennel.auth import ActorDep, SessionDep, require_keys
-from kennel.errors import JSONAPI, Invalid, NotFound
+from kennel.errors import JSONAPI, Invalid
 from kennel.experiments import events, service
 from kennel.experiments.models import Experiment
 from kennel.experiments.schemas import (DeleteExperimentsRequest, EventsRequest, ExperimentRequest,
                                         ExperimentUpdateRequest)
 from kennel.experiments.views import experiment_resource, join_json
 from kennel.jsonapi import RawBody, dumps, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
-from kennel.projects.service import find_by_name
 from kennel.spans.query import int_cursor
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["experiments"])
@@ -148,12 +146,5 @@ def events_by_name(request: Request, session: SessionDep) -> Response:
     if not project_name or not name:
         missing = "filter[project_name]" if not project_name else "filter[experiment_name]"
         raise Invalid(f"{missing} is required (or use /experiments/{{id}}/events)", parameter=missing)
-    project = find_by_name(session, name=project_name)
-    exp = None
-    if project is not None:
-        exp = session.scalars(select(Experiment).where(
-            Experiment.project_pk == project.pk, Experiment.deleted_at.is_(None),
-            (Experiment.experiment == name) | (Experiment.name == name)).order_by(Experiment.pk.desc())).first()
-    if exp is None:
-        raise NotFound(f"no experiment named {name!r} in project {project_name!r}")
+    exp = service.get_experiment_by_name(session, project_name=project_name, name=name)
     return _events_document(session, exp, [span for _, span in events.all_spans(session, exp)])

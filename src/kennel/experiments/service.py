@@ -16,7 +16,7 @@ from kennel.datasets.service import get_dataset, mark_version_used
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
 from kennel.experiments.models import Experiment
-from kennel.ids import require_unique_ids
+from kennel.ids import listing, require_unique_ids
 from kennel.projects.models import Project
 from kennel.projects.service import get_project
 
@@ -33,6 +33,21 @@ def get_experiment(session: Session, *, experiment_id: str) -> Experiment:
                                                    Experiment.deleted_at.is_(None))).first()
     if exp is None:
         raise NotFound(f"experiment {experiment_id!r} not found")
+    return exp
+
+
+def get_experiment_by_name(session: Session, *, project_name: str, name: str) -> Experiment:
+    """The newest live experiment of a project whose logical or run name is `name`."""
+    from kennel.projects.service import find_by_name
+
+    project = find_by_name(session, name=project_name)
+    exp = None
+    if project is not None:
+        exp = session.scalars(select(Experiment).where(
+            Experiment.project_pk == project.pk, Experiment.deleted_at.is_(None),
+            (Experiment.experiment == name) | (Experiment.name == name)).order_by(Experiment.pk.desc())).first()
+    if exp is None:
+        raise NotFound(f"no experiment named {name!r} in project {project_name!r}")
     return exp
 
 
@@ -121,7 +136,7 @@ def delete_experiments(session: Session, *, experiment_ids: list[str]) -> None:
                                                             Experiment.deleted_at.is_(None))))
     missing = [eid for eid in experiment_ids if eid not in found]
     if missing:
-        raise NotFound(f"experiment(s) not found: {', '.join(missing)}; nothing was deleted",
+        raise NotFound(f"experiment(s) not found: {listing(missing)}; nothing was deleted",
                        pointer="/data/attributes/experiment_ids")
     now = utcnow()
     session.execute(update(Experiment).where(Experiment.id.in_(experiment_ids))

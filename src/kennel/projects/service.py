@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, NotFound
-from kennel.ids import require_unique_ids
+from kennel.ids import listing, require_unique_ids
 from kennel.projects.models import Project
 
 
@@ -81,7 +81,7 @@ def delete_projects(session: Session, *, project_ids: list[str]) -> None:
     found = set(session.scalars(select(Project.id).where(Project.id.in_(project_ids), _live())))
     missing = [pid for pid in project_ids if pid not in found]
     if missing:
-        raise NotFound(f"project(s) not found: {', '.join(missing)}; nothing was deleted",
+        raise NotFound(f"project(s) not found: {listing(missing)}; nothing was deleted",
                        pointer="/data/attributes/project_ids")
     now = utcnow()
     session.execute(update(Project).where(Project.id.in_(project_ids)).values(deleted_at=now, updated_at=now))
