@@ -52,6 +52,21 @@ class RecordState:
     deleted_at: datetime | None = None
 
 
+@dataclass(slots=True)
+class NewRecord:
+    """A record to insert, already validated (file uploads build these without pydantic's overhead).
+
+    `apply_changes` reads inserts by attribute, so the wire model `RecordIn` serves as well.
+    """
+
+    id: str | None
+    input: Any
+    expected_output: Any = None
+    metadata: Any = None
+    tags: list[str] | None = None
+    tag_operations: TagOperations | None = None
+
+
 @dataclass
 class ChangeResult:
     version: int
@@ -143,7 +158,7 @@ def apply_changes(
     *,
     dataset: Dataset,
     actor: Actor,
-    inserts: Sequence[RecordIn] = (),
+    inserts: Sequence[RecordIn | NewRecord] = (),
     updates: Sequence[RecordUpdateIn] = (),
     deletes: Sequence[str] = (),
     create_new_version: bool = True,
@@ -181,7 +196,7 @@ def apply_changes(
             touched.append(rid)
 
     # Inserts.
-    hashed: list[tuple[RecordIn, list[str], str]] = []
+    hashed: list[tuple[RecordIn | NewRecord, list[str], str]] = []
     for i, rec in enumerate(inserts):
         tags = normalize_tags([*(rec.tags or ()), *(common_tags or ())], rec.tag_operations,
                               pointer=f"{ins_ptr}/{i}/tags")
@@ -288,14 +303,7 @@ def _write(session: Session, dataset: Dataset, version: int, to_close: list[Reco
         for offset, state in enumerate(fresh):
             state.seq = first + offset
         dataset.next_seq = first + len(fresh)
-    if to_insert:
-        rows = [{
-            "dataset_pk": dataset.pk, "record_id": s.record_id, "canonical_id": s.canonical_id, "seq": s.seq,
-            "valid_from": version, "valid_to": None, "input": s.input, "expected_output": s.expected_output,
-            "metadata": s.metadata, "tags": s.tags, "content_hash": s.content_hash, "author_id": s.author_id,
-            "created_at": s.created_at, "updated_at": s.updated_at,
-        } for s in to_insert]
-        insert_revisions(session, rows)
+    insert_revisions(session, dataset.pk, version, to_insert)
     if fresh:
         refresh_statistics(session, first, dataset.next_seq)
 

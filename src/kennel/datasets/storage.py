@@ -24,7 +24,6 @@ CHUNK = 5000
 
 INSERT_COLUMNS = ("dataset_pk", "record_id", "canonical_id", "seq", "valid_from", "valid_to", "input",
                   "expected_output", "metadata", "tags", "content_hash", "author_id", "created_at", "updated_at")
-_JSON_COLUMNS = frozenset({"input", "expected_output", "metadata", "tags"})
 
 
 def chunks(values: Sequence[Any], size: int = CHUNK):
@@ -91,36 +90,38 @@ def _sqlite_ts(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def insert_revisions(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert revision rows: executemany on SQLite, COPY on PostgreSQL, JSON encoded once by orjson."""
-    if not rows:
+def insert_revisions(session: Session, dataset_pk: int, version: int, states: Sequence[Any]) -> None:
+    """Insert open revisions (valid from `version`) for record states, JSON encoded once by orjson:
+    executemany on SQLite, COPY on PostgreSQL. States carry the RecordState attributes."""
+    if not states:
         return
     conn = session.connection()
+    dumps = orjson.dumps
     if is_postgres(session):
         raw = conn.connection.driver_connection
         sql = f"COPY dataset_records ({', '.join(INSERT_COLUMNS)}) FROM STDIN"
         with raw.cursor() as cur, cur.copy(sql) as copy:
-            for row in rows:
-                copy.write_row([orjson.dumps(row[c]).decode() if c in _JSON_COLUMNS else row[c]
-                                for c in INSERT_COLUMNS])
+            for s in states:
+                copy.write_row((
+                    dataset_pk, s.record_id, s.canonical_id, s.seq, version, None, dumps(s.input).decode(),
+                    dumps(s.expected_output).decode(), dumps(s.metadata).decode(), dumps(s.tags).decode(),
+                    s.content_hash, s.author_id, s.created_at, s.updated_at))
         return
     stamps: dict[datetime, str] = {}
 
     def ts(value: datetime) -> str:
-        s = stamps.get(value)
-        if s is None:
-            s = stamps[value] = _sqlite_ts(value)
-        return s
+        text_ = stamps.get(value)
+        if text_ is None:
+            text_ = stamps[value] = _sqlite_ts(value)
+        return text_
 
     sql = (f"INSERT INTO dataset_records ({', '.join(INSERT_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))})")
-    params = [(
-        r["dataset_pk"], r["record_id"], r["canonical_id"], r["seq"], r["valid_from"], r["valid_to"],
-        orjson.dumps(r["input"]).decode(), orjson.dumps(r["expected_output"]).decode(),
-        orjson.dumps(r["metadata"]).decode(), orjson.dumps(r["tags"]).decode(), r["content_hash"],
-        r["author_id"], ts(r["created_at"]), ts(r["updated_at"]),
-    ) for r in rows]
-    conn.exec_driver_sql(sql, params)
+    conn.exec_driver_sql(sql, [(
+        dataset_pk, s.record_id, s.canonical_id, s.seq, version, None, dumps(s.input).decode(),
+        dumps(s.expected_output).decode(), dumps(s.metadata).decode(), dumps(s.tags).decode(), s.content_hash,
+        s.author_id, ts(s.created_at), ts(s.updated_at),
+    ) for s in states])
 
 
 def refresh_statistics(session: Session, before: int, after: int) -> None:

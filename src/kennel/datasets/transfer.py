@@ -18,9 +18,8 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetRecord
-from kennel.datasets.records import apply_changes, content_hash, normalize_tags, visible_at
+from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible_at
 from kennel.datasets.storage import lookup_current
-from kennel.datasets.schemas import RecordIn
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
 from kennel.keys.service import Actor
@@ -97,7 +96,7 @@ def _too_big(value: str) -> bool:
 
 
 def _record(where: str, number: int, rid: Any, input_: Any, expected: Any, metadata: Any,
-            tags: Any) -> RecordIn:
+            tags: Any, check_content: bool) -> NewRecord:
     """Validate one row's values (already decoded) into a record, or raise naming the row."""
     if rid is not None:
         if not isinstance(rid, str):
@@ -121,16 +120,18 @@ def _record(where: str, number: int, rid: Any, input_: Any, expected: Any, metad
         raise _problem(where, "tags must be a JSON array of strings or a comma-separated string", number)
     if any("\x00" in t for t in tag_list):
         raise _problem(where, "a tag contains a NUL character", number)
-    try:
-        normalize_tags(tag_list, pointer="")
-        content_hash(input_, expected, metadata, pointer="")
-    except Invalid as exc:
-        raise _problem(where, exc.detail, number) from None
-    return RecordIn.model_construct(id=rid, input=input_, expected_output=expected, metadata=metadata,
-                                    tags=tag_list, tag_operations=None)
+    if check_content:
+        # The write pass skips this: the scan already checked the same file, and apply_changes hashes
+        # every record anyway.
+        try:
+            normalize_tags(tag_list, pointer="")
+            content_hash(input_, expected, metadata, pointer="")
+        except Invalid as exc:
+            raise _problem(where, exc.detail, number) from None
+    return NewRecord(rid, input_, expected, metadata, tag_list)
 
 
-def _csv_records(text: str) -> Iterator[RecordIn]:
+def _csv_records(text: str, check_content: bool) -> Iterator[NewRecord]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader, None)
@@ -176,10 +177,11 @@ def _csv_records(text: str) -> Iterator[RecordIn]:
             _cell(row[pos["expected_output"]]) if "expected_output" in pos else None,
             _cell(row[pos["metadata"]]) if "metadata" in pos else None,
             _cell(row[pos["tags"]]) if "tags" in pos else None,
+            check_content,
         )
 
 
-def _jsonl_records(text: str) -> Iterator[RecordIn]:
+def _jsonl_records(text: str, check_content: bool) -> Iterator[NewRecord]:
     number = 0
     for line_no, line in enumerate(io.StringIO(text, newline=""), start=1):
         if not line.strip():
@@ -199,11 +201,11 @@ def _jsonl_records(text: str) -> Iterator[RecordIn]:
                 if name in obj and _too_big(orjson.dumps(obj[name]).decode()):
                     raise _problem(where, f"{name} is larger than 10 MB", number)
         yield _record(where, number, obj.get("id"), obj["input"], obj.get("expected_output"), obj.get("metadata"),
-                      obj.get("tags"))
+                      obj.get("tags"), check_content)
 
 
-def iter_records(text: str, fmt: str) -> Iterator[RecordIn]:
-    return _csv_records(text) if fmt == "csv" else _jsonl_records(text)
+def iter_records(text: str, fmt: str, *, check_content: bool = True) -> Iterator[NewRecord]:
+    return _csv_records(text, check_content) if fmt == "csv" else _jsonl_records(text, check_content)
 
 
 @dataclass
@@ -261,7 +263,7 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str,
     """
     progress = Progress(total=total, version=dataset.current_version)
     opened = False
-    batch: list[RecordIn] = []
+    batch: list[NewRecord] = []
 
     def flush() -> None:
         nonlocal opened
@@ -281,7 +283,7 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str,
         progress.processed += len(batch)
         progress.version = result.version
 
-    for rec in iter_records(text, fmt):
+    for rec in iter_records(text, fmt, check_content=False):
         batch.append(rec)
         if len(batch) >= UPLOAD_CHUNK:
             flush()
