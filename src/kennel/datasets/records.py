@@ -25,7 +25,7 @@ from kennel.datasets.storage import (chunks, close_current, insert_revisions, lo
                                      refresh_statistics)
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
-from kennel.ids import listing, uuid4_stream
+from kennel.ids import listing, time_ordered_ids, uuid4_stream
 from kennel.keys.service import Actor
 
 
@@ -190,6 +190,7 @@ def apply_changes(
     states: dict[str, RecordState] = {}
     touched: list[str] = []
     uuids = uuid4_stream()
+    record_ids = time_ordered_ids()
 
     def touch(rid: str) -> None:
         if rid not in states:
@@ -211,7 +212,7 @@ def apply_changes(
             if deduplicate and digest in seen_hashes:
                 continue
             seen_hashes.add(digest)
-            rid = next(uuids).replace("-", "")
+            rid = next(record_ids)
         else:
             rid = rec.id
         base = current.get(rid)
