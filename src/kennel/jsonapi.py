@@ -5,10 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
@@ -113,3 +114,15 @@ def list_meta(after: str | None) -> dict[str, Any]:
 
 
 RawBody = Annotated[bytes, Depends(raw_body)]
+
+# ddtrace calls some routes under /api/unstable; every route is served under both prefixes.
+PREFIXES = ("/api/v2/llm-obs", "/api/unstable/llm-obs")
+
+
+def dual_route(router: APIRouter, method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `path` (starting with /v1 or /v2) under both prefixes."""
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for prefix in PREFIXES:
+            router.add_api_route(prefix + path, fn, methods=[method])
+        return fn
+    return register

@@ -22,24 +22,15 @@ from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid, KennelError
-from kennel.jsonapi import RawBody, iso, parse_body, respond
+from kennel.jsonapi import RawBody, dual_route, iso, parse_body, respond
 from kennel.keys.service import Actor
 
 log = logging.getLogger("kennel")
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
 
-V2 = "/api/v2/llm-obs"
-UNSTABLE = "/api/unstable/llm-obs"
-
-
 def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Serve a path under both prefixes, as datasets/router.py does (`path` starts with /v1 or /v2)."""
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for prefix in (V2, UNSTABLE):
-            router.add_api_route(prefix + path, fn, methods=[method])
-        return fn
-    return register
+    return dual_route(router, method, path)
 
 
 def _check_body_id(body_id: str | None, dataset_id: str) -> None:
@@ -266,5 +257,4 @@ def upload_for_ddtrace(
     return respond({"data": version_resource(row, dataset.id)})
 
 
-for _prefix in (V2, UNSTABLE):
-    router.add_api_route(_prefix + "/v1/datasets/{dataset_id}/records/upload", upload_for_ddtrace, methods=["POST"])
+route("POST", "/v1/datasets/{dataset_id}/records/upload")(upload_for_ddtrace)

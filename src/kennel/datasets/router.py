@@ -20,21 +20,16 @@ from kennel.datasets.schemas import (
 from kennel.datasets.views import dataset_resource, mutation_items, record_rows, version_resource
 from kennel.errors import Invalid
 from kennel.ids import require_unique_ids
-from kennel.jsonapi import RawBody, decode_cursor, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
+from kennel.jsonapi import (RawBody, decode_cursor, dual_route, encode_cursor, list_meta, no_content, page_limit,
+                            parse_body, respond)
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
 
-V2 = "/api/v2/llm-obs/v1"
 UNSTABLE = "/api/unstable/llm-obs/v1"
 
 
 def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Serve a path under both prefixes: ddtrace calls some routes under /api/unstable."""
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for prefix in (V2, UNSTABLE):
-            router.add_api_route(prefix + path, fn, methods=[method])
-        return fn
-    return register
+    return dual_route(router, method, "/v1" + path)
 
 
 def _int_param(raw: str | None, name: str) -> int | None:
