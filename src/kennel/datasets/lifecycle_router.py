@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import threading
+from dataclasses import dataclass
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
@@ -140,6 +141,31 @@ def export(
 FileDep = Annotated[UploadFile, File(description="The records file (CSV or JSONL).")]
 
 
+@dataclass(frozen=True)
+class UploadOptions:
+    """Query options of both upload routes; only the default of `deduplicate` differs between them."""
+
+    deduplicate: str | None
+    overwrite: bool
+    tags: list[str]
+    format: str | None
+
+    def deduplicate_or(self, default: bool) -> bool:
+        return _bool_param(self.deduplicate, "deduplicate", default)
+
+
+def upload_options(
+    deduplicate: Annotated[str | None, Query()] = None,
+    overwrite: Annotated[str | None, Query()] = None,
+    tags: Annotated[list[str] | None, Query()] = None,
+    format: Annotated[str | None, Query()] = None,
+) -> UploadOptions:
+    return UploadOptions(deduplicate, _bool_param(overwrite, "overwrite", True), _tags(tags), format)
+
+
+UploadOptionsDep = Annotated[UploadOptions, Depends(upload_options)]
+
+
 def _read(file: UploadFile, fmt_param: str | None) -> tuple[str, str, transfer.Scan]:
     """Detect the format, decode and validate the whole file: every problem is a 400 before any write."""
     fmt = transfer.detect_format(fmt_param, file.filename, file.content_type)
@@ -215,21 +241,16 @@ def upload_records_file(
     session: SessionDep,
     actor: ActorDep,
     file: FileDep,
-    deduplicate: Annotated[str | None, Query()] = None,
-    overwrite: Annotated[str | None, Query()] = None,
-    tags: Annotated[list[str] | None, Query()] = None,
-    format: Annotated[str | None, Query()] = None,
+    options: UploadOptionsDep,
 ) -> Response:
     """The typed route: validate everything up front (400), then stream the write as Server-Sent Events."""
-    dedupe = _bool_param(deduplicate, "deduplicate", False)
-    replace = _bool_param(overwrite, "overwrite", True)
-    common = _tags(tags)
+    dedupe = options.deduplicate_or(False)
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
     ensure_writable(dataset, actor)
-    fmt, text, scanned = _read(file, format)
+    fmt, text, scanned = _read(file, options.format)
     stream = _sse_upload(request.app.state.sessionmaker, project_id=project_id, dataset_id=dataset_id,
                          actor=actor, text=text, fmt=fmt, total=scanned.total, deduplicate=dedupe,
-                         overwrite=replace, tags=common)
+                         overwrite=options.overwrite, tags=options.tags)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -239,19 +260,15 @@ def upload_for_ddtrace(
     session: SessionDep,
     actor: ActorDep,
     file: FileDep,
-    deduplicate: Annotated[str | None, Query()] = None,
-    overwrite: Annotated[str | None, Query()] = None,
-    tags: Annotated[list[str] | None, Query()] = None,
-    format: Annotated[str | None, Query()] = None,
+    options: UploadOptionsDep,
 ) -> Response:
     """ddtrace's CSV upload: no project in the path, a plain 200 with the dataset version written."""
-    dedupe = _bool_param(deduplicate, "deduplicate", True)
-    replace = _bool_param(overwrite, "overwrite", True)
     dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
     ensure_writable(dataset, actor)
-    fmt, text, scanned = _read(file, format)
+    fmt, text, scanned = _read(file, options.format)
     for _ in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt, total=scanned.total,
-                                   deduplicate=dedupe, overwrite=replace, tags=_tags(tags)):
+                                   deduplicate=options.deduplicate_or(True), overwrite=options.overwrite,
+                                   tags=options.tags):
         pass
     row = get_version(session, dataset=dataset, version=dataset.current_version)
     return respond({"data": version_resource(row, dataset.id)})
