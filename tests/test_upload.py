@@ -300,3 +300,26 @@ print(json.dumps(res))
     assert out["bulk"] == [[i, f"e{i}", {"m": i}] for i in range(300)]
     assert out["push"] == {"count": 601, "ids_match": True, "blob_ok": True, "version": 2}
     assert out["after_second_push"] == 601
+
+
+def test_ddtrace_route_checks_while_writing_and_stores_nothing_on_a_bad_row(http):
+    """ddtrace's route writes as it parses (one pass); a problem late in the file still rolls everything back."""
+    pid = make_project(http)
+    did = make_dataset(http, pid)
+    ok_batch(http, pid, did, inserts=[{"id": "keep", "input": 1}])
+    url = f"/api/unstable/llm-obs/v1/datasets/{did}/records/upload"
+    big = [[f"r{i}", json.dumps({"i": i, "pad": "p" * 200}), "", "", ""] for i in range(12000)]
+    for body, words in (
+        (csv_bytes(big) + b"last,\"broken\n", "row 12001"),
+        (csv_bytes(big + [["r5", "1", "", "", ""]]), "already appears in row 6"),
+        (csv_bytes(big + [["nul", json.dumps("a\u0000b"), "", "", ""]]), "NUL"),
+        (csv_bytes(big + [["m", "1", "", "[1]", ""]]), "metadata must be a JSON object"),
+    ):
+        r = http.post(url, files={"file": ("data.csv", body, "text/csv")})
+        assert r.status_code == 400, r.text[:300]
+        assert words in error_detail(r)
+        assert set(records(http, pid, did)) == {"keep"}, "a refused upload stores nothing"
+        assert dataset_attrs(http, pid, did)["current_version"] == 1
+    r = http.post(url, files={"file": ("data.csv", csv_bytes(big), "text/csv")})
+    assert r.status_code == 200 and r.json()["data"]["attributes"]["version_number"] == 2
+    assert len(records(http, pid, did)) == 12001

@@ -265,10 +265,13 @@ def upload_for_ddtrace(
     """ddtrace's CSV upload: no project in the path, a plain 200 with the dataset version written."""
     dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
     ensure_writable(dataset, actor)
-    fmt, text, scanned = _read(file, options.format)
-    for _ in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt, total=scanned.total,
+    fmt = transfer.detect_format(options.format, file.filename, file.content_type)
+    text = transfer.decode(file.file.read())
+    # No stream to keep open here: the file is checked while it is written, and a problem is a 400 after
+    # this request's transaction rolls back, so nothing of it is stored.
+    for _ in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt, total=0,
                                    deduplicate=options.deduplicate_or(True), overwrite=options.overwrite,
-                                   tags=options.tags):
+                                   tags=options.tags, scanned=False):
         pass
     row = get_version(session, dataset=dataset, version=dataset.current_version)
     return respond({"data": version_resource(row, dataset.id)})

@@ -214,18 +214,25 @@ class Scan:
     ids: set[str] = field(default_factory=set)
 
 
+def _unique_ids(records: Iterator[NewRecord]) -> Iterator[NewRecord]:
+    """Pass records through, refusing an id that an earlier row of the file already used."""
+    first_row: dict[str, int] = {}
+    for number, rec in enumerate(records, start=1):
+        if rec.id is not None:
+            if rec.id in first_row:
+                raise Invalid(f"row {number}: id {rec.id!r} already appears in row {first_row[rec.id]}; "
+                              "nothing was stored", parameter="file", meta={"row": number})
+            first_row[rec.id] = number
+        yield rec
+
+
 def scan(text: str, fmt: str) -> Scan:
     """Validate the whole file without keeping its records: the first problem raises, naming its row."""
     result = Scan()
-    first_row: dict[str, int] = {}
-    for rec in iter_records(text, fmt):
+    for rec in _unique_ids(iter_records(text, fmt)):
         result.total += 1
         if rec.id is not None:
-            if rec.id in first_row:
-                raise Invalid(f"row {result.total}: id {rec.id!r} already appears in row {first_row[rec.id]}; "
-                              "nothing was stored", parameter="file", meta={"row": result.total})
-            first_row[rec.id] = result.total
-    result.ids = set(first_row)
+            result.ids.add(rec.id)
     return result
 
 
@@ -254,12 +261,15 @@ def _current_ids(session: Session, dataset_pk: int, ids: Sequence[str]) -> set[s
 
 
 def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str, fmt: str, total: int,
-                 deduplicate: bool, overwrite: bool, tags: Sequence[str]) -> Iterator[Progress]:
-    """Write a scanned file into `dataset` (locked by the caller), yielding progress after each chunk.
+                 deduplicate: bool, overwrite: bool, tags: Sequence[str],
+                 scanned: bool = True) -> Iterator[Progress]:
+    """Write a file into `dataset` (locked by the caller), yielding progress after each chunk.
 
     The whole file is one new version: the first chunk that changes something opens it, later chunks
     amend it (as ddtrace's multi-batch create does). Rows with an id replace the current record of
-    that id (upsert) unless `overwrite` is false, in which case they are skipped.
+    that id (upsert) unless `overwrite` is false, in which case they are skipped. A file that was not
+    `scan`ned first is checked while it is written: the first problem raises, and the caller's
+    transaction rollback makes the upload all or nothing all the same, with one parse instead of two.
     """
     progress = Progress(total=total, version=dataset.current_version)
     opened = False
@@ -283,7 +293,9 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str,
         progress.processed += len(batch)
         progress.version = result.version
 
-    for rec in iter_records(text, fmt, check_content=False):
+    records = (iter_records(text, fmt, check_content=False) if scanned
+               else _unique_ids(iter_records(text, fmt)))
+    for rec in records:
         batch.append(rec)
         if len(batch) >= UPLOAD_CHUNK:
             flush()
