@@ -108,6 +108,31 @@ def page_limit(raw: str | None, *, default: int, maximum: int, parameter: str = 
     return value
 
 
+def int_param(raw: str | None, name: str, *, default: int | None = None, minimum: int | None = None) -> int | None:
+    """An optional integer query parameter; anything else is a 400 naming it."""
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise Invalid(f"{name} must be an integer, got {raw!r}", parameter=name) from None
+    if minimum is not None and value < minimum:
+        raise Invalid(f"{name} must be >= {minimum}, got {value}", parameter=name)
+    return value
+
+
+def bool_param(raw: str | None, name: str, default: bool) -> bool:
+    """An optional boolean query parameter: true/false, 1/0 or yes/no."""
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise Invalid(f"{name} must be true or false, got {raw!r}", parameter=name)
+
+
 def list_meta(after: str | None) -> dict[str, Any]:
     # ddtrace treats "" as the last page; the typed client accepts a string too.
     return {"after": after or ""}

@@ -19,7 +19,7 @@ from kennel.annotations.schemas import (
 )
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.errors import Invalid, NotFound
-from kennel.jsonapi import RawBody, no_content, page_limit, parse_body, respond
+from kennel.jsonapi import RawBody, int_param, no_content, page_limit, parse_body, respond
 from kennel.spans.service import spans_for_trace
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["annotation queues"])
@@ -53,16 +53,6 @@ def _matchable(ids: list[str]) -> list[str]:
     return [i for i in ids if "\x00" not in i]
 
 
-def _non_negative(raw: str | None, *, parameter: str, default: int) -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"{parameter} must be an integer, got {raw!r}", parameter=parameter) from None
-    if value < 0:
-        raise Invalid(f"{parameter} must be >= 0, got {value}", parameter=parameter)
-    return value
 
 
 @router.post(BASE)
@@ -186,7 +176,7 @@ def get_annotated_interactions_by_content(
     if len(ids) > service.MAX_CONTENT_IDS:
         raise Invalid(f"at most {service.MAX_CONTENT_IDS} contentIds per request, got {len(ids)}",
                       parameter="contentIds")
-    start = _non_negative(offset, parameter="offset", default=0)
+    start = int_param(offset, "offset", default=0, minimum=0)
     size = page_limit(limit, default=100, maximum=1000, parameter="limit")
     total, page, annotations = service.annotated_by_content_ids(session, content_ids=_matchable(ids),
                                                                 offset=start, limit=size)

@@ -23,7 +23,7 @@ from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid, KennelError
-from kennel.jsonapi import RawBody, dual_route, iso, parse_body, respond
+from kennel.jsonapi import RawBody, bool_param, dual_route, int_param, iso, parse_body, respond
 from kennel.keys.service import Actor
 
 log = logging.getLogger("kennel")
@@ -93,24 +93,8 @@ def unlock_draft_state(project_id: str, dataset_id: str, session: SessionDep, ac
 
 # Export -----------------------------------------------------------------------------------------
 
-def _int_param(raw: str | None, name: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be an integer, got {raw!r}", parameter=name) from None
 
 
-def _bool_param(raw: str | None, name: str, default: bool) -> bool:
-    if raw is None or raw == "":
-        return default
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise Invalid(f"{name} must be true or false, got {raw!r}", parameter=name)
 
 
 @route("GET", "/v1/{project_id}/datasets/{dataset_id}/export")
@@ -126,7 +110,7 @@ def export(
     if fmt not in transfer.FORMATS:
         raise Invalid(f"unknown format {format!r}; use csv or jsonl", parameter="format")
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
-    v = check_version(dataset, _int_param(version, "version"), parameter="version")
+    v = check_version(dataset, int_param(version, "version"), parameter="version")
     count = transfer.count_records(session, dataset_pk=dataset.pk, version=v)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name)[:100] or "dataset"
     # The body is read page by page in its own short transactions, after this request's session closed.
@@ -151,7 +135,7 @@ class UploadOptions:
     format: str | None
 
     def deduplicate_or(self, default: bool) -> bool:
-        return _bool_param(self.deduplicate, "deduplicate", default)
+        return bool_param(self.deduplicate, "deduplicate", default)
 
 
 def upload_options(
@@ -160,7 +144,7 @@ def upload_options(
     tags: Annotated[list[str] | None, Query()] = None,
     format: Annotated[str | None, Query()] = None,
 ) -> UploadOptions:
-    return UploadOptions(deduplicate, _bool_param(overwrite, "overwrite", True), _tags(tags), format)
+    return UploadOptions(deduplicate, bool_param(overwrite, "overwrite", True), _tags(tags), format)
 
 
 UploadOptionsDep = Annotated[UploadOptions, Depends(upload_options)]

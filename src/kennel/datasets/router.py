@@ -20,7 +20,7 @@ from kennel.datasets.schemas import (
 from kennel.datasets.views import dataset_resource, mutation_items, record_rows, version_resource
 from kennel.errors import Invalid
 from kennel.ids import require_unique_ids
-from kennel.jsonapi import (RawBody, decode_cursor, dual_route, encode_cursor, list_meta, no_content, page_limit,
+from kennel.jsonapi import (RawBody, decode_cursor, dual_route, int_param, encode_cursor, list_meta, no_content, page_limit,
                             parse_body, respond)
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
@@ -32,13 +32,6 @@ def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[...
     return dual_route(router, method, "/v1" + path)
 
 
-def _int_param(raw: str | None, name: str) -> int | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise Invalid(f"{name} must be an integer, got {raw!r}", parameter=name) from None
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -119,7 +112,7 @@ def list_records(
         position = (seq, version)
     dataset, rows, next_position = records.list_records(
         session, project_id=project_id, dataset_id=dataset_id,
-        version=_int_param(filter_version, "filter[version]"), tags=[t for t in filter_tags or [] if t],
+        version=int_param(filter_version, "filter[version]"), tags=[t for t in filter_tags or [] if t],
         cursor=position, limit=size)
     after = encode_cursor(*next_position) if next_position else None
     return respond({"data": record_rows(dataset.id, rows), "meta": list_meta(after)})

@@ -11,7 +11,8 @@ from kennel.experiments.models import Experiment
 from kennel.experiments.schemas import (DeleteExperimentsRequest, EventsRequest, ExperimentRequest,
                                         ExperimentUpdateRequest)
 from kennel.experiments.views import experiment_resource, join_json
-from kennel.jsonapi import RawBody, dumps, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
+from kennel.jsonapi import (RawBody, bool_param, dumps, encode_cursor, list_meta, no_content, page_limit,
+                            parse_body, respond)
 from kennel.spans.query import int_cursor
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["experiments"])
@@ -34,14 +35,6 @@ def create_experiment(session: SessionDep, actor: ActorDep, raw: RawBody) -> Res
     return _one(session, exp)
 
 
-def _bool(raw: str | None, parameter: str) -> bool:
-    if raw is None or raw == "":
-        return False
-    if raw.lower() in ("true", "1"):
-        return True
-    if raw.lower() in ("false", "0"):
-        return False
-    raise Invalid(f"{parameter} must be true or false, got {raw!r}", parameter=parameter)
 
 
 def _split(values: list[str]) -> list[str]:
@@ -68,13 +61,13 @@ def list_experiments(request: Request, session: SessionDep) -> Response:
         if not isinstance(metadata, dict):
             raise Invalid("filter[metadata] must be a JSON object, e.g. {\"tags\":[\"team:ml\"]}",
                           parameter="filter[metadata]")
-    with_names = _bool(q.get("include[dataset_names]"), "include[dataset_names]")
+    with_names = bool_param(q.get("include[dataset_names]"), "include[dataset_names]", False)
     rows = service.list_experiments(
         session, project_id=q.get("filter[project_id]") or None, dataset_id=q.get("filter[dataset_id]") or None,
         ids=_split(q.getlist("filter[id]")), name=q.get("filter[name]") or None,
         experiment=q.get("filter[experiment]") or None, metadata=metadata,
         parent_ids=_split(q.getlist("filter[parent_experiment_id]")),
-        deleted=_bool(q.get("filter[is_deleted]"), "filter[is_deleted]"), before_pk=before, limit=size + 1)
+        deleted=bool_param(q.get("filter[is_deleted]"), "filter[is_deleted]", False), before_pk=before, limit=size + 1)
     after = encode_cursor(rows[size - 1][0].pk) if len(rows) > size else None
     data = [experiment_resource(e, project_id=pid, dataset_id=did, dataset_name=dname, with_dataset_name=with_names)
             for e, pid, did, dname in rows[:size]]
