@@ -332,3 +332,48 @@ def test_unstable_delete_returns_deleted_datasets(http, typed, project_id):
     again = http.post("/api/unstable/llm-obs/v1/datasets/delete",
                       json={"data": {"type": "datasets", "attributes": {"type": "soft", "dataset_ids": [ds]}}})
     assert again.status_code == 404
+
+
+def test_deduplicate_sees_every_open_record(http, typed, project_id):
+    """`deduplicate` compares against every open record, however it was written: records inserted with
+    ids (no content index kept yet), records changed or deleted since (stale index rows), restored ones."""
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+
+    def batch(**attrs):
+        resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "id": ds, "attributes": attrs}})
+        assert resp.status_code == 200, resp.text
+        return resp.json()["data"]
+
+    def append(*inputs):
+        resp = http.post(f"{base}/records", json={"data": {"type": "records", "attributes": {
+            "records": [{"input": i, "expected_output": "out"} for i in inputs]}}})
+        assert resp.status_code == 200, resp.text
+        return [r["attributes"]["input"] for r in resp.json()["data"]]
+
+    def current_inputs():
+        return sorted(repr(r["attributes"]["input"]) for r in http.get(f"{base}/records").json()["data"])
+
+    batch(insert_records=[{"id": f"r{i}", "input": f"q{i}", "expected_output": "out"} for i in range(3)])
+    # The first deduplicating append finds the records inserted with ids.
+    assert append("q0", "q1", "new", "new") == ["new"]
+    # A record whose content changed no longer matches its old content; its new content matches.
+    batch(update_records=[{"id": "r0", "input": "q0-changed"}])
+    assert append("q0", "q0-changed") == ["q0"]
+    # Deleted records match nothing; inserts with ids keep the index up to date.
+    batch(delete_records=["r1"], insert_records=[{"id": "r9", "input": "q9", "expected_output": "out"}])
+    assert append("q1", "q9") == ["q1"]
+    # Restoring version 1 (r0..r2 as first inserted) brings their content back into what dedupe sees.
+    r = http.post(f"{base}/restore", json={"data": {"type": "datasets", "id": ds,
+                                                   "attributes": {"dataset_version": 1}}})
+    assert r.status_code == 200, r.text
+    assert current_inputs() == sorted(repr(f"q{i}") for i in range(3))
+    assert append("q0", "q1", "q2", "q9") == ["q9"]
+    # A clone starts with its own index, built when it first deduplicates.
+    r = http.post(f"{base}/clone", json={"data": {"type": "datasets", "attributes": {"name": unique("c")}}})
+    assert r.status_code == 200, r.text
+    clone = r.json()["data"]["id"]
+    resp = http.post(f"/api/v2/llm-obs/v1/{project_id}/datasets/{clone}/records", json={"data": {
+        "type": "records", "attributes": {"records": [{"input": "q9", "expected_output": "out"},
+                                                      {"input": "fresh", "expected_output": "out"}]}}})
+    assert [r["attributes"]["input"] for r in resp.json()["data"]] == ["fresh"]

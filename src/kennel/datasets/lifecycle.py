@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
 from kennel.datasets.records import visible_at
 from kennel.datasets.service import create_or_get_dataset, ensure_writable, get_dataset
+from kennel.datasets.storage import index_hashes_from
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, Invalid
 from kennel.keys.service import Actor
@@ -59,6 +60,9 @@ def restore_version(session: Session, *, project_id: str, dataset_id: str, versi
                     .where(R.dataset_pk == dataset.pk, R.valid_to.is_(None), R.valid_from > old)
                     .values(valid_to=new))
     session.execute(insert(DatasetRecord).from_select(columns, source))
+    if dataset.content_indexed:
+        restored = source.subquery()
+        index_hashes_from(session, select(restored.c.content_hash, restored.c.dataset_pk, restored.c.record_id))
     session.flush()
     return dataset
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -34,6 +34,8 @@ class Dataset(Base):
     current_version: Mapped[int] = mapped_column(Integer, default=0)
     # Next record `seq` to hand out; bumped under the dataset row lock, so batches get contiguous ranges.
     next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
+    # Whether `dataset_record_hashes` covers this dataset's records (see DatasetRecordHash).
+    content_indexed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -92,6 +94,30 @@ class DatasetRecord(Base):
         # Lookups by key lead with the key, not the dataset: see storage.lookup_current for why.
         Index("uq_dataset_records_current_id", "record_id", "dataset_pk", unique=True,
               sqlite_where=CURRENT, postgresql_where=CURRENT),
-        Index("ix_dataset_records_current_hash", "content_hash", "dataset_pk",
-              sqlite_where=CURRENT, postgresql_where=CURRENT),
+    )
+
+
+class DatasetRecordHash(Base):
+    """Which record ids of a dataset have held which content: the index that `deduplicate` searches.
+
+    Kept apart from dataset_records, and only for datasets that have needed it: content hashes are
+    random keys, and keeping them in an index on every insert (one scattered index page written per
+    record) cost about a fifth of an import into SQLite. Datasets written with caller-given ids
+    (what ddtrace does) never need it; the first deduplicating insert into a dataset fills it from the
+    open records in one statement and sets `Dataset.content_indexed`, and inserts maintain it from then on.
+
+    Rows are never removed when a record changes or goes away: a lookup joins back to the open
+    revision of the record id and checks its hash, so a stale row matches nothing.
+    """
+
+    __tablename__ = "dataset_record_hashes"
+
+    content_hash: Mapped[str] = mapped_column(String(32))
+    dataset_pk: Mapped[int] = mapped_column(ForeignKey("datasets.pk", ondelete="CASCADE"))
+    record_id: Mapped[str] = mapped_column(String(255))
+
+    __table_args__ = (
+        # Leads with the key for the same reason as uq_dataset_records_current_id (storage.lookup_current).
+        PrimaryKeyConstraint("content_hash", "dataset_pk", "record_id"),
+        {"sqlite_with_rowid": False},
     )

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
 from kennel.datasets.schemas import RecordIn, RecordUpdateIn, TagOperations
 from kennel.datasets.service import ensure_writable
-from kennel.datasets.storage import (chunks, close_current, insert_revisions, lookup_current, page_columns,
-                                     refresh_statistics)
+from kennel.datasets.storage import (build_hash_index, chunks, close_current, existing_hashes, index_hashes,
+                                     insert_revisions, lookup_current, page_columns, refresh_statistics)
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
 from kennel.ids import listing, time_ordered_ids, uuid4_stream
@@ -148,9 +148,11 @@ def _new_version(session: Session, dataset: Dataset, version: int, now: datetime
     session.flush()
 
 
-def _existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) -> set[str]:
-    return {row.content_hash for row in lookup_current(session, dataset_pk, R.content_hash, hashes,
-                                                        (R.content_hash,))}
+def _existing_hashes(session: Session, dataset: Dataset, hashes: Sequence[str]) -> set[str]:
+    if not dataset.content_indexed:
+        build_hash_index(session, dataset.pk)
+        dataset.content_indexed = True
+    return existing_hashes(session, dataset.pk, hashes)
 
 
 def apply_changes(
@@ -206,7 +208,7 @@ def apply_changes(
     seen_hashes: set[str] = set()
     if deduplicate:
         anonymous = [h for rec, _, h in hashed if rec.id is None]
-        seen_hashes = _existing_hashes(session, dataset.pk, anonymous) if anonymous else set()
+        seen_hashes = _existing_hashes(session, dataset, anonymous) if anonymous else set()
     for rec, tags, digest in hashed:
         if rec.id is None:
             if deduplicate and digest in seen_hashes:
@@ -305,6 +307,8 @@ def _write(session: Session, dataset: Dataset, version: int, to_close: list[Reco
             state.seq = first + offset
         dataset.next_seq = first + len(fresh)
     insert_revisions(session, dataset.pk, version, to_insert)
+    if dataset.content_indexed:
+        index_hashes(session, dataset.pk, to_insert)
     if fresh:
         refresh_statistics(session, first, dataset.next_seq)
 

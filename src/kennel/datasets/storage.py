@@ -16,9 +16,10 @@ from sqlalchemy import (DateTime, String, Text, bindparam, cast, func, literal_c
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from kennel.datasets.models import DatasetRecord
+from kennel.datasets.models import DatasetRecord, DatasetRecordHash
 
 R = DatasetRecord.__table__.c
+HASHES = DatasetRecordHash.__table__
 # Far below SQLite's 32,766 bound-parameter limit, and a sensible unit for PostgreSQL too.
 CHUNK = 5000
 
@@ -83,6 +84,70 @@ def close_current(session: Session, dataset_pk: int, ids: Sequence[str], version
             stmt = stmt.where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.record_id.in_(part))
         closed.update(session.scalars(stmt))
     return closed
+
+
+# Content-hash index (see models.DatasetRecordHash) ----------------------------------------------------
+
+def index_hashes(session: Session, dataset_pk: int, states: Sequence[Any]) -> None:
+    """Add the content of new open revisions (RecordState-like: record_id, content_hash) to the index."""
+    if not states:
+        return
+    if is_postgres(session):
+        sql = text("INSERT INTO dataset_record_hashes (content_hash, dataset_pk, record_id) "
+                   "SELECT h, :dataset_pk, r FROM unnest(CAST(:hashes AS text[]), CAST(:ids AS text[])) AS t(h, r) "
+                   "ON CONFLICT DO NOTHING")
+        for part in chunks(states):
+            session.execute(sql, {"dataset_pk": dataset_pk, "hashes": [s.content_hash for s in part],
+                                  "ids": [s.record_id for s in part]})
+        return
+    session.connection().exec_driver_sql(
+        "INSERT OR IGNORE INTO dataset_record_hashes (content_hash, dataset_pk, record_id) VALUES (?, ?, ?)",
+        [(s.content_hash, dataset_pk, s.record_id) for s in states])
+
+
+def index_hashes_from(session: Session, rows: Any) -> None:
+    """Add the content of the revisions a SELECT of (content_hash, dataset_pk, record_id) yields."""
+    stmt = HASHES.insert().from_select(["content_hash", "dataset_pk", "record_id"], rows)
+    if is_postgres(session):
+        stmt = postgresql.insert(HASHES).from_select(["content_hash", "dataset_pk", "record_id"],
+                                                     rows).on_conflict_do_nothing()
+    else:
+        stmt = stmt.prefix_with("OR IGNORE")
+    session.execute(stmt)
+
+
+def build_hash_index(session: Session, dataset_pk: int) -> None:
+    """Index the open records of a dataset that has not needed the index before (one statement)."""
+    # Sorted, so the index is written in key order rather than page by scattered page.
+    index_hashes_from(session, select(R.content_hash, R.dataset_pk, R.record_id)
+                      .where(R.dataset_pk == dataset_pk, R.valid_to.is_(None)).order_by(R.content_hash))
+
+
+def existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) -> set[str]:
+    """Which of these content hashes an open record of the dataset has (the dataset must be indexed).
+
+    An index row counts only while the open revision of its record id still has that hash.
+    """
+    found: set[str] = set()
+    for part in chunks(sorted(set(hashes))):
+        if is_postgres(session):
+            # `r.dataset_pk + 0`: keeps the planner on the record-id index (see lookup_current).
+            sql = text("SELECT k.h FROM unnest(CAST(:hashes AS text[])) AS k(h) WHERE EXISTS ("
+                       "SELECT 1 FROM dataset_record_hashes x JOIN dataset_records r "
+                       "ON r.record_id = x.record_id AND r.dataset_pk + 0 = x.dataset_pk "
+                       "WHERE x.content_hash = k.h AND x.dataset_pk = :dataset_pk "
+                       "AND r.valid_to IS NULL AND r.content_hash = k.h)")
+            found.update(session.scalars(sql, {"hashes": list(part), "dataset_pk": dataset_pk}))
+        else:
+            marks = ", ".join("?" * len(part))
+            # CROSS JOIN fixes the loop order in SQLite: hashes outside, records probed by id. Left to
+            # itself (no statistics yet) it walked every record of the dataset instead.
+            sql = ("SELECT DISTINCT x.content_hash FROM dataset_record_hashes x CROSS JOIN dataset_records r "
+                   "ON r.record_id = x.record_id AND r.dataset_pk = x.dataset_pk "
+                   "AND r.valid_to IS NULL AND r.content_hash = x.content_hash "
+                   f"WHERE x.dataset_pk = ? AND x.content_hash IN ({marks})")
+            found.update(row[0] for row in session.connection().exec_driver_sql(sql, (dataset_pk, *part)))
+    return found
 
 
 def _sqlite_ts(value: datetime) -> str:
