@@ -177,7 +177,18 @@ def test_bad_row_at_the_end_of_a_large_file_stores_nothing(http):
     ok_batch(http, pid, did, inserts=[{"id": "keep", "input": 1}])
     rows = [[f"r{i}", json.dumps({"i": i, "pad": "p" * 200}), "", "", ""] for i in range(30000)]
     body = csv_bytes(rows) + b"last,\"broken\n"
-    _bad(http, pid, did, body, "row 30001")
+    # The typed route has started its stream by then (the file is read once, as it is written):
+    # the stream ends with an `error` event naming the row, after progress for the rows before it.
+    status, events = upload(http, pid, did, body)
+    assert status == 200 and events[-1][0] == "error", events[-3:]
+    assert "row 30001" in events[-1][1]["message"] and "nothing was stored" in events[-1][1]["message"]
+    assert any(e == "progress" and d["records_processed"] > 0 for e, d in events)
+    assert set(records(http, pid, did)) == {"keep"}
+    assert dataset_attrs(http, pid, did)["current_version"] == 1
+    # ddtrace's route answers once the file is written: a plain 400.
+    r = http.post(f"/api/unstable/llm-obs/v1/datasets/{did}/records/upload",
+                  files={"file": ("data.csv", body, "text/csv")})
+    assert r.status_code == 400 and "row 30001" in r.json()["errors"][0]["detail"], r.text
     assert set(records(http, pid, did)) == {"keep"}
     assert dataset_attrs(http, pid, did)["current_version"] == 1
 

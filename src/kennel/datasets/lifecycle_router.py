@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import threading
 from dataclasses import dataclass
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
@@ -18,7 +19,7 @@ from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import lifecycle, transfer
 from kennel.datasets.lifecycle_schemas import CloneRequest, RestoreRequest
 from kennel.datasets.models import Dataset
-from kennel.datasets.records import check_version
+from kennel.datasets.records import NewRecord, check_version
 from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
 from kennel.db.session import unit_of_work
@@ -150,11 +151,9 @@ def upload_options(
 UploadOptionsDep = Annotated[UploadOptions, Depends(upload_options)]
 
 
-def _read(file: UploadFile, fmt_param: str | None) -> tuple[str, str, transfer.Scan]:
-    """Detect the format, decode and validate the whole file: every problem is a 400 before any write."""
-    fmt = transfer.detect_format(fmt_param, file.filename, file.content_type)
-    text = transfer.decode(file.file.read())
-    return fmt, text, transfer.scan(text, fmt)
+def _read(file: UploadFile, fmt_param: str | None) -> tuple[str, bytes]:
+    """The file's format and bytes (decoded as its rows are read: see transfer.iter_records)."""
+    return transfer.detect_format(fmt_param, file.filename, file.content_type), file.file.read()
 
 
 def _tags(values: list[str] | None) -> list[str]:
@@ -166,7 +165,7 @@ class _Cancelled(Exception):
 
 
 async def _sse_upload(factory: sessionmaker[Session], *, project_id: str, dataset_id: str, actor: Actor,
-                      text: str, fmt: str, total: int, deduplicate: bool, overwrite: bool,
+                      records: Iterable[NewRecord], total: int, deduplicate: bool, overwrite: bool,
                       tags: list[str]) -> AsyncIterator[bytes]:
     """Write the file in one transaction on a worker thread, relaying its progress as events.
 
@@ -186,7 +185,7 @@ async def _sse_upload(factory: sessionmaker[Session], *, project_id: str, datase
             with unit_of_work(factory, write=True) as session:
                 dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
                 progress = transfer.Progress(total=total, version=dataset.current_version)
-                for progress in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt,
+                for progress in transfer.write_upload(session, dataset=dataset, actor=actor, records=records,
                                                       total=total, deduplicate=deduplicate, overwrite=overwrite,
                                                       tags=tags):
                     if cancel.is_set():
@@ -194,6 +193,8 @@ async def _sse_upload(factory: sessionmaker[Session], *, project_id: str, datase
                     post(("progress", progress.counts()))
                 if cancel.is_set():
                     raise _Cancelled
+                # The total was counted from the file's lines; the rows read are the exact figure.
+                progress.total = progress.processed
                 done = {**progress.counts(), "dataset_id": dataset.id}
             post(("completed", done))
         except _Cancelled:
@@ -227,13 +228,21 @@ def upload_records_file(
     file: FileDep,
     options: UploadOptionsDep,
 ) -> Response:
-    """The typed route: validate everything up front (400), then stream the write as Server-Sent Events."""
+    """The typed route: the write streams as Server-Sent Events.
+
+    The file is read once, as it is written. Problems in the header or the first chunk of rows are a
+    400 before the stream starts; a later bad row ends the stream with an `error` event, and the
+    write's transaction rolls back, so nothing of the file is stored either way.
+    """
     dedupe = options.deduplicate_or(False)
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
     ensure_writable(dataset, actor)
-    fmt, text, scanned = _read(file, options.format)
+    fmt, data = _read(file, options.format)
+    rows = transfer.iter_records(data, fmt)
+    first = list(itertools.islice(rows, transfer.UPLOAD_CHUNK))
+    total = len(first) if len(first) < transfer.UPLOAD_CHUNK else transfer.count_rows(data, fmt)
     stream = _sse_upload(request.app.state.sessionmaker, project_id=project_id, dataset_id=dataset_id,
-                         actor=actor, text=text, fmt=fmt, total=scanned.total, deduplicate=dedupe,
+                         actor=actor, records=itertools.chain(first, rows), total=total, deduplicate=dedupe,
                          overwrite=options.overwrite, tags=options.tags)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -249,13 +258,12 @@ def upload_for_ddtrace(
     """ddtrace's CSV upload: no project in the path, a plain 200 with the dataset version written."""
     dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
     ensure_writable(dataset, actor)
-    fmt = transfer.detect_format(options.format, file.filename, file.content_type)
-    text = transfer.decode(file.file.read())
+    fmt, data = _read(file, options.format)
     # No stream to keep open here: the file is checked while it is written, and a problem is a 400 after
     # this request's transaction rolls back, so nothing of it is stored.
-    for _ in transfer.write_upload(session, dataset=dataset, actor=actor, text=text, fmt=fmt, total=0,
-                                   deduplicate=options.deduplicate_or(True), overwrite=options.overwrite,
-                                   tags=options.tags, scanned=False):
+    for _ in transfer.write_upload(session, dataset=dataset, actor=actor, records=transfer.iter_records(data, fmt),
+                                   total=0, deduplicate=options.deduplicate_or(True), overwrite=options.overwrite,
+                                   tags=options.tags):
         pass
     row = get_version(session, dataset=dataset, version=dataset.current_version)
     return respond({"data": version_resource(row, dataset.id)})

@@ -65,6 +65,8 @@ class NewRecord:
     metadata: Any = None
     tags: list[str] | None = None
     tag_operations: TagOperations | None = None
+    # Set by a caller that has hashed the content already (file uploads, to name the row on failure).
+    content_hash: str | None = None
 
 
 @dataclass
@@ -203,8 +205,9 @@ def apply_changes(
     for i, rec in enumerate(inserts):
         tags = normalize_tags([*(rec.tags or ()), *(common_tags or ())], rec.tag_operations,
                               pointer=f"{ins_ptr}/{i}/tags")
-        hashed.append((rec, tags, content_hash(rec.input, rec.expected_output, rec.metadata,
-                                               pointer=f"{ins_ptr}/{i}")))
+        digest = getattr(rec, "content_hash", None) or content_hash(rec.input, rec.expected_output, rec.metadata,
+                                                                    pointer=f"{ins_ptr}/{i}")
+        hashed.append((rec, tags, digest))
     seen_hashes: set[str] = set()
     if deduplicate:
         anonymous = [h for rec, _, h in hashed if rec.id is None]

@@ -1,16 +1,16 @@
 """Records in and out as files: CSV/JSONL parsing for uploads, and the streamed export.
 
-Uploads are all or nothing: `scan` reads the whole file first and stops at the first problem, naming
-the row; only a file that scans clean is parsed a second time and written (`write_upload`), in chunks
-inside one transaction. Parsing twice keeps memory bounded by a chunk instead of the whole file.
+Uploads are all or nothing and read the file once: rows are checked as they are written, in chunks
+inside one transaction, and the first problem (naming its row) aborts the transaction. Routes check
+the first chunk before they answer, so a file that is wrong from the start still gets a plain 400.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -95,21 +95,24 @@ def _too_big(value: str) -> bool:
     return len(value) > MAX_FIELD or (len(value) > MAX_FIELD // 4 and len(value.encode()) > MAX_FIELD)
 
 
-def _record(where: str, number: int, rid: Any, input_: Any, expected: Any, metadata: Any,
-            tags: Any, check_content: bool) -> NewRecord:
-    """Validate one row's values (already decoded) into a record, or raise naming the row."""
+class _RowProblem(Exception):
+    """A row's value is wrong; the parser that read the row adds where it is."""
+
+
+def _record(rid: Any, input_: Any, expected: Any, metadata: Any, tags: Any) -> NewRecord:
+    """Validate one row's values (already decoded) into a record."""
     if rid is not None:
         if not isinstance(rid, str):
-            raise _problem(where, f"id must be a string, got {type(rid).__name__}", number)
+            raise _RowProblem(f"id must be a string, got {type(rid).__name__}")
         if len(rid) > MAX_ID:
-            raise _problem(where, f"id is longer than {MAX_ID} characters", number)
+            raise _RowProblem(f"id is longer than {MAX_ID} characters")
         if "\x00" in rid:
-            raise _problem(where, "id contains a NUL character", number)
+            raise _RowProblem("id contains a NUL character")
         rid = rid or None
     if metadata == "":
         metadata = None  # ddtrace encodes an absent metadata as the JSON string ""
     if metadata is not None and not isinstance(metadata, dict):
-        raise _problem(where, f"metadata must be a JSON object, got {type(metadata).__name__}", number)
+        raise _RowProblem(f"metadata must be a JSON object, got {type(metadata).__name__}")
     if tags is None or tags == "":
         tag_list: list[str] = []
     elif isinstance(tags, str):
@@ -117,22 +120,20 @@ def _record(where: str, number: int, rid: Any, input_: Any, expected: Any, metad
     elif isinstance(tags, list) and all(isinstance(t, str) for t in tags):
         tag_list = tags
     else:
-        raise _problem(where, "tags must be a JSON array of strings or a comma-separated string", number)
+        raise _RowProblem("tags must be a JSON array of strings or a comma-separated string")
     if any("\x00" in t for t in tag_list):
-        raise _problem(where, "a tag contains a NUL character", number)
-    if check_content:
-        # The write pass skips this: the scan already checked the same file, and apply_changes hashes
-        # every record anyway.
-        try:
-            normalize_tags(tag_list, pointer="")
-            content_hash(input_, expected, metadata, pointer="")
-        except Invalid as exc:
-            raise _problem(where, exc.detail, number) from None
-    return NewRecord(rid, input_, expected, metadata, tag_list)
+        raise _RowProblem("a tag contains a NUL character")
+    try:
+        normalize_tags(tag_list, pointer="")
+        # Hashed here, where a problem can name the row; apply_changes reuses the hash.
+        digest = content_hash(input_, expected, metadata, pointer="")
+    except Invalid as exc:
+        raise _RowProblem(exc.detail) from None
+    return NewRecord(rid, input_, expected, metadata, tag_list, content_hash=digest)
 
 
-def _csv_records(text: str, check_content: bool) -> Iterator[NewRecord]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+def _csv_records(lines: Iterable[str]) -> Iterator[NewRecord]:
+    reader = csv.reader(lines)
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -148,9 +149,13 @@ def _csv_records(text: str, check_content: bool) -> Iterator[NewRecord]:
             raise Invalid(f"the column `{name}` appears more than once in the header", parameter="file")
     pos = {name: names.index(name) for name in CSV_COLUMNS if name in names}
     width = len(header)
+    # -1 picks the empty string appended to every row below: an absent column reads as an empty cell.
+    i_id, i_expected, i_metadata, i_tags = (pos.get(name, -1) for name in ("id", "expected_output", "metadata",
+                                                                               "tags"))
+    i_input = pos["input"]
     number = 0
     while True:
-        where = f"row {number + 1} (line {reader.line_num + 1})"
+        line = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
@@ -158,60 +163,90 @@ def _csv_records(text: str, check_content: bool) -> Iterator[NewRecord]:
         except csv.Error as exc:
             reason = (f"a field is larger than 10 MB ({MAX_FIELD} characters)" if "field limit" in str(exc)
                       else f"does not parse as CSV ({exc})")
-            raise _problem(where, reason, number + 1) from None
+            raise _problem(f"row {number + 1} (line {line})", reason, number + 1) from None
         if not row:
             continue  # a blank line
         number += 1
-        if len(row) != width:
-            raise _problem(where, f"has {len(row)} fields but the header has {width}", number)
-        for value in row:
-            if len(value) > MAX_FIELD // 4 and _too_big(value):
-                raise _problem(where, "a field is larger than 10 MB", number)
-        input_raw = row[pos["input"]]
-        if input_raw == "":
-            raise _problem(where, "input is empty (write null for a null input)", number)
-        yield _record(
-            where, number,
-            row[pos["id"]] if "id" in pos else None,  # ids are taken verbatim, never JSON-decoded
-            _cell(input_raw),
-            _cell(row[pos["expected_output"]]) if "expected_output" in pos else None,
-            _cell(row[pos["metadata"]]) if "metadata" in pos else None,
-            _cell(row[pos["tags"]]) if "tags" in pos else None,
-            check_content,
-        )
+        try:
+            if len(row) != width:
+                raise _RowProblem(f"has {len(row)} fields but the header has {width}")
+            if max(map(len, row)) > MAX_FIELD // 4 and any(_too_big(value) for value in row):
+                raise _RowProblem("a field is larger than 10 MB")
+            if row[i_input] == "":
+                raise _RowProblem("input is empty (write null for a null input)")
+            row.append("")
+            rec = _record(
+                row[i_id] if i_id >= 0 else None,  # ids are taken verbatim, never JSON-decoded
+                _cell(row[i_input]), _cell(row[i_expected]), _cell(row[i_metadata]), _cell(row[i_tags]))
+        except _RowProblem as exc:
+            raise _problem(f"row {number} (line {line})", str(exc), number) from None
+        yield rec
 
 
-def _jsonl_records(text: str, check_content: bool) -> Iterator[NewRecord]:
+def _jsonl_records(lines: Iterable[str]) -> Iterator[NewRecord]:
     number = 0
-    for line_no, line in enumerate(io.StringIO(text, newline=""), start=1):
+    for line_no, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         number += 1
-        where = f"line {line_no}"
         try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise _problem(where, f"does not parse as JSON ({exc})", number) from None
-        if not isinstance(obj, dict):
-            raise _problem(where, f"must be a JSON object, got {type(obj).__name__}", number)
-        if "input" not in obj:
-            raise _problem(where, "has no `input`", number)
-        if len(line) > MAX_FIELD // 4:
-            for name in CSV_COLUMNS:
-                if name in obj and _too_big(orjson.dumps(obj[name]).decode()):
-                    raise _problem(where, f"{name} is larger than 10 MB", number)
-        yield _record(where, number, obj.get("id"), obj["input"], obj.get("expected_output"), obj.get("metadata"),
-                      obj.get("tags"), check_content)
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise _RowProblem(f"does not parse as JSON ({exc})") from None
+            if not isinstance(obj, dict):
+                raise _RowProblem(f"must be a JSON object, got {type(obj).__name__}")
+            if "input" not in obj:
+                raise _RowProblem("has no `input`")
+            if len(line) > MAX_FIELD // 4:
+                for name in CSV_COLUMNS:
+                    if name in obj and _too_big(orjson.dumps(obj[name]).decode()):
+                        raise _RowProblem(f"{name} is larger than 10 MB")
+            rec = _record(obj.get("id"), obj["input"], obj.get("expected_output"), obj.get("metadata"),
+                          obj.get("tags"))
+        except _RowProblem as exc:
+            raise _problem(f"line {line_no}", str(exc), number) from None
+        yield rec
 
 
-def iter_records(text: str, fmt: str, *, check_content: bool = True) -> Iterator[NewRecord]:
-    return _csv_records(text, check_content) if fmt == "csv" else _jsonl_records(text, check_content)
+def iter_records(data: bytes, fmt: str) -> Iterator[NewRecord]:
+    """The file's records, each checked as it is read; the first problem raises, naming its row.
+
+    The bytes are decoded a block at a time as the rows are read (io.TextIOWrapper, with the line
+    splitting csv wants), never into one string the size of the file: a 100 MB upload otherwise spent
+    more time copying the whole file around than parsing it, and held several copies at once.
+    """
+    lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
+    records = _csv_records(lines) if fmt == "csv" else _jsonl_records(lines)
+    try:
+        yield from _unique_ids(records)
+    except UnicodeDecodeError:
+        decode(data)  # raises, naming the line of the first bad byte
+        raise
 
 
-@dataclass
-class Scan:
-    total: int = 0
-    ids: set[str] = field(default_factory=set)
+def count_rows(data: bytes, fmt: str) -> int:
+    """About how many records the file holds, for progress totals, without decoding or copying it.
+
+    A CSV line starts a row unless an odd number of quotes came before it (a quoted field spans
+    lines); blank lines are skipped as the parser skips them. Exact for the files that parse, but
+    for JSONL lines of nothing but many spaces.
+    """
+    rows = quotes = pos = 0
+    csv_ = fmt == "csv"
+    end = len(data)
+    while pos < end:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            nl = end
+        if csv_:
+            if not quotes & 1 and nl - pos > (1 if data[nl - 1:nl] == b"\r" else 0):
+                rows += 1
+            quotes += data.count(b'"', pos, nl)
+        elif nl - pos > 8 or data[pos:nl].strip():
+            rows += 1
+        pos = nl + 1
+    return max(rows - 1, 0) if csv_ else rows
 
 
 def _unique_ids(records: Iterator[NewRecord]) -> Iterator[NewRecord]:
@@ -224,16 +259,6 @@ def _unique_ids(records: Iterator[NewRecord]) -> Iterator[NewRecord]:
                               "nothing was stored", parameter="file", meta={"row": number})
             first_row[rec.id] = number
         yield rec
-
-
-def scan(text: str, fmt: str) -> Scan:
-    """Validate the whole file without keeping its records: the first problem raises, naming its row."""
-    result = Scan()
-    for rec in _unique_ids(iter_records(text, fmt)):
-        result.total += 1
-        if rec.id is not None:
-            result.ids.add(rec.id)
-    return result
 
 
 # Writing ----------------------------------------------------------------------------------------
@@ -260,16 +285,15 @@ def _current_ids(session: Session, dataset_pk: int, ids: Sequence[str]) -> set[s
     return {row.record_id for row in lookup_current(session, dataset_pk, R.record_id, ids, (R.record_id,))}
 
 
-def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str, fmt: str, total: int,
-                 deduplicate: bool, overwrite: bool, tags: Sequence[str],
-                 scanned: bool = True) -> Iterator[Progress]:
-    """Write a file into `dataset` (locked by the caller), yielding progress after each chunk.
+def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: Iterable[NewRecord], total: int,
+                 deduplicate: bool, overwrite: bool, tags: Sequence[str]) -> Iterator[Progress]:
+    """Write a file's records (`iter_records`) into `dataset` (locked by the caller), yielding progress
+    after each chunk.
 
     The whole file is one new version: the first chunk that changes something opens it, later chunks
     amend it (as ddtrace's multi-batch create does). Rows with an id replace the current record of
-    that id (upsert) unless `overwrite` is false, in which case they are skipped. A file that was not
-    `scan`ned first is checked while it is written: the first problem raises, and the caller's
-    transaction rollback makes the upload all or nothing all the same, with one parse instead of two.
+    that id (upsert) unless `overwrite` is false, in which case they are skipped. A row that does not
+    check out raises mid-way; the caller's transaction rollback makes the upload all or nothing.
     """
     progress = Progress(total=total, version=dataset.current_version)
     opened = False
@@ -293,8 +317,6 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, text: str,
         progress.processed += len(batch)
         progress.version = result.version
 
-    records = (iter_records(text, fmt, check_content=False) if scanned
-               else _unique_ids(iter_records(text, fmt)))
     for rec in records:
         batch.append(rec)
         if len(batch) >= UPLOAD_CHUNK:
