@@ -4,7 +4,8 @@
 For each backend (a temp SQLite file; a fresh PostgreSQL database `kennel_bench_<random>` created with
 autocommit CREATE DATABASE on the admin URL and dropped afterwards) it:
 
-  1. imports N records of ~1.2 KB through `batch_update` in requests of 1,000 (`insert_records`, the first
+  1. imports N records of ~1.2 KB through `batch_update` in requests of 1,000, bodies built ahead off the
+     clock, 100k records at a time (`insert_records`, the first
      request creating version 1, the rest `create_new_version: false` — what ddtrace does);
   2. appends a sample through the typed route `POST .../records` (deduplicate default true) into a
      separate empty dataset;
@@ -52,6 +53,8 @@ from tests.conftest import start_server, stop_server  # noqa: E402
 PG_ADMIN_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 V2 = "/api/v2/llm-obs/v1"
 BATCH = 1000
+# Records whose request bodies are built before each timed stretch of the import (~120 MB of JSON).
+SLAB = 100_000
 
 TARGETS = {
     "append_records_per_s": {"sqlite": 20000, "postgres": 15000},
@@ -265,36 +268,45 @@ class Bench:
 
     # 1. the import, the ddtrace way
     def import_all(self) -> None:
+        """Request bodies are built ahead, a slab at a time, off the clock: the figure is the server's
+        throughput, not this script's speed at making JSON (reported apart as client_build_s)."""
         self.sampler.phase = "import"
         lat: list[float] = []
         build = 0.0
         body_bytes = 0
-        cpu0 = proc_cpu_s(self.server_pid)
-        t_start = time.perf_counter()
-        for start in range(0, self.n, BATCH):
+        cpu_s = 0.0
+        sent = 0.0
+        for slab in range(0, self.n, SLAB):
             b0 = time.perf_counter()
-            recs = [make_record(i) for i in range(start, min(start + BATCH, self.n))]
-            body = batch_update_body(self.dataset_id, recs, new_version=(start == 0))
+            bodies = []
+            for start in range(slab, min(slab + SLAB, self.n), BATCH):
+                recs = [make_record(i) for i in range(start, min(start + BATCH, self.n))]
+                bodies.append((start, recs[0]["id"], len(recs),
+                               batch_update_body(self.dataset_id, recs, new_version=(start == 0))))
             build += time.perf_counter() - b0
-            body_bytes += len(body)
-            dt, resp = self.post(f"{self.base}/batch_update", body)
-            lat.append(dt)
-            if self.analyze is not None and (start // BATCH) % self.analyze_every == self.analyze_every - 1:
-                self.analyze()
-            if start == 0:
-                first = resp.json()["data"]
-                assert len(first) == len(recs) and first[0]["id"] == recs[0]["id"], first[:1]
-                self.import_version = first[0]["attributes"]["version"]
-            if (start // BATCH) % 100 == 99:
-                done = start + BATCH
-                self.p(f"imported {done:,} ({done / (time.perf_counter() - t_start):,.0f} rec/s overall, "
-                       f"last request {ms(dt)} ms, rss {self.sampler.rss_mb()} MB)")
-        total = time.perf_counter() - t_start
-        server_cpu = proc_cpu_s(self.server_pid) - cpu0
+            cpu0 = proc_cpu_s(self.server_pid)
+            s0 = time.perf_counter()
+            for start, first_id, count, body in bodies:
+                body_bytes += len(body)
+                dt, resp = self.post(f"{self.base}/batch_update", body)
+                lat.append(dt)
+                if self.analyze is not None and (start // BATCH) % self.analyze_every == self.analyze_every - 1:
+                    self.analyze()
+                if start == 0:
+                    first = resp.json()["data"]
+                    assert len(first) == count and first[0]["id"] == first_id, first[:1]
+                    self.import_version = first[0]["attributes"]["version"]
+            sent += time.perf_counter() - s0
+            cpu_s += proc_cpu_s(self.server_pid) - cpu0
+            done = min(slab + SLAB, self.n)
+            if done % 100_000 == 0 or done == self.n:
+                self.p(f"imported {done:,} ({done / sent:,.0f} rec/s, last request {ms(lat[-1])} ms, "
+                       f"rss {self.sampler.rss_mb()} MB)")
+        total = sent
+        server_cpu = cpu_s
         self.result["import_batch_update"] = {
             "records": self.n, "requests": len(lat), "seconds": round(total, 2),
             "records_per_s": round(self.n / total),
-            "records_per_s_excl_client_build": round(self.n / (total - build)),
             "client_build_s": round(build, 2), "avg_record_bytes": round(body_bytes / self.n),
             "request_ms": summary_ms(lat),
             "first_10_requests_median_ms": ms(statistics.median(lat[:10])),

@@ -131,12 +131,14 @@ def existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) ->
     found: set[str] = set()
     for part in chunks(sorted(set(hashes))):
         if is_postgres(session):
-            # `r.dataset_pk + 0`: keeps the planner on the record-id index (see lookup_current).
-            sql = text("SELECT k.h FROM unnest(CAST(:hashes AS text[])) AS k(h) WHERE EXISTS ("
+            # One probe per key (LATERAL ... LIMIT 1), as in lookup_current: written as EXISTS, the
+            # planner hashed every index row of the dataset, joined to its records, for each request.
+            # `r.dataset_pk + 0` keeps it on the record-id index.
+            sql = text("SELECT k.h FROM unnest(CAST(:hashes AS text[])) AS k(h) CROSS JOIN LATERAL ("
                        "SELECT 1 FROM dataset_record_hashes x JOIN dataset_records r "
                        "ON r.record_id = x.record_id AND r.dataset_pk + 0 = x.dataset_pk "
                        "WHERE x.content_hash = k.h AND x.dataset_pk = :dataset_pk "
-                       "AND r.valid_to IS NULL AND r.content_hash = k.h)")
+                       "AND r.valid_to IS NULL AND r.content_hash = k.h LIMIT 1) AS m")
             found.update(session.scalars(sql, {"hashes": list(part), "dataset_pk": dataset_pk}))
         else:
             marks = ", ".join("?" * len(part))
