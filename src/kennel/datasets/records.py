@@ -171,6 +171,7 @@ def apply_changes(
     report_content: bool = True,
     pointers: tuple[str, str, str] = ("/data/attributes/insert_records", "/data/attributes/update_records",
                                       "/data/attributes/delete_records"),
+    ids_are_new: bool = False,
 ) -> ChangeResult:
     """Apply inserts, then updates, then deletes as one change of `dataset` (locked by the caller).
 
@@ -178,7 +179,8 @@ def apply_changes(
     records after a bulk upload. Inserts without an id are skipped when `deduplicate` and a current
     record (or an earlier insert of this batch) has the same input, expected output and metadata.
     A change that alters nothing creates no version. With `report_content=False` (a caller that
-    answers 204) a pure delete closes the records in SQL without reading them back.
+    answers 204) a pure delete closes the records in SQL without reading them back. `ids_are_new` is
+    the caller's word that no insert's id is a current record, so inserts skip the lookup.
     """
     ensure_writable(dataset, actor)
     ins_ptr, upd_ptr, del_ptr = pointers
@@ -187,7 +189,9 @@ def apply_changes(
     _check_unique(list(deletes), del_ptr, item_suffix="")
 
     now = utcnow()
-    referenced = {r.id for r in inserts if r.id is not None} | {r.id for r in updates} | set(deletes)
+    referenced = {r.id for r in updates} | set(deletes)
+    if not ids_are_new:
+        referenced |= {r.id for r in inserts if r.id is not None}
     if not report_content and not inserts and not updates and deletes and create_new_version:
         return _close_only(session, dataset, deletes, now, del_ptr)
     current = _fetch_current(session, dataset.pk, list(referenced)) if referenced else {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, cast, exists, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetRecord
@@ -298,17 +298,20 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: I
     progress = Progress(total=total, version=dataset.current_version)
     opened = False
     batch: list[NewRecord] = []
+    # Into a dataset with no open records, no row's id can name a stored record (ids are unique within
+    # the file), so no chunk needs to look its ids up.
+    empty = not session.scalar(select(exists().where(R.dataset_pk == dataset.pk, R.valid_to.is_(None))))
 
     def flush() -> None:
         nonlocal opened
         rows = batch
-        if not overwrite:
+        if not overwrite and not empty:
             ids = [r.id for r in rows if r.id is not None]
             existing = _current_ids(session, dataset.pk, ids) if ids else set()
             rows = [r for r in rows if r.id is None or r.id not in existing]
         result = apply_changes(session, dataset=dataset, actor=actor, inserts=rows, deduplicate=deduplicate,
                                create_new_version=not opened, common_tags=list(tags) or None,
-                               pointers=("/file",) * 3)
+                               pointers=("/file",) * 3, ids_are_new=empty)
         opened = opened or result.changed
         created = sum(1 for s in result.records if s.pk is None)
         progress.created += created
