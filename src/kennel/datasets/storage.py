@@ -119,6 +119,8 @@ def index_hashes_from(session: Session, rows: Any) -> None:
 def build_hash_index(session: Session, dataset_pk: int) -> None:
     """Index the open records of a dataset that has not needed the index before (one statement)."""
     # Sorted, so the index is written in key order rather than page by scattered page.
+    if is_postgres(session):
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
     index_hashes_from(session, select(R.content_hash, R.dataset_pk, R.record_id)
                       .where(R.dataset_pk == dataset_pk, R.valid_to.is_(None)).order_by(R.content_hash))
 
