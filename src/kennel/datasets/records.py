@@ -359,7 +359,8 @@ def read_records(session: Session, *, dataset: Dataset, version: int, tags: Sequ
         stmt = stmt.where(_tags_any(session, tags))
     if after_seq is not None:
         stmt = stmt.where(R.seq < after_seq)
-    return list(session.execute(stmt.order_by(R.seq.desc()).limit(limit)))
+    # .all() fetches the page in one driver call; iterating the result fetched it row by row.
+    return session.execute(stmt.order_by(R.seq.desc()).limit(limit)).all()
 
 
 def change_records(session: Session, *, project_id: str, dataset_id: str, actor: Actor,

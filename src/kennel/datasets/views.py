@@ -66,15 +66,18 @@ def record_rows(dataset_id: str, rows: list[Any]) -> list[dict[str, Any]]:
     """A read page in both shapes, with the stored JSON passed through without parsing it."""
     stamp = _stamp_formatter()
     out = []
-    for r in rows:
-        input_, expected, metadata = _fragment(r.input), _fragment(r.expected_output), _fragment(r.metadata)
-        created, updated = stamp(r.created_at), stamp(r.updated_at)
+    # Unpacked by position (the order of storage.page_columns): a page is 1,000 rows, and named access
+    # on a Row goes through a Python-level lookup per field.
+    for record_id, canonical_id, _seq, input_raw, expected_raw, metadata_raw, tags_raw, author_id, \
+            created_raw, updated_raw in rows:
+        input_, expected, metadata = _fragment(input_raw), _fragment(expected_raw), _fragment(metadata_raw)
+        created, updated = stamp(created_raw), stamp(updated_raw)
         out.append({
-            "id": r.record_id,
+            "id": record_id,
             "type": "datasets",
             "attributes": {
                 "dataset_id": dataset_id, "input": input_, "expected_output": expected, "metadata": metadata,
-                "tags": _fragment(r.tags) or [], "canonical_id": r.canonical_id, "author": {"id": r.author_id},
+                "tags": _fragment(tags_raw) or [], "canonical_id": canonical_id, "author": {"id": author_id},
                 "created_at": created, "updated_at": updated,
             },
             "dataset_id": dataset_id, "input": input_, "expected_output": expected, "metadata": metadata,
