@@ -40,6 +40,8 @@ def lookup_current(session: Session, dataset_pk: int, column: Any, keys: Sequenc
                    columns: Sequence[Any]) -> list[Any]:
     """Open revisions of a dataset whose `column` (record_id or content_hash) is one of `keys`.
 
+    Results here are fetched with .all() (one driver call): iterating a result fetches row by row.
+
     On PostgreSQL each key is one probe of the partial index that leads with that key (unnest + LATERAL
     ... LIMIT 1), with the dataset condition written so that no index can use it (`dataset_pk + 0`).
     Otherwise the planner, whose statistics lag behind a dataset that is being filled, estimates one
@@ -59,7 +61,7 @@ def lookup_current(session: Session, dataset_pk: int, column: Any, keys: Sequenc
             stmt = select(*[probe.c[c.name] for c in columns]).select_from(k).join(probe, true())
         else:
             stmt = select(*columns).where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), column.in_(part))
-        found.extend(session.execute(stmt))
+        found.extend(session.execute(stmt).all())
     return found
 
 
@@ -82,7 +84,7 @@ def close_current(session: Session, dataset_pk: int, ids: Sequence[str], version
                               R.dataset_pk + literal_column("0") == dataset_pk)
         else:
             stmt = stmt.where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.record_id.in_(part))
-        closed.update(session.scalars(stmt))
+        closed.update(session.scalars(stmt).all())
     return closed
 
 
@@ -141,7 +143,7 @@ def existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) ->
                        "ON r.record_id = x.record_id AND r.dataset_pk + 0 = x.dataset_pk "
                        "WHERE x.content_hash = k.h AND x.dataset_pk = :dataset_pk "
                        "AND r.valid_to IS NULL AND r.content_hash = k.h LIMIT 1) AS m")
-            found.update(session.scalars(sql, {"hashes": list(part), "dataset_pk": dataset_pk}))
+            found.update(session.scalars(sql, {"hashes": list(part), "dataset_pk": dataset_pk}).all())
         else:
             marks = ", ".join("?" * len(part))
             # CROSS JOIN fixes the loop order in SQLite: hashes outside, records probed by id. Left to
@@ -150,7 +152,7 @@ def existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) ->
                    "ON r.record_id = x.record_id AND r.dataset_pk = x.dataset_pk "
                    "AND r.valid_to IS NULL AND r.content_hash = x.content_hash "
                    f"WHERE x.dataset_pk = ? AND x.content_hash IN ({marks})")
-            found.update(row[0] for row in session.connection().exec_driver_sql(sql, (dataset_pk, *part)))
+            found.update(session.connection().exec_driver_sql(sql, (dataset_pk, *part)).scalars().all())
     return found
 
 
