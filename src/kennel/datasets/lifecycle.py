@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Text, exists, func, insert, literal, literal_column, select, update
+from sqlalchemy import Text, func, insert, literal, literal_column, select, update
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
 from kennel.datasets.records import visible_at
 from kennel.datasets.service import create_or_get_dataset, ensure_writable, get_dataset
-from kennel.datasets.storage import index_hashes_from
+from kennel.datasets.storage import has_open_records, index_hashes_from
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, Invalid
 from kennel.keys.service import Actor
@@ -106,7 +106,7 @@ def clone_dataset(session: Session, *, project_id: str, dataset_id: str, name: s
         R.expected_output, R.metadata, R.tags, R.content_hash, R.created_at, R.updated_at,
     ).where(R.dataset_pk == src.pk, R.valid_to.is_(None))
     # rowcount of INSERT ... SELECT is not reliable across drivers; ask first.
-    if session.scalar(select(exists().where(R.dataset_pk == src.pk, R.valid_to.is_(None)))):
+    if has_open_records(session, src.pk):
         session.execute(insert(DatasetRecord).from_select(columns, source))
         _new_version(session, clone, now)
     clone.next_seq = src.next_seq

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import re
 import threading
@@ -238,11 +237,9 @@ def upload_records_file(
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
     ensure_writable(dataset, actor)
     fmt, data = _read(file, options.format)
-    rows = transfer.iter_records(data, fmt)
-    first = list(itertools.islice(rows, transfer.UPLOAD_CHUNK))
-    total = len(first) if len(first) < transfer.UPLOAD_CHUNK else transfer.count_rows(data, fmt)
+    records, total = transfer.start_records(data, fmt)
     stream = _sse_upload(request.app.state.sessionmaker, project_id=project_id, dataset_id=dataset_id,
-                         actor=actor, records=itertools.chain(first, rows), total=total, deduplicate=dedupe,
+                         actor=actor, records=records, total=total, deduplicate=dedupe,
                          overwrite=options.overwrite, tags=options.tags)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import (DateTime, String, Text, bindparam, cast, func, literal_column, select, text, true,
+from sqlalchemy import (DateTime, String, Text, bindparam, cast, exists, func, literal_column, select, text, true,
                         type_coerce, update)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -63,6 +63,10 @@ def lookup_current(session: Session, dataset_pk: int, column: Any, keys: Sequenc
             stmt = select(*columns).where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), column.in_(part))
         found.extend(session.execute(stmt).all())
     return found
+
+
+def has_open_records(session: Session, dataset_pk: int) -> bool:
+    return bool(session.scalar(select(exists().where(R.dataset_pk == dataset_pk, R.valid_to.is_(None)))))
 
 
 def close_current(session: Session, dataset_pk: int, ids: Sequence[str], version: int) -> set[str]:

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, exists, func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetRecord
 from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible_at
-from kennel.datasets.storage import lookup_current
+from kennel.datasets.storage import has_open_records, lookup_current
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
 from kennel.keys.service import Actor
@@ -225,6 +226,15 @@ def iter_records(data: bytes, fmt: str) -> Iterator[NewRecord]:
         raise
 
 
+def start_records(data: bytes, fmt: str) -> tuple[Iterator[NewRecord], int]:
+    """The file's records with its first chunk already checked (its problems raise here, before a
+    response starts), and the number of records for progress totals."""
+    rows = iter_records(data, fmt)
+    first = list(itertools.islice(rows, UPLOAD_CHUNK))
+    total = len(first) if len(first) < UPLOAD_CHUNK else count_rows(data, fmt)
+    return itertools.chain(first, rows), total
+
+
 def count_rows(data: bytes, fmt: str) -> int:
     """About how many records the file holds, for progress totals, without decoding or copying it.
 
@@ -300,7 +310,7 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: I
     batch: list[NewRecord] = []
     # Into a dataset with no open records, no row's id can name a stored record (ids are unique within
     # the file), so no chunk needs to look its ids up.
-    empty = not session.scalar(select(exists().where(R.dataset_pk == dataset.pk, R.valid_to.is_(None))))
+    empty = not has_open_records(session, dataset.pk)
 
     def flush() -> None:
         nonlocal opened
