@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kennel import __version__
 from kennel.config import Settings
 from kennel.db.engine import make_engine
-from kennel.db.maintenance import SQLiteCheckpointer, tune_gc
+from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker
 from kennel.errors import PayloadTooLarge, error_item, error_response, install_error_handlers
@@ -65,14 +65,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upgrade(engine)
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         checkpointer = SQLiteCheckpointer(engine) if engine.dialect.name == "sqlite" else None
         if checkpointer:
             checkpointer.start()
+        upkeep = UpkeepRunner(engine, app.state.sessionmaker)
+        upkeep.start()
         tune_gc()
         try:
             yield
         finally:
+            upkeep.stop()
             if checkpointer:
                 checkpointer.stop()
             engine.dispose()

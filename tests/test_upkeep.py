@@ -1,0 +1,85 @@
+"""Work a request asks for after its commit (maintenance.UpkeepRunner): runs only if the request commits."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+from sqlalchemy import inspect, text
+
+from kennel.db.engine import make_engine
+from kennel.db.maintenance import UpkeepRunner, request_upkeep
+from kennel.db.session import make_sessionmaker
+from tests.conftest import unique
+
+
+def _wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_upkeep_runs_after_commit_and_never_after_rollback(database_url):
+    engine = make_engine(database_url)
+    factory = make_sessionmaker(engine)
+    runner = UpkeepRunner(engine, factory)
+    runner.start()
+    rolled, committed = (f"upkeep_probe_{uuid.uuid4().hex[:10]}" for _ in range(2))
+
+    def exists(name: str) -> bool:
+        return inspect(engine).has_table(name)
+
+    try:
+        with factory() as session:
+            session.execute(text("SELECT 1"))
+            request_upkeep(session, f"CREATE TABLE {rolled} (x integer)")
+            session.rollback()
+        with factory() as session:
+            session.execute(text("SELECT 1"))
+            request_upkeep(session, f"CREATE TABLE {committed} (x integer)")
+            session.commit()
+        assert _wait_for(lambda: exists(committed)), "the committed request's upkeep never ran"
+        # Both were queued in order; the runner works serially, so the rolled-back one had its chance.
+        assert not exists(rolled)
+    finally:
+        runner.stop()
+        with engine.begin() as conn:
+            for name in (rolled, committed):
+                conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        engine.dispose()
+
+
+def test_growing_dataset_gets_fresh_statistics_on_postgres(server, http, database_url):
+    if server.backend != "postgres":
+        pytest.skip("statistics are refreshed on PostgreSQL only")
+    engine = make_engine(database_url)
+
+    def analyzed() -> int:
+        with engine.connect() as conn:
+            return conn.scalar(text("SELECT analyze_count FROM pg_stat_user_tables "
+                                    "WHERE relname = 'dataset_records'")) or 0
+
+    try:
+        with engine.connect() as conn:
+            known = conn.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'dataset_records'")) or 0
+        # The dataset must pass a power of two while it is an eighth or more of what ANALYZE last saw.
+        size = 4096
+        while size * 8 < known:
+            size *= 2
+        before = analyzed()
+        pid = http.post("/api/v2/llm-obs/v1/projects", json={"data": {"type": "projects", "attributes": {
+            "name": unique("stats")}}}).json()["data"]["id"]
+        ds = http.post(f"/api/v2/llm-obs/v1/{pid}/datasets", json={"data": {"type": "datasets", "attributes": {
+            "name": "stats"}}}).json()["data"]["id"]
+        for start in range(0, size + 1000, 1000):
+            body = {"data": {"type": "datasets", "id": ds, "attributes": {
+                "insert_records": [{"id": f"s{i}", "input": {"i": i}} for i in range(start, start + 1000)]}}}
+            assert http.post(f"/api/v2/llm-obs/v1/{pid}/datasets/{ds}/batch_update", json=body).status_code == 200
+        # Passing `size` records asks for an ANALYZE, which the server runs after the commit.
+        assert _wait_for(lambda: analyzed() > before), "dataset_records was never re-analyzed"
+    finally:
+        engine.dispose()
