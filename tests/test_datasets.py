@@ -248,6 +248,12 @@ def test_batch_update_is_all_or_nothing(http, typed, project_id):
         ({"insert_records": [{"id": "c", "input": "nul \u0000 here"}]}, 400, "/data/attributes/insert_records/0"),
         ({"insert_records": [{"id": "c", "input": 3}], "delete_records": ["a", "nope"]}, 404, None),
         ({"insert_records": "nope"}, 400, "/data/attributes/insert_records"),
+        # ids PostgreSQL could not store or look up
+        ({"insert_records": [{"id": "c\u0000d", "input": 3}]}, 400, "/data/attributes/insert_records/0/id"),
+        ({"update_records": [{"id": "a\u0000", "input": 3}]}, 400, "/data/attributes/update_records/0/id"),
+        ({"delete_records": ["a", "b\u0000"]}, 400, "/data/attributes/delete_records/1"),
+        ({"insert_records": [{"id": "c", "input": 3, "tags": ["t\u0000"]}]}, 400,
+         "/data/attributes/insert_records/0/tags/0"),
     ]
     for attrs, status, pointer in bad_batches:
         resp = post(attrs)

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refused on both backends so they behave alike.
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return value
+
+
+# Record ids and tags, as stored and looked up.
+NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+RecordId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_no_nul)]
 
 
 class DatasetAttributesIn(BaseModel):
@@ -53,26 +65,26 @@ class DeleteDatasetsRequest(BaseModel):
 
 
 class TagOperations(BaseModel):
-    add: list[str] | None = None
-    remove: list[str] | None = None
-    set: list[str] | None = None
+    add: list[NoNulStr] | None = None
+    remove: list[NoNulStr] | None = None
+    set: list[NoNulStr] | None = None
 
 
 class RecordIn(BaseModel):
     """A record to append (typed route) or insert (batch_update)."""
 
-    id: str | None = Field(default=None, min_length=1, max_length=255)
+    id: RecordId | None = None
     input: Any = Field(...)
     expected_output: Any = None
     metadata: dict[str, Any] | None = None
-    tags: list[str] | None = None
+    tags: list[NoNulStr] | None = None
     tag_operations: TagOperations | None = None
 
 
 class RecordUpdateIn(BaseModel):
     """A change to an existing record: a null field means 'leave unchanged'."""
 
-    id: str = Field(min_length=1, max_length=255)
+    id: RecordId
     input: Any = None
     expected_output: Any = None
     metadata: dict[str, Any] | None = None
@@ -107,7 +119,7 @@ class UpdateRecordsRequest(BaseModel):
 
 
 class DeleteRecordsAttributesIn(BaseModel):
-    record_ids: list[str]
+    record_ids: list[NoNulStr]
 
 
 class DeleteRecordsDataIn(BaseModel):
@@ -122,11 +134,11 @@ class DeleteRecordsRequest(BaseModel):
 class BatchUpdateAttributesIn(BaseModel):
     insert_records: list[RecordIn] | None = None
     update_records: list[RecordUpdateIn] | None = None
-    delete_records: list[str] | None = None
+    delete_records: list[NoNulStr] | None = None
     create_new_version: bool = True
     deduplicate: bool = True
     # Typed client: tags applied to every inserted record.
-    tags: list[str] | None = None
+    tags: list[NoNulStr] | None = None
 
 
 class BatchUpdateDataIn(BaseModel):
