@@ -117,7 +117,9 @@ class DatasetRecordHash(Base):
     record_id: Mapped[str] = mapped_column(String(255))
 
     __table_args__ = (
-        # Leads with the key for the same reason as uq_dataset_records_current_id (storage.lookup_current).
-        PrimaryKeyConstraint("content_hash", "dataset_pk", "record_id"),
+        # A dataset's entries sit together: indexing a dataset writes one run of pages, and appends to a
+        # small dataset do not touch pages all over the index. The key is the only index here, so a lookup
+        # by (dataset, hash) cannot be planned onto anything else.
+        PrimaryKeyConstraint("dataset_pk", "content_hash", "record_id"),
         {"sqlite_with_rowid": False},
     )
