@@ -271,6 +271,33 @@ def test_ddtrace_multipart_body_as_recorded(http):
     assert r.status_code == 400
 
 
+def test_multipart_body_cut_short_or_malformed_stores_nothing(http):
+    """A body cut short before the file part's closing boundary, or not a form at all: 400 on both routes."""
+    pid = make_project(http)
+    did = make_dataset(http, pid)
+    part = (b'--b0\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n'
+            b'Content-Type: text/csv\r\n\r\ninput\r\n1\r\n2\r\n')
+    headers = {"Content-Type": "multipart/form-data; boundary=b0"}
+    bodies = [
+        part,  # cut short: rows 1 and 2 arrived, the end did not
+        b"not multipart at all",
+        b'--b0\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n--b0--\r\n',  # no `file` part
+    ]
+    for url in (f"/api/unstable/llm-obs/v1/datasets/{did}/records/upload",
+                f"{V2UP}/{pid}/datasets/{did}/records/upload"):
+        for body in bodies:
+            r = http.post(url, content=body, headers=headers)
+            assert r.status_code == 400, (url, body, r.text)
+            assert error_detail(r)
+    assert records(http, pid, did) == {}
+    assert dataset_attrs(http, pid, did)["current_version"] == 0
+    # The same part, closed properly, is stored.
+    r = http.post(f"/api/unstable/llm-obs/v1/datasets/{did}/records/upload", content=part + b"--b0--\r\n",
+                  headers=headers)
+    assert r.status_code == 200, r.text
+    assert sorted(rec["input"] for rec in records(http, pid, did).values()) == [1, 2]
+
+
 def test_ddtrace_csv_bulk_upload_and_big_push(server, tmp_path: Path):
     project = unique("proj")
     path = tmp_path / "qa.csv"
