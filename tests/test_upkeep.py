@@ -53,9 +53,8 @@ def test_upkeep_runs_after_commit_and_never_after_rollback(database_url):
         engine.dispose()
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # statistics are a PostgreSQL matter
 def test_growing_dataset_gets_fresh_statistics_on_postgres(server, http, database_url):
-    if server.backend != "postgres":
-        pytest.skip("statistics are refreshed on PostgreSQL only")
     engine = make_engine(database_url)
 
     def analyzed() -> int:
