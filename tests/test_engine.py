@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kennel.db.engine import make_engine
+from sqlalchemy.orm import Session
+
+from kennel.db.engine import AUTOCHECKPOINT_PAGES, defer_checkpoint, make_engine
 
 
 def test_sqlite_connections_are_configured(tmp_path):
@@ -16,8 +18,23 @@ def test_sqlite_connections_are_configured(tmp_path):
             assert pragma("synchronous") == 1  # NORMAL
             assert pragma("busy_timeout") == 30000
             assert pragma("foreign_keys") == 1
-            # The background checkpointer does the work; the backstop sits above one large upload.
-            assert pragma("wal_autocheckpoint") == 250000
+            assert pragma("wal_autocheckpoint") == AUTOCHECKPOINT_PAGES == 50_000
             assert pragma("journal_size_limit") == 256 * 1024 * 1024
+    finally:
+        engine.dispose()
+
+
+def test_a_deferred_checkpoint_lasts_one_transaction(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path}/k.db")
+    try:
+        with Session(engine) as session:
+            defer_checkpoint(session)
+            conn = session.connection()
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+            session.commit()
+        assert engine.pool.checkedout() == 0
+        # The pooled connection comes back with the usual backstop.
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == AUTOCHECKPOINT_PAGES
     finally:
         engine.dispose()

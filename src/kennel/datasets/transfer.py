@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kennel.datasets.models import Dataset, DatasetRecord
 from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible_at
 from kennel.datasets.storage import has_open_records, lookup_current
+from kennel.db.engine import defer_checkpoint
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
 from kennel.keys.service import Actor
@@ -306,6 +307,7 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: I
     check out raises mid-way; the caller's transaction rollback makes the upload all or nothing.
     """
     progress = Progress(total=total, version=dataset.current_version)
+    defer_checkpoint(session)
     opened = False
     batch: list[NewRecord] = []
     # Into a dataset with no open records, no row's id can name a stored record (ids are unique within

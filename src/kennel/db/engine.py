@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 
 def normalize_url(url: str) -> str:
@@ -50,6 +51,24 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     raise SystemExit(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://user:pass@host:port/db")
 
 
+AUTOCHECKPOINT_PAGES = 50_000
+_CHECKPOINT_DEFERRED = "kennel_checkpoint_deferred"
+
+
+def defer_checkpoint(session: Session) -> None:
+    """Let this transaction's commit skip SQLite's automatic checkpoint; a no-op on PostgreSQL.
+
+    For single writes larger than the backstop (a 100,000-row upload puts more than 50,000 pages in
+    the WAL): their commit would otherwise copy the whole WAL into the database itself, 0.5-0.75 s of
+    a 4.5 s upload. The background checkpointer does it instead, right after. The connection gets
+    the usual setting back when it returns to the pool.
+    """
+    conn = session.connection()
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+        conn.info[_CHECKPOINT_DEFERRED] = True
+
+
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
@@ -63,14 +82,19 @@ def _configure_sqlite(engine: Engine) -> None:
         # Per connection, and the pool holds several: the OS page cache does the rest.
         cur.execute("PRAGMA cache_size=-16384")
         cur.execute("PRAGMA temp_store=MEMORY")
-        # Checkpoints normally run in the background (db/maintenance.py); this is only the backstop, set
-        # above what one large write puts in the WAL. At 50,000 pages (200 MB) a 100,000-row upload
-        # (120 MB of records, plus index pages written more than once as the cache spills) crossed it,
-        # and its commit did the checkpoint itself: 0.5-0.75 s of a 4.5 s upload, against 0.12 s now.
-        # Once a checkpoint has caught up, the WAL file is cut back to 256 MB.
-        cur.execute("PRAGMA wal_autocheckpoint=250000")
+        # Checkpoints normally run in the background (db/maintenance.py); this backstop, run by the commit
+        # that crosses it, is what bounds the WAL under sustained writes, when the background checkpoint
+        # never quite catches up. Readers pay for a long WAL (each page lookup searches its index), so it
+        # stays at 200 MB; single large writes opt out of it for their own commit (defer_checkpoint).
+        cur.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        # Once a checkpoint has caught up, a WAL file grown by a large write is cut back to 256 MB.
         cur.execute("PRAGMA journal_size_limit=268435456")
         cur.close()
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(dbapi_conn, record):  # pragma: no cover - tests/test_engine.py
+        if record.info.pop(_CHECKPOINT_DEFERRED, False):
+            dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
