@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
@@ -93,8 +94,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkin")
     def _on_checkin(dbapi_conn, record):  # pragma: no cover - tests/test_engine.py
-        if record.info.pop(_CHECKPOINT_DEFERRED, False):
-            dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        if record.info.pop(_CHECKPOINT_DEFERRED, False) and dbapi_conn is not None:
+            try:
+                dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+            except sqlite3.Error as exc:
+                # A connection that cannot take the setting back is not handed out again.
+                record.invalidate(exc)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
