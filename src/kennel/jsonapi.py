@@ -97,12 +97,8 @@ def decode_cursor(cursor: str, arity: int, parameter: str = "page[cursor]") -> l
 
 
 def page_limit(raw: str | None, *, default: int, maximum: int, parameter: str = "page[limit]") -> int:
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise Invalid(f"{parameter} must be an integer, got {raw!r}", parameter=parameter) from None
+    value = int_param(raw, parameter, default=default)
+    assert value is not None
     if value < 1 or value > maximum:
         raise Invalid(f"{parameter} must be between 1 and {maximum}, got {value}", parameter=parameter)
     return value

@@ -53,8 +53,6 @@ def _matchable(ids: list[str]) -> list[str]:
     return [i for i in ids if "\x00" not in i]
 
 
-
-
 @router.post(BASE)
 def create_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = _body(QueueRequest, raw).data.attributes

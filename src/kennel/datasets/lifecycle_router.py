@@ -6,8 +6,8 @@ import asyncio
 import logging
 import re
 import threading
-from dataclasses import dataclass
 from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
@@ -29,6 +29,7 @@ from kennel.keys.service import Actor
 log = logging.getLogger("kennel")
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
+
 
 def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return dual_route(router, method, path)
@@ -92,10 +93,6 @@ def unlock_draft_state(project_id: str, dataset_id: str, session: SessionDep, ac
 
 
 # Export -----------------------------------------------------------------------------------------
-
-
-
-
 
 @route("GET", "/v1/{project_id}/datasets/{dataset_id}/export")
 def export(

@@ -11,7 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Text, UniqueConstraint, false, text
+from sqlalchemy import (BigInteger, Boolean, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Text,
+                        UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow

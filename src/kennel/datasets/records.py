@@ -120,7 +120,7 @@ _STATE_COLUMNS = (R.pk, R.record_id, R.canonical_id, R.seq, R.valid_from, R.inpu
 
 def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str]) -> dict[str, RecordState]:
     found: dict[str, RecordState] = {}
-    for row in lookup_current(session, dataset_pk, R.record_id, ids, _STATE_COLUMNS):
+    for row in lookup_current(session, dataset_pk, ids, _STATE_COLUMNS):
         found[row.record_id] = RecordState(
             record_id=row.record_id, canonical_id=row.canonical_id, seq=row.seq, input=row.input,
             expected_output=row.expected_output, metadata=row.metadata, tags=list(row.tags or []),

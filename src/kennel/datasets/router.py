@@ -20,8 +20,8 @@ from kennel.datasets.schemas import (
 from kennel.datasets.views import dataset_resource, mutation_items, record_rows, version_resource
 from kennel.errors import Invalid
 from kennel.ids import require_unique_ids
-from kennel.jsonapi import (RawBody, decode_cursor, dual_route, int_param, encode_cursor, list_meta, no_content, page_limit,
-                            parse_body, respond)
+from kennel.jsonapi import (RawBody, decode_cursor, dual_route, encode_cursor, int_param, list_meta, no_content,
+                            page_limit, parse_body, respond)
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
 
@@ -30,8 +30,6 @@ UNSTABLE = "/api/unstable/llm-obs/v1"
 
 def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return dual_route(router, method, "/v1" + path)
-
-
 
 
 def _split(values: list[str] | None) -> list[str]:

@@ -48,9 +48,8 @@ def pg_keys(values: Sequence[str]) -> Any:
         name="k")
 
 
-def lookup_current(session: Session, dataset_pk: int, column: Any, keys: Sequence[str],
-                   columns: Sequence[Any]) -> list[Any]:
-    """Open revisions of a dataset whose `column` (record_id or content_hash) is one of `keys`.
+def lookup_current(session: Session, dataset_pk: int, keys: Sequence[str], columns: Sequence[Any]) -> list[Any]:
+    """Open revisions of a dataset whose record id is one of `keys`.
 
     Results here are fetched with .all() (one driver call): iterating a result fetches row by row.
 
@@ -67,11 +66,12 @@ def lookup_current(session: Session, dataset_pk: int, column: Any, keys: Sequenc
         if postgres:
             k = pg_keys(part)
             probe = (select(*columns)
-                     .where(column == k.c.value, R.valid_to.is_(None), R.dataset_pk + literal_column("0") == dataset_pk)
+                     .where(R.record_id == k.c.value, R.valid_to.is_(None),
+                            R.dataset_pk + literal_column("0") == dataset_pk)
                      .limit(literal_column("1")).lateral("r"))
             stmt = select(*[probe.c[c.name] for c in columns]).select_from(k).join(probe, true())
         else:
-            stmt = select(*columns).where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), column.in_(part))
+            stmt = select(*columns).where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.record_id.in_(part))
         found.extend(session.execute(stmt).all())
     return found
 
@@ -124,12 +124,11 @@ def index_hashes(session: Session, dataset_pk: int, states: Sequence[Any]) -> No
 
 def index_hashes_from(session: Session, rows: Any) -> None:
     """Add the content of the revisions a SELECT of (content_hash, dataset_pk, record_id) yields."""
-    stmt = HASHES.insert().from_select(["content_hash", "dataset_pk", "record_id"], rows)
+    names = ["content_hash", "dataset_pk", "record_id"]
     if is_postgres(session):
-        stmt = postgresql.insert(HASHES).from_select(["content_hash", "dataset_pk", "record_id"],
-                                                     rows).on_conflict_do_nothing()
+        stmt = postgresql.insert(HASHES).from_select(names, rows).on_conflict_do_nothing()
     else:
-        stmt = stmt.prefix_with("OR IGNORE")
+        stmt = HASHES.insert().from_select(names, rows).prefix_with("OR IGNORE")
     session.execute(stmt)
 
 

@@ -293,7 +293,7 @@ class Progress:
 
 
 def _current_ids(session: Session, dataset_pk: int, ids: Sequence[str]) -> set[str]:
-    return {row.record_id for row in lookup_current(session, dataset_pk, R.record_id, ids, (R.record_id,))}
+    return {row.record_id for row in lookup_current(session, dataset_pk, ids, (R.record_id,))}
 
 
 def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: Iterable[NewRecord], total: int,

@@ -35,8 +35,6 @@ def create_experiment(session: SessionDep, actor: ActorDep, raw: RawBody) -> Res
     return _one(session, exp)
 
 
-
-
 def _split(values: list[str]) -> list[str]:
     return [v for raw in values for v in raw.split(",") if v]
 
@@ -67,7 +65,8 @@ def list_experiments(request: Request, session: SessionDep) -> Response:
         ids=_split(q.getlist("filter[id]")), name=q.get("filter[name]") or None,
         experiment=q.get("filter[experiment]") or None, metadata=metadata,
         parent_ids=_split(q.getlist("filter[parent_experiment_id]")),
-        deleted=bool_param(q.get("filter[is_deleted]"), "filter[is_deleted]", False), before_pk=before, limit=size + 1)
+        deleted=bool_param(q.get("filter[is_deleted]"), "filter[is_deleted]", False), before_pk=before,
+        limit=size + 1)
     after = encode_cursor(rows[size - 1][0].pk) if len(rows) > size else None
     data = [experiment_resource(e, project_id=pid, dataset_id=did, dataset_name=dname, with_dataset_name=with_names)
             for e, pid, did, dname in rows[:size]]
