@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from kennel.db.engine import AUTOCHECKPOINT_PAGES, defer_checkpoint, make_engine
+from kennel.db.migrate import upgrade
 
 
 def test_sqlite_connections_are_configured(tmp_path):
@@ -20,6 +21,20 @@ def test_sqlite_connections_are_configured(tmp_path):
             assert pragma("foreign_keys") == 1
             assert pragma("wal_autocheckpoint") == AUTOCHECKPOINT_PAGES == 50_000
             assert pragma("journal_size_limit") == 256 * 1024 * 1024
+    finally:
+        engine.dispose()
+
+
+def test_migrations_hand_back_connections_that_enforce_foreign_keys(tmp_path):
+    # Migrations switch SQLite's foreign keys off while they run (see migrations/env.py); the pooled
+    # connection they used must get them back, or cascades silently stop for whoever reuses it.
+    engine = make_engine(f"sqlite:///{tmp_path}/k.db")
+    try:
+        for _ in range(2):  # a fresh database, then one already at head
+            upgrade(engine)
+            assert engine.pool.checkedin() == 1
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
 

@@ -10,14 +10,35 @@ config = context.config
 def run_migrations_online() -> None:
     engine = config.attributes["engine"]
     with engine.connect() as connection:
-        context.configure(
-            connection=connection,
-            target_metadata=metadata,
-            render_as_batch=connection.dialect.name == "sqlite",
-            compare_type=True,
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        sqlite = connection.dialect.name == "sqlite"
+        raw = connection.connection.driver_connection
+        if sqlite:
+            # Batch steps rebuild a SQLite table (copy, drop, rename). With foreign keys on, dropping the
+            # old `datasets` would cascade and delete every record of every dataset. The pragma only
+            # takes effect outside a transaction, so it goes to the driver before SQLAlchemy begins one.
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                render_as_batch=sqlite,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left rows without their parent: {broken[:5]}")
+            if connection.in_transaction():
+                # Alembic has committed its own; what SQLAlchemy autobegan after it must end before the
+                # pragma below can take effect.
+                connection.commit()
+        finally:
+            if sqlite:
+                if connection.in_transaction():  # a failed step: undo it before the connection is reused
+                    connection.rollback()
+                raw.execute("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():  # pragma: no cover
