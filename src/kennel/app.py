@@ -11,10 +11,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kennel import __version__
 from kennel.config import Settings
+from kennel.datasets.storage import unsettled
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
-from kennel.db.session import make_sessionmaker
+from kennel.db.session import make_sessionmaker, unit_of_work
 from kennel.errors import PayloadTooLarge, error_item, error_response, install_error_handlers
 
 log = logging.getLogger("kennel")
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             checkpointer.start()
         upkeep = UpkeepRunner(engine, app.state.sessionmaker)
         upkeep.start()
+        with unit_of_work(app.state.sessionmaker, write=False) as session:
+            upkeep.submit(unsettled(session))
         tune_gc()
         try:
             yield

@@ -85,7 +85,8 @@ def clone_dataset(session: Session, *, project_id: str, dataset_id: str, name: s
     Record ids and creation order are kept; canonical ids are new, so the clone's records are its own.
     The clone starts at version 1 holding the records (version 0 is empty, as for every dataset).
     """
-    src = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
+    # Locked like any writer's: the copy is one consistent state, and pending closings get settled.
+    src = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
     taken = session.scalar(select(Dataset.id).where(Dataset.project_pk == src.project_pk, Dataset.name == name,
                                                     Dataset.deleted_at.is_(None)))
     if taken is not None:

@@ -108,10 +108,10 @@ def export(
         raise Invalid(f"unknown format {format!r}; use csv or jsonl", parameter="format")
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
     v = check_version(dataset, int_param(version, "version"), parameter="version")
-    count = transfer.count_records(session, dataset_pk=dataset.pk, version=v)
+    count = transfer.count_records(session, dataset=dataset, version=v)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name)[:100] or "dataset"
     # The body is read page by page in its own short transactions, after this request's session closed.
-    body = transfer.export_stream(request.app.state.sessionmaker, dataset_pk=dataset.pk, version=v, fmt=fmt)
+    body = transfer.export_stream(request.app.state.sessionmaker, dataset=dataset, version=v, fmt=fmt)
     return StreamingResponse(body, media_type=transfer.EXPORT_MEDIA[fmt], headers={
         "Content-Disposition": f'attachment; filename="{safe}-v{v}.{fmt}"',
         "X-Record-Count": str(count), "X-Dataset-Version": str(v)})

@@ -37,6 +37,8 @@ class Dataset(Base):
     next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     # Whether `dataset_record_hashes` covers this dataset's records (see DatasetRecordHash).
     content_indexed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Whether `dataset_pending_closures` holds closings not yet written into dataset_records.
+    closures_pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -122,5 +124,31 @@ class DatasetRecordHash(Base):
         # small dataset do not touch pages all over the index. The key is the only index here, so a lookup
         # by (dataset, hash) cannot be planned onto anything else.
         PrimaryKeyConstraint("dataset_pk", "content_hash", "record_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+
+class DatasetPendingClosure(Base):
+    """A closing of an open revision that a delete has decided but not yet written into dataset_records.
+
+    Closing a revision in place rewrites its row: on PostgreSQL a new 1.2 KB row version, two index
+    entries and, after a checkpoint, a full-page image of every page touched. A delete of 10,000
+    records spread over a 1M-record dataset touches some 10,000 table pages that way: 115-140 MB of
+    WAL and 0.7-0.9 s measured on the benchmark machine. Here the delete records its closings as
+    narrow rows instead (well under a megabyte of WAL) and answers; a background job (storage.settle_closures)
+    writes them into dataset_records under the dataset lock, and any writer to the dataset settles
+    them first. Until then, reads leave out the revisions listed here (storage.not_pending).
+    """
+
+    __tablename__ = "dataset_pending_closures"
+
+    dataset_pk: Mapped[int] = mapped_column(ForeignKey("datasets.pk", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    valid_from: Mapped[int] = mapped_column(Integer)
+    valid_to: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        # One revision is (dataset, seq, valid_from); reads probe by exactly that.
+        PrimaryKeyConstraint("dataset_pk", "seq", "valid_from"),
         {"sqlite_with_rowid": False},
     )

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
 from kennel.datasets.schemas import RecordIn, RecordUpdateIn, TagOperations
 from kennel.datasets.service import ensure_writable
-from kennel.datasets.storage import (build_hash_index, chunks, close_current, existing_hashes, index_hashes,
-                                     insert_revisions, lookup_current, page_columns, refresh_statistics)
+from kennel.datasets.storage import (build_hash_index, chunks, existing_hashes, index_hashes, insert_revisions,
+                                     lookup_current, not_pending, page_columns, queue_closures,
+                                     refresh_statistics)
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
 from kennel.ids import listing, time_ordered_ids, uuid4_stream
@@ -131,9 +132,10 @@ def _fetch_current(session: Session, dataset_pk: int, ids: Sequence[str]) -> dic
 
 def _close_only(session: Session, dataset: Dataset, deletes: Sequence[str], now: datetime,
                 pointer: str) -> ChangeResult:
-    """A delete that reports nothing back: close the open revisions in SQL, as one new version."""
+    """A delete that reports nothing back, as one new version: its closings are queued (see
+    models.DatasetPendingClosure) rather than written into each record's row."""
     version = dataset.current_version + 1
-    closed = close_current(session, dataset.pk, deletes, version)
+    closed = queue_closures(session, dataset, deletes, version)
     missing = [rid for rid in deletes if rid not in closed]
     if missing:
         raise NotFound(f"record(s) not found in dataset {dataset.id}: {listing(missing)}; nothing was deleted",
@@ -336,6 +338,18 @@ def visible_at(version: int):
     return and_(R.valid_from <= version, or_(R.valid_to.is_(None), R.valid_to > version))
 
 
+def visible_in(dataset: Dataset, version: int):
+    """Revisions of `dataset` visible at `version`, leaving out any whose closing is still pending."""
+    if version == dataset.current_version:
+        # The partial index of open rows serves the current version.
+        cond = R.valid_to.is_(None)
+    else:
+        cond = visible_at(version)
+    if dataset.closures_pending:
+        cond = and_(cond, not_pending(version))
+    return and_(R.dataset_pk == dataset.pk, cond)
+
+
 def _tags_any(session: Session, tags: Sequence[str]):
     if session.get_bind().dialect.name == "postgresql":
         return R.tags.op("?|")(postgresql.array(list(tags)))
@@ -349,12 +363,7 @@ def read_records(session: Session, *, dataset: Dataset, version: int, tags: Sequ
 
     Rows carry JSON as stored text and timestamps raw (see `storage.page_columns`).
     """
-    if version == dataset.current_version:
-        # The partial index of open rows serves the current version.
-        cond = R.valid_to.is_(None)
-    else:
-        cond = visible_at(version)
-    stmt = select(*page_columns(session)).where(R.dataset_pk == dataset.pk, cond)
+    stmt = select(*page_columns(session)).where(visible_in(dataset, version))
     if tags:
         stmt = stmt.where(_tags_any(session, tags))
     if after_seq is not None:

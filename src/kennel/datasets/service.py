@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset, DatasetVersion
+from kennel.datasets.storage import settle_closures
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, NotFound
 from kennel.ids import listing, require_unique_ids
@@ -36,6 +37,9 @@ def get_dataset(session: Session, *, dataset_id: str, project_id: str | None = N
     dataset = session.scalars(stmt).first()
     if dataset is None:
         raise NotFound(f"dataset {dataset_id!r} not found" + (f" in project {project_id!r}" if project_id else ""))
+    if for_update and dataset.closures_pending:
+        # Writers see every record's row as it is; only reads know how to leave pending closings out.
+        settle_closures(session, dataset)
     return dataset
 
 

@@ -7,20 +7,23 @@ request that processing costs more CPU than the database work itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from sqlalchemy import (DateTime, String, Text, bindparam, cast, exists, func, literal_column, select, text, true,
-                        type_coerce, update)
+from sqlalchemy import (DateTime, String, Text, bindparam, cast, delete, exists, func, literal_column, select, text,
+                        true, type_coerce)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from kennel.datasets.models import DatasetRecord, DatasetRecordHash
+from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord, DatasetRecordHash
 from kennel.db.maintenance import request_upkeep
 
 R = DatasetRecord.__table__.c
 HASHES = DatasetRecordHash.__table__
+PENDING = DatasetPendingClosure.__table__
+P = PENDING.c
 # Far below SQLite's 32,766 bound-parameter limit, and a sensible unit for PostgreSQL too.
 CHUNK = 5000
 
@@ -80,26 +83,78 @@ def has_open_records(session: Session, dataset_pk: int) -> bool:
     return bool(session.scalar(select(exists().where(R.dataset_pk == dataset_pk, R.valid_to.is_(None)))))
 
 
-def close_current(session: Session, dataset_pk: int, ids: Sequence[str], version: int) -> set[str]:
-    """Close the open revisions of these record ids at `version`; return the ids that were open.
+# Pending closures (see models.DatasetPendingClosure) ---------------------------------------------
 
-    One UPDATE ... RETURNING per chunk, so a large delete neither reads the records back nor builds
-    an object per record. The caller turns ids that were not open into a 404 (and its rollback undoes
-    the rest).
-    """
-    closed: set[str] = set()
-    table = DatasetRecord.__table__
-    postgres = is_postgres(session)
-    for part in chunks(list(ids)):
-        stmt = update(table).values(valid_to=version).returning(R.record_id)
-        if postgres:
-            k = pg_keys(part)
-            stmt = stmt.where(R.record_id == k.c.value, R.valid_to.is_(None),
-                              R.dataset_pk + literal_column("0") == dataset_pk)
-        else:
-            stmt = stmt.where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.record_id.in_(part))
-        closed.update(session.scalars(stmt).all())
-    return closed
+def queue_closures(session: Session, dataset: Dataset, ids: Sequence[str], version: int) -> set[str]:
+    """Close the open revisions of these record ids at `version` by listing them as pending; return the
+    ids that were open. The dataset must be locked and settled (get_dataset(for_update=True) settles)."""
+    found = lookup_current(session, dataset.pk, ids, (R.record_id, R.seq, R.valid_from))
+    if not found:
+        return set()
+    conn = session.connection()
+    if is_postgres(session):
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(
+                "COPY dataset_pending_closures (dataset_pk, seq, valid_from, valid_to) FROM STDIN") as copy:
+            for row in found:
+                copy.write_row((dataset.pk, row.seq, row.valid_from, version))
+    else:
+        conn.exec_driver_sql(
+            "INSERT INTO dataset_pending_closures (dataset_pk, seq, valid_from, valid_to) VALUES (?, ?, ?, ?)",
+            [(dataset.pk, row.seq, row.valid_from, version) for row in found])
+    dataset.closures_pending = True
+    request_upkeep(session, SettleClosures(dataset.pk))
+    return {row.record_id for row in found}
+
+
+def not_pending(version: int | None = None) -> Any:
+    """Leaves out revisions whose closing (at or before `version`, if given) is still pending."""
+    where = [P.dataset_pk == R.dataset_pk, P.seq == R.seq, P.valid_from == R.valid_from]
+    if version is not None:
+        where.append(P.valid_to <= version)
+    return ~exists().where(*where)
+
+
+def settle_closures(session: Session, dataset: Dataset) -> None:
+    """Write the dataset's pending closures into dataset_records (the dataset must be locked)."""
+    if not dataset.closures_pending:
+        return
+    if is_postgres(session):
+        session.execute(text(
+            "UPDATE dataset_records SET valid_to = c.valid_to FROM dataset_pending_closures c "
+            "WHERE c.dataset_pk = :pk AND dataset_records.dataset_pk = :pk AND dataset_records.seq = c.seq "
+            "AND dataset_records.valid_from = c.valid_from AND dataset_records.valid_to IS NULL"),
+            {"pk": dataset.pk})
+    else:
+        # Correlated rather than UPDATE ... FROM (SQLite 3.33+): `seq IN (...)` drives lookups on the
+        # (dataset_pk, seq) index of open rows, whatever SQLite the Python build links.
+        session.execute(text(
+            "UPDATE dataset_records SET valid_to = (SELECT c.valid_to FROM dataset_pending_closures c "
+            "WHERE c.dataset_pk = :pk AND c.seq = dataset_records.seq "
+            "AND c.valid_from = dataset_records.valid_from) "
+            "WHERE dataset_pk = :pk AND valid_to IS NULL "
+            "AND seq IN (SELECT seq FROM dataset_pending_closures WHERE dataset_pk = :pk)"),
+            {"pk": dataset.pk})
+    session.execute(delete(PENDING).where(P.dataset_pk == dataset.pk))
+    dataset.closures_pending = False
+    session.flush()
+
+
+@dataclass(frozen=True)
+class SettleClosures:
+    """Upkeep job: settle one dataset's pending closures, under its lock, after the delete commits."""
+
+    dataset_pk: int
+
+    def __call__(self, session: Session) -> None:
+        dataset = session.scalars(select(Dataset).where(Dataset.pk == self.dataset_pk).with_for_update()).first()
+        if dataset is not None:
+            settle_closures(session, dataset)
+
+
+def unsettled(session: Session) -> list[SettleClosures]:
+    """Jobs for datasets left with pending closures (a server stopped before settling them)."""
+    return [SettleClosures(pk) for pk in session.scalars(select(Dataset.pk).where(Dataset.closures_pending))]
 
 
 # Content-hash index (see models.DatasetRecordHash) ----------------------------------------------------

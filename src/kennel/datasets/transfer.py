@@ -19,8 +19,8 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetRecord
-from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible_at
-from kennel.datasets.storage import has_open_records, lookup_current
+from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible_at, visible_in
+from kennel.datasets.storage import has_open_records, lookup_current, not_pending
 from kennel.db.engine import defer_checkpoint
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
@@ -353,18 +353,20 @@ EXPORT_PAGE = 5000
 EXPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
-def _export_query(dataset_pk: int, version: int, after_seq: int):
+def _export_query(dataset_pk: int, version: int, after_seq: int, pending: bool):
     # JSON columns are read as their stored text, so the export re-emits them without parsing.
-    return (select(R.seq, R.record_id, cast(R.input, Text).label("input"),
+    stmt = (select(R.seq, R.record_id, cast(R.input, Text).label("input"),
                    cast(R.expected_output, Text).label("expected_output"), cast(R.metadata, Text).label("metadata"),
                    cast(R.tags, Text).label("tags"))
-            .where(R.dataset_pk == dataset_pk, visible_at(version), R.seq > after_seq)
-            .order_by(R.seq).limit(EXPORT_PAGE))
+            .where(R.dataset_pk == dataset_pk, visible_at(version), R.seq > after_seq))
+    if pending:
+        stmt = stmt.where(not_pending(version))
+    return stmt.order_by(R.seq).limit(EXPORT_PAGE)
 
 
-def count_records(session: Session, *, dataset_pk: int, version: int) -> int:
+def count_records(session: Session, *, dataset: Dataset, version: int) -> int:
     return session.scalar(select(func.count()).select_from(DatasetRecord.__table__)
-                          .where(R.dataset_pk == dataset_pk, visible_at(version))) or 0
+                          .where(visible_in(dataset, version))) or 0
 
 
 def _text(value: str | None) -> str:
@@ -399,20 +401,23 @@ def _jsonl_page(rows: Sequence[Any]) -> bytes:
         for r in rows).encode()
 
 
-def export_stream(factory: sessionmaker[Session], *, dataset_pk: int, version: int, fmt: str) -> Iterator[bytes]:
+def export_stream(factory: sessionmaker[Session], *, dataset: Dataset, version: int, fmt: str) -> Iterator[bytes]:
     """The records visible at `version` in creation order, one page per short read transaction.
 
     Each page is read in its own transaction, so a long download holds no snapshot or lock open and
     the server's memory stays at about one page whatever the dataset's size. Versions are immutable
     under validity intervals, so pages read in different transactions still describe one version.
+    Closings still pending when the export began are left out on every page (settled or not by then);
+    any queued later close at a version after `version` and cannot matter.
     """
+    dataset_pk, pending = dataset.pk, dataset.closures_pending
     if fmt == "csv":
         yield (",".join(CSV_COLUMNS) + "\r\n").encode()
     encode = _csv_page if fmt == "csv" else _jsonl_page
     after = 0
     while True:
         with unit_of_work(factory, write=False) as session:
-            rows = session.execute(_export_query(dataset_pk, version, after)).all()
+            rows = session.execute(_export_query(dataset_pk, version, after, pending)).all()
         if not rows:
             return
         after = rows[-1].seq

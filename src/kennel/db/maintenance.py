@@ -5,9 +5,12 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Callable, Iterable
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from kennel.db.session import unit_of_work
 
 log = logging.getLogger("kennel")
 
@@ -43,28 +46,34 @@ class SQLiteCheckpointer:
                 log.exception("background WAL checkpoint failed; SQLite's own checkpoint still applies")
 
 
-# session.info key: statements (e.g. ANALYZE) the session's transaction asks to have run once it commits.
+# session.info key: work (e.g. ANALYZE) the session's transaction asks to have run once it commits.
 AFTER_COMMIT_UPKEEP = "kennel_after_commit_upkeep"
 
+# A job is an SQL statement, or a hashable callable that does its work in the session it is given (one
+# unit of work of its own). Equal jobs asked for before the runner gets to them run once.
+Job = str | Callable[[Session], None]
 
-def request_upkeep(session: Session, statement: str) -> None:
-    """Ask for `statement` to run in the background once this session's transaction commits."""
-    session.info.setdefault(AFTER_COMMIT_UPKEEP, set()).add(statement)
+
+def request_upkeep(session: Session, job: Job) -> None:
+    """Ask for `job` to run in the background once this session's transaction commits."""
+    session.info.setdefault(AFTER_COMMIT_UPKEEP, set()).add(job)
 
 
 class UpkeepRunner:
-    """Run statements that requests ask for (request_upkeep) on a background thread, after they commit.
+    """Run work that requests ask for (request_upkeep) on a background thread, after they commit.
 
     For ANALYZE on PostgreSQL: on a 1M-record table it takes about 340 ms, which the request that
     happened to pass a size threshold used to pay in full (three of the twenty requests of a 20,000-record
-    append sample). Requests asking while one runs are folded into one more run; a rolled-back
-    transaction asks for nothing. Without a runner (the CLI, tests of services), requests are ignored.
+    append sample). For a delete's pending closings (datasets.storage.SettleClosures). Requests asking
+    while one runs are folded into one more run; a rolled-back transaction asks for nothing. Without a
+    runner (the CLI, tests of services), requests are ignored: pending closings then wait for the next
+    writer to their dataset or the next server start, and reads stay correct meanwhile.
     """
 
     def __init__(self, engine: Engine, factory: sessionmaker[Session]) -> None:
         self.engine = engine
         self.factory = factory
-        self._pending: set[str] = set()
+        self._pending: set[Job] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -82,12 +91,15 @@ class UpkeepRunner:
         self._wake.set()
         self._thread.join(timeout=10)
 
+    def submit(self, jobs: Iterable[Job]) -> None:
+        with self._lock:
+            self._pending.update(jobs)
+        self._wake.set()
+
     def _committed(self, session: Session) -> None:
-        statements = session.info.pop(AFTER_COMMIT_UPKEEP, None)
-        if statements:
-            with self._lock:
-                self._pending |= statements
-            self._wake.set()
+        jobs = session.info.pop(AFTER_COMMIT_UPKEEP, None)
+        if jobs:
+            self.submit(jobs)
 
     def _rolled_back(self, session: Session) -> None:
         session.info.pop(AFTER_COMMIT_UPKEEP, None)
@@ -99,14 +111,20 @@ class UpkeepRunner:
                 return
             self._wake.clear()
             with self._lock:
-                statements, self._pending = self._pending, set()
-            for statement in sorted(statements):
+                jobs, self._pending = self._pending, set()
+            for job in sorted(jobs, key=str):
+                if self._stop.is_set():
+                    return
                 try:
-                    with self.engine.connect() as conn:
-                        conn.exec_driver_sql(statement)
-                        conn.commit()
+                    if isinstance(job, str):
+                        with self.engine.connect() as conn:
+                            conn.exec_driver_sql(job)
+                            conn.commit()
+                    else:
+                        with unit_of_work(self.factory, write=True) as session:
+                            job(session)
                 except Exception:  # noqa: BLE001 - upkeep must never take the server down
-                    log.exception("background upkeep failed: %s", statement)
+                    log.exception("background upkeep failed: %s", job)
 
 
 def tune_gc() -> None:
