@@ -8,7 +8,7 @@ reaches the database and a large batch costs a handful of statements, not one pe
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -174,6 +174,7 @@ def apply_changes(
     pointers: tuple[str, str, str] = ("/data/attributes/insert_records", "/data/attributes/update_records",
                                       "/data/attributes/delete_records"),
     ids_are_new: bool = False,
+    while_writing: Callable[[ChangeResult], None] | None = None,
 ) -> ChangeResult:
     """Apply inserts, then updates, then deletes as one change of `dataset` (locked by the caller).
 
@@ -183,6 +184,10 @@ def apply_changes(
     A change that alters nothing creates no version. With `report_content=False` (a caller that
     answers 204) a pure delete closes the records in SQL without reading them back. `ids_are_new` is
     the caller's word that no insert's id is a current record, so inserts skip the lookup.
+
+    `while_writing` gets the result once it is known and while the database is still taking in the new
+    rows (see storage.insert_revisions): a caller renders its response there, in time otherwise spent
+    waiting. It is not called if the change inserts no rows.
     """
     ensure_writable(dataset, actor)
     ins_ptr, upd_ptr, del_ptr = pointers
@@ -294,14 +299,16 @@ def apply_changes(
     changed = bool(to_close or to_insert)
     version = dataset.current_version + 1 if (changed and create_new_version) else dataset.current_version
 
+    result = ChangeResult(version=version, changed=changed, records=[states[rid] for rid in touched])
     if changed:
-        _write(session, dataset, version, to_close, to_insert, now)
+        meanwhile = (lambda: while_writing(result)) if while_writing else None
+        _write(session, dataset, version, to_close, to_insert, now, meanwhile)
         _new_version(session, dataset, version, now)
-    return ChangeResult(version=version, changed=changed, records=[states[rid] for rid in touched])
+    return result
 
 
 def _write(session: Session, dataset: Dataset, version: int, to_close: list[RecordState],
-           to_insert: list[RecordState], now: datetime) -> None:
+           to_insert: list[RecordState], now: datetime, meanwhile: Callable[[], None] | None) -> None:
     # A revision opened in the very version being amended (create_new_version=false) would close into
     # an empty interval; drop it instead.
     drop = [s.pk for s in to_close if s.valid_from == version]
@@ -316,7 +323,7 @@ def _write(session: Session, dataset: Dataset, version: int, to_close: list[Reco
         for offset, state in enumerate(fresh):
             state.seq = first + offset
         dataset.next_seq = first + len(fresh)
-    insert_revisions(session, dataset.pk, version, to_insert)
+    insert_revisions(session, dataset.pk, version, to_insert, meanwhile)
     if dataset.content_indexed:
         index_hashes(session, dataset.pk, to_insert)
     if fresh:

@@ -18,10 +18,10 @@ from kennel.datasets.schemas import (
     UpdateRecordsRequest,
 )
 from kennel.datasets.views import dataset_resource, mutation_items, record_rows, version_resource
-from kennel.errors import Invalid
+from kennel.errors import JSONAPI, Invalid
 from kennel.ids import require_unique_ids
-from kennel.jsonapi import (RawBody, decode_cursor, dual_route, encode_cursor, int_param, list_meta, no_content,
-                            page_limit, parse_body, respond)
+from kennel.jsonapi import (RawBody, decode_cursor, dual_route, dumps, encode_cursor, int_param, list_meta,
+                            no_content, page_limit, parse_body, respond)
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
 
@@ -116,8 +116,21 @@ def list_records(
     return respond({"data": record_rows(dataset.id, rows), "meta": list_meta(after)})
 
 
-def _mutation(dataset_id: str, result: records.ChangeResult) -> Response:
-    return respond({"data": mutation_items(dataset_id, result.records, result.version)})
+class _MutationResponse:
+    """The answer to a record change, rendered while the database is still taking in the new rows
+    (records.apply_changes `while_writing`), or afterwards when the change inserted none."""
+
+    def __init__(self, dataset_id: str) -> None:
+        self.dataset_id = dataset_id
+        self.body: bytes | None = None
+
+    def __call__(self, result: records.ChangeResult) -> None:
+        self.body = dumps({"data": mutation_items(self.dataset_id, result.records, result.version)})
+
+    def response(self, result: records.ChangeResult) -> Response:
+        if self.body is None:
+            self(result)
+        return Response(self.body, media_type=JSONAPI)
 
 
 @route("POST", "/{project_id}/datasets/{dataset_id}/records")
@@ -125,10 +138,11 @@ def append_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     attrs = parse_body(AppendRequest, raw).data.attributes
     if not attrs.records:
         raise Invalid("records must contain at least one record", pointer="/data/attributes/records")
-    dataset, result = records.change_records(
+    answer = _MutationResponse(dataset_id)
+    _, result = records.change_records(
         session, project_id=project_id, dataset_id=dataset_id, actor=actor, inserts=attrs.records,
-        deduplicate=attrs.deduplicate, pointers=("/data/attributes/records",) * 3)
-    return _mutation(dataset.id, result)
+        deduplicate=attrs.deduplicate, pointers=("/data/attributes/records",) * 3, while_writing=answer)
+    return answer.response(result)
 
 
 @route("PATCH", "/{project_id}/datasets/{dataset_id}/records")
@@ -136,10 +150,11 @@ def update_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     attrs = parse_body(UpdateRecordsRequest, raw).data.attributes
     if not attrs.records:
         raise Invalid("records must contain at least one record", pointer="/data/attributes/records")
-    dataset, result = records.change_records(
+    answer = _MutationResponse(dataset_id)
+    _, result = records.change_records(
         session, project_id=project_id, dataset_id=dataset_id, actor=actor, updates=attrs.records,
-        pointers=("/data/attributes/records",) * 3)
-    return _mutation(dataset.id, result)
+        pointers=("/data/attributes/records",) * 3, while_writing=answer)
+    return answer.response(result)
 
 
 @route("POST", "/{project_id}/datasets/{dataset_id}/records/delete")
@@ -159,8 +174,10 @@ def batch_update(project_id: str, dataset_id: str, session: SessionDep, actor: A
         raise Invalid(f"data.id {body.id!r} does not match the dataset in the path ({dataset_id})",
                       pointer="/data/id")
     attrs = body.attributes
-    dataset, result = records.change_records(
+    answer = _MutationResponse(dataset_id)
+    _, result = records.change_records(
         session, project_id=project_id, dataset_id=dataset_id, actor=actor,
         inserts=attrs.insert_records or [], updates=attrs.update_records or [], deletes=attrs.delete_records or [],
-        create_new_version=attrs.create_new_version, deduplicate=attrs.deduplicate, common_tags=attrs.tags)
-    return _mutation(dataset.id, result)
+        create_new_version=attrs.create_new_version, deduplicate=attrs.deduplicate, common_tags=attrs.tags,
+        while_writing=answer)
+    return answer.response(result)

