@@ -47,6 +47,30 @@ def test_head_matches_the_models_and_steps_down_and_up(backend, tmp_path_factory
             conn.execute(text("INSERT INTO dataset_pending_closures VALUES (:d, 1, 1, 2)"), {"d": dpk})
             conn.execute(text("UPDATE datasets SET closures_pending = true, current_version = 2"))
         cfg = alembic_config(engine)
+        per_record = ("dataset_records", "dataset_record_hashes", "dataset_pending_closures")
+
+        def foreign_keys() -> list[int]:
+            return [len(inspect(engine).get_foreign_keys(t)) for t in per_record]
+
+        def partial_indexes() -> int:
+            if backend != "sqlite":
+                return 2
+            with engine.connect() as conn:
+                return conn.scalar(text("SELECT count(*) FROM sqlite_master WHERE tbl_name = 'dataset_records' "
+                                        "AND sql LIKE '%WHERE valid_to IS NULL'"))
+
+        # 0008 (per-record tables without foreign keys) goes down and up again with its rows intact.
+        assert foreign_keys() == [0, 0, 0] and partial_indexes() == 2
+        command.downgrade(cfg, "0007")
+        assert foreign_keys() == [1, 1, 1] and partial_indexes() == 2
+        with engine.connect() as conn:
+            assert [conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in per_record] == [1, 1, 1]
+        command.upgrade(cfg, "head")
+        assert foreign_keys() == [0, 0, 0] and partial_indexes() == 2
+        with engine.connect() as conn:
+            assert [conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in per_record] == [1, 1, 1]
+            diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        assert diff == [], f"models and migrations disagree after 0008 down and up: {diff}"
         # 0007 down writes the pending closing into the record's row, so the delete is not lost.
         command.downgrade(cfg, "0006")
         assert "dataset_pending_closures" not in inspect(engine).get_table_names()
