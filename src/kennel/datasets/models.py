@@ -142,10 +142,10 @@ class DatasetPendingClosure(Base):
     Closing a revision in place rewrites its row: on PostgreSQL a new 1.2 KB row version, two index
     entries and, after a checkpoint, a full-page image of every page touched. A delete of 10,000
     records spread over a 1M-record dataset touches some 10,000 table pages that way: 115-140 MB of
-    WAL and 0.7-0.9 s measured on the benchmark machine. Here the delete records its closings as
-    narrow rows instead (well under a megabyte of WAL) and answers; a background job (storage.settle_closures)
-    writes them into dataset_records under the dataset lock, and any writer to the dataset settles
-    them first. Until then, reads leave out the revisions listed here (storage.not_pending).
+    WAL and 0.7-0.9 s measured on the benchmark machine. Here the delete appends its closings as
+    narrow rows (one COPY) and answers; a background job (storage.SettleClosures) writes them into
+    dataset_records under the dataset lock, and any writer to the dataset settles them first. Until
+    then, reads leave out the revisions listed here (storage.not_pending).
     """
 
     __tablename__ = "dataset_pending_closures"

@@ -408,7 +408,7 @@ def export_stream(factory: sessionmaker[Session], *, dataset: Dataset, version: 
     the server's memory stays at about one page whatever the dataset's size. Versions are immutable
     under validity intervals, so pages read in different transactions still describe one version.
     Closings still pending when the export began are left out on every page (settled or not by then);
-    any queued later close at a version after `version` and cannot matter.
+    a closing queued later is at a version after `version`, so it cannot matter.
     """
     dataset_pk, pending = dataset.pk, dataset.closures_pending
     if fmt == "csv":
