@@ -13,7 +13,7 @@ from kennel import __version__
 from kennel.config import Settings
 from kennel.datasets.storage import unsettled
 from kennel.db.engine import make_engine
-from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, limit_malloc_arenas, tune_gc
+from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
 from kennel.errors import PayloadTooLarge, error_item, error_response, install_error_handlers
@@ -60,7 +60,6 @@ class BodyLimit:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    limit_malloc_arenas()
     settings = settings or Settings.from_env()
     engine = make_engine(settings.database_url)
     if settings.migrate_on_start:

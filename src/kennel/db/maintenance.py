@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 
@@ -140,21 +138,3 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 50)
-
-
-M_ARENA_MAX = -8  # glibc's mallopt parameter number
-
-
-def limit_malloc_arenas(count: int = 2) -> None:
-    """Have glibc's malloc serve every thread from a few arenas (unless MALLOC_ARENA_MAX says otherwise).
-
-    glibc gives each new thread that allocates its own arena, and memory freed there is rarely returned.
-    The first time the upkeep thread settled a delete on SQLite, the server's RSS rose by 68 MB and stayed
-    there (300,000 records, 10,000 deleted); with two arenas it rose by 24 MB. Must run before threads start.
-    """
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, count)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
