@@ -181,3 +181,20 @@ def test_a_delete_naming_a_missing_id_queues_nothing(factory, dataset):
         assert s.scalar(text("SELECT count(*) FROM dataset_pending_closures c JOIN datasets d "
                              "ON d.pk = c.dataset_pk WHERE d.id = :id"), {"id": dataset[1]}) == 3
     assert "r-004" in _read(factory, dataset)
+
+
+def test_a_server_settles_what_an_earlier_one_left_pending(factory, dataset, database_url, backend, tmp_path):
+    # As if a server had stopped between a delete's commit and its settling: the next one to start
+    # finishes the work (app lifespan: upkeep.submit(unsettled(...))).
+    from tests.conftest import start_server, stop_server
+
+    assert _pending(factory, dataset)[0] == 3
+    srv = start_server(database_url, backend, tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while _pending(factory, dataset)[0] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _pending(factory, dataset) == (0, [3, 2, 3, 3])
+    finally:
+        stop_server(srv)
+        assert "Traceback" not in srv.log(), srv.log()
