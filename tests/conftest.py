@@ -184,6 +184,20 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+def new_dataset_via_services(factory, actor) -> tuple[str, str]:
+    """(project id, dataset id) of a new project holding one empty dataset, made through the services
+    (for tests that drive the services directly, without a server)."""
+    from kennel.datasets.service import create_or_get_dataset
+    from kennel.db.session import unit_of_work
+    from kennel.projects.service import create_or_get_project
+
+    with unit_of_work(factory, write=True) as s:
+        project = create_or_get_project(s, name=unique("svc"), description=None, author_id=actor.key_id)[0]
+        ds = create_or_get_dataset(s, project_id=project.id, name="d", description=None, metadata=None,
+                                   actor=actor)[0]
+        return project.id, ds.id
+
+
 DDTRACE_ENV = {
     "DD_INSTRUMENTATION_TELEMETRY_ENABLED": "false",
     "DD_REMOTE_CONFIGURATION_ENABLED": "false",

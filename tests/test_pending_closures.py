@@ -7,7 +7,6 @@ pending state holds until a writer (or a job run here by hand) settles it.
 from __future__ import annotations
 
 import time
-import uuid
 
 import orjson
 import pytest
@@ -17,7 +16,7 @@ from kennel.datasets import transfer
 from kennel.datasets.lifecycle import clone_dataset, restore_version
 from kennel.datasets.models import DatasetPendingClosure, DatasetRecord
 from kennel.datasets.records import NewRecord, change_records, list_records
-from kennel.datasets.service import create_or_get_dataset, get_dataset
+from kennel.datasets.service import get_dataset
 from kennel.datasets.storage import unsettled
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import UpkeepRunner
@@ -25,7 +24,7 @@ from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
 from kennel.errors import NotFound
 from kennel.keys.service import Actor
-from kennel.projects.service import create_or_get_project
+from tests.conftest import new_dataset_via_services
 
 ACTOR = Actor(key_id="k-test", name="test")
 
@@ -45,12 +44,7 @@ def _ids(prefix: str, n: int) -> list[str]:
 @pytest.fixture
 def dataset(factory):
     """A dataset of 10 records (version 1), one of them updated (version 2), three deleted (version 3)."""
-    with unit_of_work(factory, write=True) as s:
-        project = create_or_get_project(s, name=f"pc-{uuid.uuid4().hex[:8]}", description=None,
-                                        author_id=ACTOR.key_id)[0]
-        ds = create_or_get_dataset(s, project_id=project.id, name="d", description=None, metadata=None,
-                                   actor=ACTOR)[0]
-        ids = (project.id, ds.id)
+    ids = new_dataset_via_services(factory, ACTOR)
     with unit_of_work(factory, write=True) as s:
         change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
                        inserts=[NewRecord(id=rid, input={"q": rid}) for rid in _ids("r", 10)])

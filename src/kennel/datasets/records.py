@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
 from kennel.datasets.schemas import RecordIn, RecordUpdateIn, TagOperations
 from kennel.datasets.service import ensure_writable
-from kennel.datasets.storage import (build_hash_index, chunks, existing_hashes, index_hashes, insert_revisions,
-                                     lookup_current, not_pending, page_columns, queue_closures,
-                                     refresh_statistics)
+from kennel.datasets.storage import (build_hash_index, chunks, existing_hashes, insert_revisions, lookup_current,
+                                     not_pending, page_columns, queue_closures, refresh_statistics,
+                                     start_index_hashes)
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
 from kennel.ids import listing, time_ordered_ids, uuid4_stream
@@ -323,9 +323,12 @@ def _write(session: Session, dataset: Dataset, version: int, to_close: list[Reco
         for offset, state in enumerate(fresh):
             state.seq = first + offset
         dataset.next_seq = first + len(fresh)
-    insert_revisions(session, dataset.pk, version, to_insert, meanwhile)
-    if dataset.content_indexed:
-        index_hashes(session, dataset.pk, to_insert)
+    finish_index = start_index_hashes(session, dataset.pk, to_insert) if dataset.content_indexed else None
+    try:
+        insert_revisions(session, dataset.pk, version, to_insert, meanwhile)
+    finally:
+        if finish_index is not None:
+            finish_index()
     if fresh:
         refresh_statistics(session, first, dataset.next_seq)
 

@@ -6,7 +6,9 @@ request that processing costs more CPU than the database work itself.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +20,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord, DatasetRecordHash
+from kennel.db.engine import make_engine
 from kennel.db.maintenance import request_upkeep
 
 R = DatasetRecord.__table__.c
@@ -159,22 +162,74 @@ def unsettled(session: Session) -> list[SettleClosures]:
 
 # Content-hash index (see models.DatasetRecordHash) ----------------------------------------------------
 
+# Pairs as one JSON parameter (see pg_keys for why not arrays).
+_PG_INDEX_HASHES = text(
+    "INSERT INTO dataset_record_hashes (content_hash, dataset_pk, record_id) "
+    "SELECT p->>0, :dataset_pk, p->>1 FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p ON CONFLICT DO NOTHING")
+
+
 def index_hashes(session: Session, dataset_pk: int, states: Sequence[Any]) -> None:
     """Add the content of new open revisions (RecordState-like: record_id, content_hash) to the index."""
     if not states:
         return
     if is_postgres(session):
-        # Pairs as one JSON parameter (see pg_keys for why not arrays).
-        sql = text("INSERT INTO dataset_record_hashes (content_hash, dataset_pk, record_id) "
-                   "SELECT p->>0, :dataset_pk, p->>1 FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p "
-                   "ON CONFLICT DO NOTHING")
         for part in chunks(states):
             pairs = orjson.dumps([(s.content_hash, s.record_id) for s in part]).decode()
-            session.execute(sql, {"dataset_pk": dataset_pk, "pairs": pairs})
+            session.execute(_PG_INDEX_HASHES, {"dataset_pk": dataset_pk, "pairs": pairs})
         return
     session.connection().exec_driver_sql(
         "INSERT OR IGNORE INTO dataset_record_hashes (content_hash, dataset_pk, record_id) VALUES (?, ?, ?)",
         [(s.content_hash, dataset_pk, s.record_id) for s in states])
+
+
+class _Alongside:
+    """Threads and connections of their own for index rows written alongside a request's transaction.
+
+    Its own pool, as many connections as threads: a request waiting for a second connection from the
+    request pool could wait for ever behind other requests that each hold one and wait for the lock
+    this request holds.
+    """
+
+    WORKERS = 4
+
+    def __init__(self, url: Any) -> None:
+        self.engine = make_engine(url.render_as_string(hide_password=False), pool_size=self.WORKERS, max_overflow=0)
+        self.threads = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="kennel-hash-index")
+
+
+_alongside: dict[str, _Alongside] = {}
+_alongside_lock = threading.Lock()
+
+
+def start_index_hashes(session: Session, dataset_pk: int, states: Sequence[Any]) -> Callable[[], None]:
+    """Start adding the content of new open revisions to the index; the returned call waits for it.
+
+    On PostgreSQL the rows go in on a connection of their own, committed by themselves, while this
+    transaction sends its records: a second backend does on the second core what this one would do
+    after its COPY (about 8 ms per 1,000 records, the index key being random). That is safe because
+    the index is only ever read joined back to the open revision of each record id (existing_hashes):
+    entries whose records are not committed yet, or never will be, match nothing. On SQLite, whose
+    single writer is this transaction, they go in here and now.
+    """
+    if not states:
+        return lambda: None
+    if not is_postgres(session):
+        index_hashes(session, dataset_pk, states)
+        return lambda: None
+    url = session.get_bind().url
+    key = url.render_as_string(hide_password=False)
+    with _alongside_lock:
+        side = _alongside.get(key)
+        if side is None:
+            side = _alongside[key] = _Alongside(url)
+    work = [orjson.dumps([(s.content_hash, s.record_id) for s in part]).decode() for part in chunks(states)]
+
+    def run() -> None:
+        with side.engine.begin() as conn:
+            for pairs in work:
+                conn.execute(_PG_INDEX_HASHES, {"dataset_pk": dataset_pk, "pairs": pairs})
+
+    return side.threads.submit(run).result
 
 
 def index_hashes_from(session: Session, rows: Any) -> None:

@@ -1,0 +1,58 @@
+"""The content-hash index of `deduplicate`: entries written beside a transaction that rolls back match nothing.
+
+On PostgreSQL the index rows of an insert are committed on a connection of their own while the
+records go in (storage.start_index_hashes), so a request that fails afterwards leaves them behind.
+"""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from kennel.datasets.models import DatasetRecordHash
+from kennel.datasets.records import NewRecord, change_records, list_records
+from kennel.datasets.service import get_dataset
+from kennel.db.engine import make_engine
+from kennel.db.migrate import upgrade
+from kennel.db.session import make_sessionmaker, unit_of_work
+from kennel.keys.service import Actor
+from tests.conftest import new_dataset_via_services
+
+ACTOR = Actor(key_id="k-test", name="test")
+
+
+class Boom(Exception):
+    pass
+
+
+def test_index_rows_of_a_rolled_back_insert_do_not_deduplicate_anything(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    try:
+        ids = new_dataset_via_services(factory, ACTOR)
+
+        def append(*contents: str) -> int:
+            with unit_of_work(factory, write=True) as s:
+                _, result = change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
+                                           inserts=[NewRecord(id=None, input={"q": c}) for c in contents])
+                return len(result.records)
+
+        assert append("a") == 1  # the first deduplicating insert indexes the dataset
+        with pytest.raises(Boom), unit_of_work(factory, write=True) as s:
+            change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
+                           inserts=[NewRecord(id=None, input={"q": "b"})])
+            raise Boom  # the request fails after its records (and index rows) were written
+        with unit_of_work(factory, write=False) as s:
+            dpk = get_dataset(s, dataset_id=ids[1]).pk
+            left = s.scalar(select(func.count()).select_from(DatasetRecordHash)
+                            .where(DatasetRecordHash.dataset_pk == dpk))
+        assert left == (2 if engine.dialect.name == "postgresql" else 1)
+        # "b" is not a record, whatever the index holds: it goes in; "a" is one and is skipped.
+        assert append("b", "a") == 1
+        with unit_of_work(factory, write=False) as s:
+            _, rows, _ = list_records(s, project_id=ids[0], dataset_id=ids[1], version=None, tags=None,
+                                      cursor=None, limit=10)
+        assert sorted(r.input.replace(" ", "") for r in rows) == ['{"q":"a"}', '{"q":"b"}']
+    finally:
+        engine.dispose()
