@@ -56,3 +56,24 @@ def test_index_rows_of_a_rolled_back_insert_do_not_deduplicate_anything(database
         assert sorted(r.input.replace(" ", "") for r in rows) == ['{"q":"a"}', '{"q":"b"}']
     finally:
         engine.dispose()
+
+
+def test_indexing_a_dataset_and_changing_tags_in_one_request(database_url):
+    # The first deduplicating insert indexes the open records inside the request's transaction; a record
+    # of the same request whose tags alone change keeps its content hash, so its index key is one that
+    # transaction has just written. Written beside the transaction, that key would wait on it for ever.
+    engine = make_engine(database_url)
+    upgrade(engine)
+    factory = make_sessionmaker(engine)
+    try:
+        ids = new_dataset_via_services(factory, ACTOR)
+        with unit_of_work(factory, write=True) as s:
+            change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR, deduplicate=False,
+                           inserts=[NewRecord(id="r1", input={"q": "same"})])
+        with unit_of_work(factory, write=True) as s:
+            _, result = change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR, inserts=[
+                NewRecord(id=None, input={"q": "new"}),
+                NewRecord(id="r1", input={"q": "same"}, tags=["t:1"])])
+        assert sorted(r.record_id == "r1" and r.tags == ["t:1"] for r in result.records) == [False, True]
+    finally:
+        engine.dispose()

@@ -168,10 +168,15 @@ _PG_INDEX_HASHES = text(
     "SELECT p->>0, :dataset_pk, p->>1 FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p ON CONFLICT DO NOTHING")
 
 
+# session.info key: this transaction has written index rows of its own (see start_index_hashes).
+_HASH_ROWS_IN_TRANSACTION = "kennel_hash_rows_in_transaction"
+
+
 def index_hashes(session: Session, dataset_pk: int, states: Sequence[Any]) -> None:
     """Add the content of new open revisions (RecordState-like: record_id, content_hash) to the index."""
     if not states:
         return
+    session.info[_HASH_ROWS_IN_TRANSACTION] = True
     if is_postgres(session):
         for part in chunks(states):
             pairs = orjson.dumps([(s.content_hash, s.record_id) for s in part]).decode()
@@ -210,10 +215,17 @@ def start_index_hashes(session: Session, dataset_pk: int, states: Sequence[Any])
     the index is only ever read joined back to the open revision of each record id (existing_hashes):
     entries whose records are not committed yet, or never will be, match nothing. On SQLite, whose
     single writer is this transaction, they go in here and now.
+
+    The side transaction must never need a lock this one holds: the table has no foreign key to
+    `datasets` (models.NO_FOREIGN_KEY), whose check would wait for the dataset row locked FOR UPDATE
+    here, and keys this transaction wrote itself send the rows through it instead (see below).
     """
     if not states:
         return lambda: None
-    if not is_postgres(session):
+    if not is_postgres(session) or session.info.get(_HASH_ROWS_IN_TRANSACTION):
+        # Index rows this transaction wrote itself are not committed: the side connection could meet
+        # one of their keys (a record whose tags alone changed keeps its hash) and wait for this
+        # transaction, which would be waiting for it.
         index_hashes(session, dataset_pk, states)
         return lambda: None
     url = session.get_bind().url
@@ -229,11 +241,14 @@ def start_index_hashes(session: Session, dataset_pk: int, states: Sequence[Any])
             for pairs in work:
                 conn.execute(_PG_INDEX_HASHES, {"dataset_pk": dataset_pk, "pairs": pairs})
 
-    return side.threads.submit(run).result
+    future = side.threads.submit(run)
+    # A bound, so that a wait this code did not foresee ends in an error rather than a hung request.
+    return lambda: future.result(timeout=120)
 
 
 def index_hashes_from(session: Session, rows: Any) -> None:
     """Add the content of the revisions a SELECT of (content_hash, dataset_pk, record_id) yields."""
+    session.info[_HASH_ROWS_IN_TRANSACTION] = True
     names = ["content_hash", "dataset_pk", "record_id"]
     if is_postgres(session):
         stmt = postgresql.insert(HASHES).from_select(names, rows).on_conflict_do_nothing()
@@ -250,6 +265,7 @@ def build_hash_index(session: Session, dataset_pk: int) -> None:
     flag), and its open records have distinct ids. On PostgreSQL the conflict check alone cost a quarter
     of building the index of 1M records.
     """
+    session.info[_HASH_ROWS_IN_TRANSACTION] = True
     # Sorted, so the index is written in key order rather than page by scattered page.
     if is_postgres(session):
         session.execute(text("SET LOCAL work_mem = '256MB'"))
