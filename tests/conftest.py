@@ -184,6 +184,19 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
+@pytest.fixture
+def factory(database_url: str):
+    """A session factory on the test database, migrated, for tests that drive the services directly."""
+    from kennel.db.engine import make_engine
+    from kennel.db.migrate import upgrade
+    from kennel.db.session import make_sessionmaker
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
 def new_dataset_via_services(factory, actor) -> tuple[str, str]:
     """(project id, dataset id) of a new project holding one empty dataset, made through the services
     (for tests that drive the services directly, without a server)."""

@@ -12,9 +12,7 @@ from sqlalchemy import func, select
 from kennel.datasets.models import DatasetRecordHash
 from kennel.datasets.records import NewRecord, change_records, list_records
 from kennel.datasets.service import get_dataset
-from kennel.db.engine import make_engine
-from kennel.db.migrate import upgrade
-from kennel.db.session import make_sessionmaker, unit_of_work
+from kennel.db.session import unit_of_work
 from kennel.keys.service import Actor
 from tests.conftest import new_dataset_via_services
 
@@ -25,55 +23,43 @@ class Boom(Exception):
     pass
 
 
-def test_index_rows_of_a_rolled_back_insert_do_not_deduplicate_anything(database_url):
-    engine = make_engine(database_url)
-    upgrade(engine)
-    factory = make_sessionmaker(engine)
-    try:
-        ids = new_dataset_via_services(factory, ACTOR)
+def test_index_rows_of_a_rolled_back_insert_do_not_deduplicate_anything(factory):
+    ids = new_dataset_via_services(factory, ACTOR)
 
-        def append(*contents: str) -> int:
-            with unit_of_work(factory, write=True) as s:
-                _, result = change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
-                                           inserts=[NewRecord(id=None, input={"q": c}) for c in contents])
-                return len(result.records)
+    def append(*contents: str) -> int:
+        with unit_of_work(factory, write=True) as s:
+            _, result = change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
+                                       inserts=[NewRecord(id=None, input={"q": c}) for c in contents])
+            return len(result.records)
 
-        assert append("a") == 1  # the first deduplicating insert indexes the dataset
-        with pytest.raises(Boom), unit_of_work(factory, write=True) as s:
-            change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
-                           inserts=[NewRecord(id=None, input={"q": "b"})])
-            raise Boom  # the request fails after its records (and index rows) were written
-        with unit_of_work(factory, write=False) as s:
-            dpk = get_dataset(s, dataset_id=ids[1]).pk
-            left = s.scalar(select(func.count()).select_from(DatasetRecordHash)
-                            .where(DatasetRecordHash.dataset_pk == dpk))
-        assert left == (2 if engine.dialect.name == "postgresql" else 1)
-        # "b" is not a record, whatever the index holds: it goes in; "a" is one and is skipped.
-        assert append("b", "a") == 1
-        with unit_of_work(factory, write=False) as s:
-            _, rows, _ = list_records(s, project_id=ids[0], dataset_id=ids[1], version=None, tags=None,
-                                      cursor=None, limit=10)
-        assert sorted(r.input.replace(" ", "") for r in rows) == ['{"q":"a"}', '{"q":"b"}']
-    finally:
-        engine.dispose()
+    assert append("a") == 1  # the first deduplicating insert indexes the dataset
+    with pytest.raises(Boom), unit_of_work(factory, write=True) as s:
+        change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
+                       inserts=[NewRecord(id=None, input={"q": "b"})])
+        raise Boom  # the request fails after its records (and index rows) were written
+    with unit_of_work(factory, write=False) as s:
+        dpk = get_dataset(s, dataset_id=ids[1]).pk
+        left = s.scalar(select(func.count()).select_from(DatasetRecordHash)
+                        .where(DatasetRecordHash.dataset_pk == dpk))
+    assert left == (2 if factory.kw["bind"].dialect.name == "postgresql" else 1)
+    # "b" is not a record, whatever the index holds: it goes in; "a" is one and is skipped.
+    assert append("b", "a") == 1
+    with unit_of_work(factory, write=False) as s:
+        _, rows, _ = list_records(s, project_id=ids[0], dataset_id=ids[1], version=None, tags=None,
+                                  cursor=None, limit=10)
+    assert sorted(r.input.replace(" ", "") for r in rows) == ['{"q":"a"}', '{"q":"b"}']
 
 
-def test_indexing_a_dataset_and_changing_tags_in_one_request(database_url):
+def test_indexing_a_dataset_and_changing_tags_in_one_request(factory):
     # The first deduplicating insert indexes the open records inside the request's transaction; a record
     # of the same request whose tags alone change keeps its content hash, so its index key is one that
     # transaction has just written. Written beside the transaction, that key would wait on it for ever.
-    engine = make_engine(database_url)
-    upgrade(engine)
-    factory = make_sessionmaker(engine)
-    try:
-        ids = new_dataset_via_services(factory, ACTOR)
-        with unit_of_work(factory, write=True) as s:
-            change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR, deduplicate=False,
-                           inserts=[NewRecord(id="r1", input={"q": "same"})])
-        with unit_of_work(factory, write=True) as s:
-            _, result = change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR, inserts=[
-                NewRecord(id=None, input={"q": "new"}),
-                NewRecord(id="r1", input={"q": "same"}, tags=["t:1"])])
-        assert sorted(r.record_id == "r1" and r.tags == ["t:1"] for r in result.records) == [False, True]
-    finally:
-        engine.dispose()
+    ids = new_dataset_via_services(factory, ACTOR)
+    with unit_of_work(factory, write=True) as s:
+        change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR, deduplicate=False,
+                       inserts=[NewRecord(id="r1", input={"q": "same"})])
+    with unit_of_work(factory, write=True) as s:
+        _, result = change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR, inserts=[
+            NewRecord(id=None, input={"q": "new"}),
+            NewRecord(id="r1", input={"q": "same"}, tags=["t:1"])])
+    assert sorted(r.record_id == "r1" and r.tags == ["t:1"] for r in result.records) == [False, True]

@@ -18,23 +18,13 @@ from kennel.datasets.models import DatasetPendingClosure, DatasetRecord
 from kennel.datasets.records import NewRecord, change_records, list_records
 from kennel.datasets.service import get_dataset
 from kennel.datasets.storage import unsettled
-from kennel.db.engine import make_engine
 from kennel.db.maintenance import UpkeepRunner
-from kennel.db.migrate import upgrade
-from kennel.db.session import make_sessionmaker, unit_of_work
+from kennel.db.session import unit_of_work
 from kennel.errors import NotFound
 from kennel.keys.service import Actor
 from tests.conftest import new_dataset_via_services
 
 ACTOR = Actor(key_id="k-test", name="test")
-
-
-@pytest.fixture
-def factory(database_url):
-    engine = make_engine(database_url)
-    upgrade(engine)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def _ids(prefix: str, n: int) -> list[str]:
