@@ -348,16 +348,18 @@ def visible_at(version: int):
     return and_(R.valid_from <= version, or_(R.valid_to.is_(None), R.valid_to > version))
 
 
-def visible_in(dataset: Dataset, version: int):
-    """Revisions of `dataset` visible at `version`, leaving out any whose closing is still pending."""
-    if version == dataset.current_version:
-        # The partial index of open rows serves the current version.
-        cond = R.valid_to.is_(None)
-    else:
-        cond = visible_at(version)
-    if dataset.closures_pending:
+def visible(dataset_pk: int, version: int, *, current: bool, pending: bool):
+    """Revisions of a dataset visible at `version`. `current`: `version` is the current one, so the
+    partial index of open rows serves it. `pending`: the dataset has closings still pending, to leave out."""
+    cond = R.valid_to.is_(None) if current else visible_at(version)
+    if pending:
         cond = and_(cond, not_pending(version))
-    return and_(R.dataset_pk == dataset.pk, cond)
+    return and_(R.dataset_pk == dataset_pk, cond)
+
+
+def visible_in(dataset: Dataset, version: int):
+    """Revisions of `dataset` (as just read) visible at `version`."""
+    return visible(dataset.pk, version, current=version == dataset.current_version, pending=dataset.closures_pending)
 
 
 def _tags_any(session: Session, tags: Sequence[str]):

@@ -168,6 +168,11 @@ _PG_INDEX_HASHES = text(
     "SELECT p->>0, :dataset_pk, p->>1 FROM jsonb_array_elements(CAST(:pairs AS jsonb)) AS p ON CONFLICT DO NOTHING")
 
 
+def _pg_pairs(states: Sequence[Any]) -> list[str]:
+    """The (content_hash, record_id) pairs of `states` as _PG_INDEX_HASHES parameters, a chunk each."""
+    return [orjson.dumps([(s.content_hash, s.record_id) for s in part]).decode() for part in chunks(states)]
+
+
 # session.info key: this transaction has written index rows of its own (see start_index_hashes).
 _HASH_ROWS_IN_TRANSACTION = "kennel_hash_rows_in_transaction"
 
@@ -178,8 +183,7 @@ def index_hashes(session: Session, dataset_pk: int, states: Sequence[Any]) -> No
         return
     session.info[_HASH_ROWS_IN_TRANSACTION] = True
     if is_postgres(session):
-        for part in chunks(states):
-            pairs = orjson.dumps([(s.content_hash, s.record_id) for s in part]).decode()
+        for pairs in _pg_pairs(states):
             session.execute(_PG_INDEX_HASHES, {"dataset_pk": dataset_pk, "pairs": pairs})
         return
     session.connection().exec_driver_sql(
@@ -234,7 +238,7 @@ def start_index_hashes(session: Session, dataset_pk: int, states: Sequence[Any])
         side = _alongside.get(key)
         if side is None:
             side = _alongside[key] = _Alongside(url)
-    work = [orjson.dumps([(s.content_hash, s.record_id) for s in part]).decode() for part in chunks(states)]
+    work = _pg_pairs(states)
 
     def run() -> None:
         with side.engine.begin() as conn:

@@ -19,8 +19,8 @@ from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetRecord
-from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible_at, visible_in
-from kennel.datasets.storage import has_open_records, lookup_current, not_pending
+from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible, visible_in
+from kennel.datasets.storage import has_open_records, lookup_current
 from kennel.db.engine import defer_checkpoint
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
@@ -358,9 +358,9 @@ def _export_query(dataset_pk: int, version: int, after_seq: int, pending: bool):
     stmt = (select(R.seq, R.record_id, cast(R.input, Text).label("input"),
                    cast(R.expected_output, Text).label("expected_output"), cast(R.metadata, Text).label("metadata"),
                    cast(R.tags, Text).label("tags"))
-            .where(R.dataset_pk == dataset_pk, visible_at(version), R.seq > after_seq))
-    if pending:
-        stmt = stmt.where(not_pending(version))
+            # Never the open-rows shortcut: pages are read in separate transactions, and a change
+            # committed between two of them would move the current version on.
+            .where(visible(dataset_pk, version, current=False, pending=pending), R.seq > after_seq))
     return stmt.order_by(R.seq).limit(EXPORT_PAGE)
 
 
