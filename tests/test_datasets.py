@@ -271,6 +271,39 @@ def test_batch_update_is_all_or_nothing(http, typed, project_id):
     assert wrong_id.status_code == 400
 
 
+def test_a_record_refused_late_in_a_large_insert_leaves_nothing(http, typed, project_id):
+    """New records are checked as they are written (records._insert_streamed): one refused after
+    hundreds went out must still leave no record, no version, and a server that takes the next request."""
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+    assert http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "attributes": {
+        "insert_records": [{"id": "a", "input": 1}]}}}).status_code == 200
+    good = [{"id": f"r{i}", "input": {"text": "x" * 1000, "i": i}} for i in range(600)]
+    refused = [
+        (f"{base}/batch_update", {"data": {"type": "datasets", "attributes": {
+            "insert_records": [*good, {"id": "bad", "input": "nul \u0000 here"}]}}},
+         "/data/attributes/insert_records/600"),
+        (f"{base}/batch_update", {"data": {"type": "datasets", "attributes": {
+            "insert_records": [*good, {"id": "bad", "input": 1, "tags": ["x" * 1025]}], "create_new_version": False}}},
+         "/data/attributes/insert_records/600/tags"),
+        (f"{base}/records", {"data": {"type": "records", "attributes": {"deduplicate": False, "records": [
+            *({"input": r["input"]} for r in good), {"input": {"k": "nul \u0000"}}]}}},
+         "/data/attributes/records/600"),
+    ]
+    for url, body, pointer in refused:
+        resp = http.post(url, json=body)
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["errors"][0]["source"]["pointer"] == pointer
+    meta = http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets", params={"filter[id]": ds}).json()["data"][0]
+    assert meta["attributes"]["current_version"] == 1
+    assert [r["id"] for r in http.get(f"{base}/records").json()["data"]] == ["a"]
+    resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "attributes": {
+        "insert_records": good}}})
+    assert resp.status_code == 200 and [r["attributes"]["version"] for r in resp.json()["data"][:1]] == [2]
+    page = http.get(f"{base}/records", params={"page[limit]": "1000"}).json()["data"]
+    assert len(page) == 601 and page[0]["id"] == "r599" and page[-1]["id"] == "a"
+
+
 def test_batch_update_semantics_ddtrace_relies_on(http, typed, project_id):
     """Upsert by id, inserts before updates, null means unchanged, amend with create_new_version=false."""
     ds = _create_dataset(typed, project_id).data.id

@@ -7,7 +7,7 @@ request that processing costs more CPU than the database work itself.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -313,30 +313,39 @@ def _sqlite_ts(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def insert_revisions(session: Session, dataset_pk: int, version: int, states: Sequence[Any],
+def insert_revisions(session: Session, dataset_pk: int, version: int, states: Iterable[Any],
                      meanwhile: Callable[[], None] | None = None) -> None:
     """Insert open revisions (valid from `version`) for record states, JSON encoded once by orjson:
     executemany on SQLite, COPY on PostgreSQL. States carry the RecordState attributes.
+
+    States may come from a generator, consumed as the rows are sent on PostgreSQL. On SQLite, whose
+    database works in this thread, they are all made first, so that one that raises stops the write
+    before it starts.
 
     `meanwhile` runs once every row is sent. PostgreSQL goes on taking them in on its own core for a
     further 10-23 ms per 1,000 records (measured on a 2-core machine); this thread would otherwise only
     wait for it, and 8 ms of work put there shortened the wait by 7 ms.
     """
-    if not states:
+    if isinstance(states, Sequence) and not states:
         return
     conn = session.connection()
     dumps = orjson.dumps
     if is_postgres(session):
         raw = conn.connection.driver_connection
         sql = f"COPY dataset_records ({', '.join(INSERT_COLUMNS)}) FROM STDIN"
+        sent = False
         with raw.cursor() as cur, cur.copy(sql) as copy:
             for s in states:
                 copy.write_row((
                     dataset_pk, s.record_id, s.canonical_id, s.seq, version, None, dumps(s.input).decode(),
                     dumps(s.expected_output).decode(), dumps(s.metadata).decode(), dumps(s.tags).decode(),
                     s.content_hash, s.author_id, s.created_at, s.updated_at))
-            if meanwhile is not None:
+                sent = True
+            if sent and meanwhile is not None:
                 meanwhile()
+        return
+    states = list(states)
+    if not states:
         return
     stamps: dict[datetime, str] = {}
 
