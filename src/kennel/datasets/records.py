@@ -1,8 +1,9 @@
 """Record changes and reads over validity intervals (see models.py).
 
 Every mutation is computed in memory first — inserts, then updates, then deletes, as ddtrace expects —
-and only then written with a few set-based statements, so a request that fails validation never
-reaches the database and a large batch costs a handful of statements, not one per record.
+and only then written with a few set-based statements, so a large batch costs a handful of statements,
+not one per record. A change that only adds new records is the exception: each is checked as it is
+written (_insert_streamed). Either way a request that fails validation is rolled back whole.
 """
 
 from __future__ import annotations
@@ -217,11 +218,8 @@ def apply_changes(
     # Inserts.
     hashed: list[tuple[RecordIn | NewRecord, list[str], str]] = []
     for i, rec in enumerate(inserts):
-        tags = normalize_tags([*(rec.tags or ()), *(common_tags or ())], rec.tag_operations,
-                              pointer=f"{ins_ptr}/{i}/tags")
-        # Not getattr(): a missing attribute on a pydantic model costs an exception (~9% of an import).
-        digest = (rec.content_hash if isinstance(rec, NewRecord) else None) or content_hash(
-            rec.input, rec.expected_output, rec.metadata, pointer=f"{ins_ptr}/{i}")
+        tags = _insert_tags(rec, common_tags, f"{ins_ptr}/{i}")
+        digest = _digest(rec, f"{ins_ptr}/{i}")
         hashed.append((rec, tags, digest))
     seen_hashes: set[str] = set()
     if deduplicate:
@@ -345,10 +343,8 @@ def _insert_streamed(session: Session, dataset: Dataset, actor: Actor, inserts: 
 
     def states() -> Iterator[RecordState]:
         for i, rec in enumerate(inserts):
-            tags = normalize_tags([*(rec.tags or ()), *(common_tags or ())], rec.tag_operations,
-                                  pointer=f"{pointer}/{i}/tags")
-            digest = (rec.content_hash if isinstance(rec, NewRecord) else None) or content_hash(
-                rec.input, rec.expected_output, rec.metadata, pointer=f"{pointer}/{i}")
+            tags = _insert_tags(rec, common_tags, f"{pointer}/{i}")
+            digest = _digest(rec, f"{pointer}/{i}")
             state = RecordState(
                 record_id=rec.id if rec.id is not None else next(record_ids), canonical_id=next(uuids),
                 seq=first + i, input=rec.input, expected_output=rec.expected_output, metadata=rec.metadata,
@@ -362,6 +358,16 @@ def _insert_streamed(session: Session, dataset: Dataset, actor: Actor, inserts: 
     refresh_statistics(session, first, dataset.next_seq)
     _new_version(session, dataset, version, now)
     return result
+
+
+def _insert_tags(rec: RecordIn | NewRecord, common_tags: Sequence[str] | None, pointer: str) -> list[str]:
+    return normalize_tags([*(rec.tags or ()), *(common_tags or ())], rec.tag_operations, pointer=f"{pointer}/tags")
+
+
+def _digest(rec: RecordIn | NewRecord, pointer: str) -> str:
+    # Not getattr(): a missing attribute on a pydantic model costs an exception (~9% of an import).
+    return (rec.content_hash if isinstance(rec, NewRecord) else None) or content_hash(
+        rec.input, rec.expected_output, rec.metadata, pointer=pointer)
 
 
 def _write(session: Session, dataset: Dataset, version: int, to_close: list[RecordState],
