@@ -416,3 +416,33 @@ def test_deduplicate_sees_every_open_record(http, typed, project_id):
         "type": "records", "attributes": {"records": [{"input": "q9", "expected_output": "out"},
                                                       {"input": "fresh", "expected_output": "out"}]}}})
     assert [r["attributes"]["input"] for r in resp.json()["data"]] == ["fresh"]
+
+
+def test_record_content_reads_back_as_it_was_written(http, typed, project_id):
+    """Objects keep their key order on both databases, through every write path and in every version
+    (PostgreSQL's jsonb would sort keys by length: `b` before `zeta`). Dedupe still ignores key order."""
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+    content = {"input": {"zeta": 1, "b": {"yy": [1, {"q": None, "a": 2.5}], "c": "é\"\\"}},
+               "expected_output": {"second": True, "first": False}, "metadata": {"zz": 1, "a": 2}}
+    written = b'"input":{"zeta":1,"b":{"yy":[1,{"q":null,"a":2.5}],"c":"\xc3\xa9\\"\\\\"}}'
+    written_out = b'"expected_output":{"second":true,"first":false}'
+    written_meta = b'"metadata":{"zz":1,"a":2}'
+    resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "attributes": {
+        "insert_records": [{"id": "with-id", **content}]}}})
+    assert resp.status_code == 200, resp.text
+    resp = http.post(f"{base}/records", json={"data": {"type": "records", "attributes": {
+        "deduplicate": False, "records": [content]}}})
+    assert resp.status_code == 200, resp.text
+    # Same content with its keys in another order counts as a duplicate.
+    shuffled = {"metadata": {"a": 2, "zz": 1}, "expected_output": {"first": False, "second": True},
+                "input": {"b": {"c": "é\"\\", "yy": [1, {"a": 2.5, "q": None}]}, "zeta": 1}}
+    resp = http.post(f"{base}/records", json={"data": {"type": "records", "attributes": {"records": [shuffled]}}})
+    assert resp.status_code == 200 and resp.json()["data"] == [], resp.text
+    for params in ({}, {"filter[version]": "1"}):
+        body = http.get(f"{base}/records", params=params).content
+        rows = 2 if not params else 1
+        # Each record's content appears twice: in `attributes` (ddtrace) and flat (the typed client).
+        assert [body.count(part) for part in (written, written_out, written_meta)] == [2 * rows] * 3, body[:600]
+    records = _list_all(typed, project_id, ds)
+    assert [list(plain(r.input)) for r in records] == [["zeta", "b"]] * 2

@@ -15,7 +15,7 @@ from sqlalchemy import (BigInteger, Boolean, ForeignKey, Index, Integer, Primary
                         UniqueConstraint, false, text)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
+from kennel.db.base import Base, DocumentJSON, JSONType, UTCDateTime, new_id, utcnow
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias), never a BIGINT one.
 BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
@@ -87,9 +87,10 @@ class DatasetRecord(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     valid_from: Mapped[int] = mapped_column(Integer)
     valid_to: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    input: Mapped[Any] = mapped_column(JSONType)
-    expected_output: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    metadata_: Mapped[Any] = mapped_column("metadata", JSONType, nullable=True)
+    # Content is kept as written (see DocumentJSON); tags are searched (`?|`), so they stay jsonb.
+    input: Mapped[Any] = mapped_column(DocumentJSON)
+    expected_output: Mapped[Any] = mapped_column(DocumentJSON, nullable=True)
+    metadata_: Mapped[Any] = mapped_column("metadata", DocumentJSON, nullable=True)
     tags: Mapped[list[str]] = mapped_column(JSONType)
     content_hash: Mapped[str] = mapped_column(String(32))
     # The key pair that wrote this revision (shown as `author`).

