@@ -153,11 +153,16 @@ def _new_version(session: Session, dataset: Dataset, version: int, now: datetime
     session.flush()
 
 
-def _existing_hashes(session: Session, dataset: Dataset, hashes: Sequence[str]) -> set[str]:
+def _existing_hashes(session: Session, dataset: Dataset, parts: Iterable[Sequence[str]]) -> set[str]:
     if not dataset.content_indexed:
         build_hash_index(session, dataset.pk)
         dataset.content_indexed = True
-    return existing_hashes(session, dataset.pk, hashes)
+    return existing_hashes(session, dataset.pk, parts)
+
+
+# Inserts are hashed this many at a time when deduplicating, each part's lookup sent before the next
+# part is hashed (storage.existing_hashes).
+_HASH_PART = 250
 
 
 def apply_changes(
@@ -217,14 +222,26 @@ def apply_changes(
 
     # Inserts.
     hashed: list[tuple[RecordIn | NewRecord, list[str], str]] = []
-    for i, rec in enumerate(inserts):
-        tags = _insert_tags(rec, common_tags, f"{ins_ptr}/{i}")
-        digest = _digest(rec, f"{ins_ptr}/{i}")
-        hashed.append((rec, tags, digest))
+
+    def hash_parts() -> Iterator[list[str]]:
+        """Hash the inserts a part at a time, yielding each part's hashes of records without an id."""
+        for start in range(0, len(inserts), _HASH_PART):
+            anonymous = []
+            for i in range(start, min(start + _HASH_PART, len(inserts))):
+                rec = inserts[i]
+                tags = _insert_tags(rec, common_tags, f"{ins_ptr}/{i}")
+                digest = _digest(rec, f"{ins_ptr}/{i}")
+                hashed.append((rec, tags, digest))
+                if rec.id is None:
+                    anonymous.append(digest)
+            yield anonymous
+
     seen_hashes: set[str] = set()
-    if deduplicate:
-        anonymous = [h for rec, _, h in hashed if rec.id is None]
-        seen_hashes = _existing_hashes(session, dataset, anonymous) if anonymous else set()
+    if deduplicate and any(rec.id is None for rec in inserts):
+        seen_hashes = _existing_hashes(session, dataset, hash_parts())
+    else:
+        for _ in hash_parts():
+            pass
     for rec, tags, digest in hashed:
         if rec.id is None:
             if deduplicate and digest in seen_hashes:

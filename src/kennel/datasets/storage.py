@@ -312,33 +312,48 @@ def build_hash_index(session: Session, dataset_pk: int) -> None:
     session.execute(HASHES.insert().from_select(["content_hash", "dataset_pk", "record_id"], rows))
 
 
-def existing_hashes(session: Session, dataset_pk: int, hashes: Sequence[str]) -> set[str]:
+# One probe per key (LATERAL ... LIMIT 1), as in lookup_current: written as EXISTS, the planner hashed
+# every index row of the dataset, joined to its records, for each request. `r.dataset_pk + 0` keeps it
+# on the record-id index.
+_PG_EXISTING = ("SELECT k.h FROM jsonb_array_elements_text(CAST(%s AS jsonb)) AS k(h) CROSS JOIN LATERAL ("
+                "SELECT 1 FROM dataset_record_hashes x JOIN dataset_records r "
+                "ON r.record_id = x.record_id AND r.dataset_pk + 0 = x.dataset_pk "
+                "WHERE x.content_hash = k.h AND x.dataset_pk = %s "
+                "AND r.valid_to IS NULL AND r.content_hash = k.h LIMIT 1) AS m")
+
+
+def existing_hashes(session: Session, dataset_pk: int, parts: Iterable[Sequence[str]]) -> set[str]:
     """Which of these content hashes an open record of the dataset has (the dataset must be indexed).
 
-    An index row counts only while the open revision of its record id still has that hash.
+    An index row counts only while the open revision of its record id still has that hash. `parts` may
+    be a generator that computes the hashes: on PostgreSQL each part's probe is sent as soon as the part
+    is made (pipeline mode), so the database answers it while the next part is computed.
     """
     found: set[str] = set()
-    for part in chunks(sorted(set(hashes))):
-        if is_postgres(session):
-            # One probe per key (LATERAL ... LIMIT 1), as in lookup_current: written as EXISTS, the
-            # planner hashed every index row of the dataset, joined to its records, for each request.
-            # `r.dataset_pk + 0` keeps it on the record-id index.
-            sql = text("SELECT k.h FROM jsonb_array_elements_text(CAST(:hashes AS jsonb)) AS k(h) CROSS JOIN LATERAL ("
-                       "SELECT 1 FROM dataset_record_hashes x JOIN dataset_records r "
-                       "ON r.record_id = x.record_id AND r.dataset_pk + 0 = x.dataset_pk "
-                       "WHERE x.content_hash = k.h AND x.dataset_pk = :dataset_pk "
-                       "AND r.valid_to IS NULL AND r.content_hash = k.h LIMIT 1) AS m")
-            found.update(session.scalars(sql, {"hashes": orjson.dumps(part).decode(),
-                                                "dataset_pk": dataset_pk}).all())
-        else:
-            marks = ", ".join("?" * len(part))
+    if is_postgres(session):
+        raw = session.connection().connection.driver_connection
+        cursors = []
+        with raw.pipeline():
+            for part in parts:
+                for keys in chunks(sorted(set(part))):
+                    cur = raw.cursor()
+                    cur.execute(_PG_EXISTING, (orjson.dumps(keys).decode(), dataset_pk))
+                    cursors.append(cur)
+        # Leaving the pipeline has fetched every answer.
+        for cur in cursors:
+            found.update(row[0] for row in cur.fetchall())
+            cur.close()
+        return found
+    for part in parts:
+        for keys in chunks(sorted(set(part))):
+            marks = ", ".join("?" * len(keys))
             # CROSS JOIN fixes the loop order in SQLite: hashes outside, records probed by id. Left to
             # itself (no statistics yet) it walked every record of the dataset instead.
             sql = ("SELECT DISTINCT x.content_hash FROM dataset_record_hashes x CROSS JOIN dataset_records r "
                    "ON r.record_id = x.record_id AND r.dataset_pk = x.dataset_pk "
                    "AND r.valid_to IS NULL AND r.content_hash = x.content_hash "
                    f"WHERE x.dataset_pk = ? AND x.content_hash IN ({marks})")
-            found.update(session.connection().exec_driver_sql(sql, (dataset_pk, *part)).scalars().all())
+            found.update(session.connection().exec_driver_sql(sql, (dataset_pk, *keys)).scalars().all())
     return found
 
 
