@@ -396,6 +396,10 @@ def test_deduplicate_sees_every_open_record(http, typed, project_id):
     batch(insert_records=[{"id": f"r{i}", "input": f"q{i}", "expected_output": "out"} for i in range(3)])
     # The first deduplicating append finds the records inserted with ids.
     assert append("q0", "q1", "new", "new") == ["new"]
+    # Records the server named are in the index too: once a dataset is indexed, PostgreSQL writes a later
+    # request's index rows on a side connection (storage.start_index_hashes).
+    assert append("new", "newer") == ["newer"]
+    assert append("newer") == []
     # A record whose content changed no longer matches its old content; its new content matches.
     batch(update_records=[{"id": "r0", "input": "q0-changed"}])
     assert append("q0", "q0-changed") == ["q0"]
