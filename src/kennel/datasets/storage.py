@@ -344,16 +344,16 @@ def existing_hashes(session: Session, dataset_pk: int, parts: Iterable[Sequence[
             found.update(row[0] for row in cur.fetchall())
             cur.close()
         return found
-    for part in parts:
-        for keys in chunks(sorted(set(part))):
-            marks = ", ".join("?" * len(keys))
-            # CROSS JOIN fixes the loop order in SQLite: hashes outside, records probed by id. Left to
-            # itself (no statistics yet) it walked every record of the dataset instead.
-            sql = ("SELECT DISTINCT x.content_hash FROM dataset_record_hashes x CROSS JOIN dataset_records r "
-                   "ON r.record_id = x.record_id AND r.dataset_pk = x.dataset_pk "
-                   "AND r.valid_to IS NULL AND r.content_hash = x.content_hash "
-                   f"WHERE x.dataset_pk = ? AND x.content_hash IN ({marks})")
-            found.update(session.connection().exec_driver_sql(sql, (dataset_pk, *keys)).scalars().all())
+    # SQLite works in this thread: nothing to overlap, so one lookup for all parts, as few statements as can be.
+    for keys in chunks(sorted({key for part in parts for key in part})):
+        marks = ", ".join("?" * len(keys))
+        # CROSS JOIN fixes the loop order in SQLite: hashes outside, records probed by id. Left to
+        # itself (no statistics yet) it walked every record of the dataset instead.
+        sql = ("SELECT DISTINCT x.content_hash FROM dataset_record_hashes x CROSS JOIN dataset_records r "
+               "ON r.record_id = x.record_id AND r.dataset_pk = x.dataset_pk "
+               "AND r.valid_to IS NULL AND r.content_hash = x.content_hash "
+               f"WHERE x.dataset_pk = ? AND x.content_hash IN ({marks})")
+        found.update(session.connection().exec_driver_sql(sql, (dataset_pk, *keys)).scalars().all())
     return found
 
 
