@@ -272,7 +272,7 @@ def test_batch_update_is_all_or_nothing(http, typed, project_id):
 
 
 def test_a_record_refused_late_in_a_large_insert_leaves_nothing(http, typed, project_id):
-    """New records are checked as they are written (records._insert_streamed): one refused after
+    """New records are checked as they are written (records._insert_new): one refused after
     hundreds went out must still leave no record, no version, and a server that takes the next request."""
     ds = _create_dataset(typed, project_id).data.id
     base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
@@ -289,6 +289,10 @@ def test_a_record_refused_late_in_a_large_insert_leaves_nothing(http, typed, pro
         (f"{base}/records", {"data": {"type": "records", "attributes": {"deduplicate": False, "records": [
             *({"input": r["input"]} for r in good), {"input": {"k": "nul \u0000"}}]}}},
          "/data/attributes/records/600"),
+        # Deduplicating: every record is prepared and looked up before any is written.
+        (f"{base}/records", {"data": {"type": "records", "attributes": {"records": [
+            *({"input": r["input"]} for r in good), {"input": 2, "tags": ["x" * 1025]}]}}},
+         "/data/attributes/records/600/tags"),
     ]
     for url, body, pointer in refused:
         resp = http.post(url, json=body)
