@@ -437,11 +437,16 @@ def test_record_content_reads_back_as_it_was_written(http, typed, project_id):
     written_out = b'"expected_output":{"second":true,"first":false}'
     written_meta = b'"metadata":{"zz":1,"a":2}'
     resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "attributes": {
-        "insert_records": [{"id": "with-id", **content}]}}})
+        "insert_records": [{"id": "with-id", **content, "tags": ["t:2", "t:1"]}]}}})
     assert resp.status_code == 200, resp.text
+    # The answers to writes carry the same JSON (reused from what went to the database): twice each.
+    parts = (written, written_out, written_meta)
+    assert [resp.content.count(part) for part in parts] == [2] * 3, resp.content[:600]
+    assert resp.json()["data"][0]["attributes"]["tags"] == ["t:1", "t:2"]
     resp = http.post(f"{base}/records", json={"data": {"type": "records", "attributes": {
         "deduplicate": False, "records": [content]}}})
     assert resp.status_code == 200, resp.text
+    assert [resp.content.count(part) for part in parts] == [2] * 3, resp.content[:600]
     # Same content with its keys in another order counts as a duplicate.
     shuffled = {"metadata": {"a": 2, "zz": 1}, "expected_output": {"first": False, "second": True},
                 "input": {"b": {"c": "é\"\\", "yy": [1, {"a": 2.5, "q": None}]}, "zeta": 1}}
