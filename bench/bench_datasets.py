@@ -356,8 +356,10 @@ class Bench:
         cpu0 = proc_cpu_s(self.server_pid)
         t_start = time.perf_counter()
         last_body = b""
+        last_q = params
         while True:
             q = params + ([("page[cursor]", cursor)] if cursor else [])
+            last_q = q
             t0 = time.perf_counter()
             resp = self.http.get(f"{self.base}/records", params=q)
             dt = time.perf_counter() - t0
@@ -395,6 +397,21 @@ class Bench:
         # 2-core box, so also give the ratio of the 5-page medians.
         out["last_over_first"] = round(pages[-1] / pages[0], 2)
         out["last5_over_first5"] = round(out["last_5_pages_median_ms"] / out["first_5_pages_median_ms"], 2)
+        if not max_pages and len(pages) >= 10:
+            # The same two pages again, first and last taken in turn: the pages of the read above are
+            # 20-30 s apart, and this machine's speed drifts by 20-30% over such spans (the 5-page
+            # ratio of the same code measured 0.92 and 1.67 in two runs). Alternating cancels the drift
+            # and leaves what the target is about: whether a page costs more the further it is.
+            firsts: list[float] = []
+            lasts: list[float] = []
+            for _ in range(11):
+                for q, times in ((params, firsts), (last_q, lasts)):
+                    t0 = time.perf_counter()
+                    check(self.http.get(f"{self.base}/records", params=q))
+                    times.append(time.perf_counter() - t0)
+            out["alternating_first_page_ms"] = ms(statistics.median(firsts))
+            out["alternating_last_page_ms"] = ms(statistics.median(lasts))
+            out["alternating_last_over_first"] = round(statistics.median(lasts) / statistics.median(firsts), 2)
         if expect is not None and not max_pages and count != expect:
             raise RuntimeError(f"{label}: read {count} records, expected {expect}")
         self.result[label] = out
@@ -480,10 +497,14 @@ def verdicts(r: dict[str, Any], backend: str) -> dict[str, Any]:
     rd = r["read_current"]
     put("read_current_records_per_s", rd["records_per_s"], f">= {TARGETS['read_records_per_s']}",
         rd["records_per_s"] >= TARGETS["read_records_per_s"])
-    # Single pages are too noisy on a shared 2-core machine to judge by; the verdict compares the
-    # median of the last five pages with the median of the first five (both single values are kept).
-    put("last_page_over_first", rd["last5_over_first5"], f"<= {TARGETS['last_over_first_page']} (5-page medians)",
-        rd["last5_over_first5"] <= TARGETS["last_over_first_page"])
+    # Single pages are too noisy on a shared 2-core machine to judge by, and pages read 20-30 s apart
+    # meet different machine speeds: the verdict compares the medians of the first and the last page
+    # fetched 11 times each, in turn (full_read). The in-order 5-page ratio is kept beside it.
+    put("last_page_over_first", rd["alternating_last_over_first"],
+        f"<= {TARGETS['last_over_first_page']} (medians of 11 alternating fetches)",
+        rd["alternating_last_over_first"] <= TARGETS["last_over_first_page"])
+    v["last_page_over_first_in_read_order"] = {"value": rd["last5_over_first5"], "target": "(info: 5-page medians)",
+                                               "pass": None}
     a = r["append_1000_to_n"]
     put("append_1000_to_n_ms_batch_update", a["batch_update_new_version_ms"]["median"],
         f"<= {TARGETS['append_1000_to_n_ms']}", a["batch_update_new_version_ms"]["median"] <= TARGETS["append_1000_to_n_ms"])
