@@ -225,6 +225,17 @@ def _prepare_all(session: Session, dataset: Dataset, inserts: Sequence[RecordIn 
     return prepared, set()
 
 
+def _kept(prepared: list[Prepared], seen_hashes: set[str], deduplicate: bool) -> Iterator[Prepared]:
+    """The prepared inserts that go in: one without an id is skipped, when deduplicating, if an open
+    record of the dataset (`seen_hashes`) or an earlier insert of this change has its content."""
+    for item in prepared:
+        if item[0].id is None and deduplicate:
+            if item[2] in seen_hashes:
+                continue
+            seen_hashes.add(item[2])
+        yield item
+
+
 def apply_changes(
     session: Session,
     *,
@@ -283,14 +294,8 @@ def apply_changes(
 
     # Inserts.
     prepared, seen_hashes = _prepare_all(session, dataset, inserts, common_tags, ins_ptr, deduplicate)
-    for rec, tags, digest in prepared:
-        if rec.id is None:
-            if deduplicate and digest in seen_hashes:
-                continue
-            seen_hashes.add(digest)
-            rid = next(record_ids)
-        else:
-            rid = rec.id
+    for rec, tags, digest in _kept(prepared, seen_hashes, deduplicate):
+        rid = next(record_ids) if rec.id is None else rec.id
         base = current.get(rid)
         touch(rid)
         states[rid] = RecordState(
@@ -403,12 +408,8 @@ def _insert_new(session: Session, dataset: Dataset, actor: Actor, inserts: Seque
                          (state(*item) for item in _prepared(inserts, common_tags, pointer)), meanwhile)
     else:
         prepared, seen_hashes = _prepare_all(session, dataset, inserts, common_tags, pointer, deduplicate)
-        for rec, tags, digest in prepared:
-            if rec.id is None and deduplicate:
-                if digest in seen_hashes:
-                    continue
-                seen_hashes.add(digest)
-            state(rec, tags, digest)
+        for item in _kept(prepared, seen_hashes, deduplicate):
+            state(*item)
         if not made:
             return ChangeResult(version=dataset.current_version, changed=False)
         # The dataset is indexed by now: it was, or the lookup above has just indexed it.
