@@ -225,6 +225,19 @@ def proc_cpu_s(pid: int) -> float:
         return 0.0
 
 
+def speed_probe_ms() -> float:
+    """A fixed pure-Python workload, best of three, in ms. This machine's speed drifts (the same loop took
+    0.9-1.5 s within one minute), so each phase records it: a miss in a slow phase then shows as such."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t0)
+    return ms(best)
+
+
 def loadavg() -> list[float]:
     return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
 
@@ -246,6 +259,9 @@ class Bench:
         self.analyze_every = 0
         # Returns whether the main dataset still has closings pending (read straight from the database).
         self.pending_probe: Any = None
+
+    def probe(self, phase: str) -> None:
+        self.result.setdefault("speed_probe_ms", {})[phase] = speed_probe_ms()
 
     def p(self, msg: str) -> None:
         print(f"[{self.backend}] {msg}", file=self.log, flush=True)
@@ -272,6 +288,7 @@ class Bench:
     def import_all(self) -> None:
         """Request bodies are built ahead, a slab at a time, off the clock: the figure is the server's
         throughput, not this script's speed at making JSON (reported apart as client_build_s)."""
+        self.probe("import")
         self.sampler.phase = "import"
         lat: list[float] = []
         build = 0.0
@@ -322,6 +339,7 @@ class Bench:
 
     # 2. a sample through the typed append route (deduplicate default true), into an empty dataset
     def typed_append_sample(self, batches: int) -> None:
+        self.probe("typed_append")
         self.sampler.phase = "typed_append"
         ds = self.new_dataset("bench-typed")
         lat = []
@@ -341,6 +359,7 @@ class Bench:
     # 3 / 6. a full read in cursor pages of 1,000
     def full_read(self, label: str, version: int | None, expect: int | None,
                   tags: list[str] | None = None, max_pages: int | None = None) -> dict[str, Any]:
+        self.probe(label)
         self.sampler.phase = label
         pages: list[float] = []
         count = 0
