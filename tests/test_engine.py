@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from sqlalchemy.orm import Session
 
-from kennel.db.engine import AUTOCHECKPOINT_PAGES, defer_checkpoint, make_engine
+from kennel.db.engine import AUTOCHECKPOINT_BYTES, PAGE_SIZE, defer_checkpoint, make_engine
 from kennel.db.migrate import upgrade
 
 
@@ -19,8 +21,31 @@ def test_sqlite_connections_are_configured(tmp_path):
             assert pragma("synchronous") == 1  # NORMAL
             assert pragma("busy_timeout") == 30000
             assert pragma("foreign_keys") == 1
-            assert pragma("wal_autocheckpoint") == AUTOCHECKPOINT_PAGES == 50_000
+            assert pragma("page_size") == PAGE_SIZE == 16384
+            # 200 MB of WAL, counted in the file's pages.
+            assert pragma("wal_autocheckpoint") == AUTOCHECKPOINT_BYTES // PAGE_SIZE == 12_800
             assert pragma("journal_size_limit") == 256 * 1024 * 1024
+    finally:
+        engine.dispose()
+
+
+def test_a_database_made_with_other_pages_keeps_them_and_the_same_wal_backstop(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as raw:  # as servers before 16 KiB pages made them
+        raw.execute("PRAGMA page_size=4096")
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("CREATE TABLE t (x)")
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        upgrade(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar() == 4096
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == AUTOCHECKPOINT_BYTES // 4096
+        with Session(engine) as session:
+            defer_checkpoint(session)
+            session.commit()
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == AUTOCHECKPOINT_BYTES // 4096
     finally:
         engine.dispose()
 
@@ -50,6 +75,6 @@ def test_a_deferred_checkpoint_lasts_one_transaction(tmp_path):
         assert engine.pool.checkedout() == 0
         # The pooled connection comes back with the usual backstop.
         with engine.connect() as conn:
-            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == AUTOCHECKPOINT_PAGES
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == AUTOCHECKPOINT_BYTES // PAGE_SIZE
     finally:
         engine.dispose()

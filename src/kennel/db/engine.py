@@ -52,15 +52,26 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     raise SystemExit(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://user:pass@host:port/db")
 
 
-AUTOCHECKPOINT_PAGES = 50_000
+# Pages of a database this server creates. Records are ~1.2 KB: a 1,000-record write dirties a quarter
+# as many 16 KiB pages as 4 KiB ones, and each WAL frame costs the commit its own writes. Measured
+# (interleaved A/B, 1,000-record requests on a 2-core machine): typed append +7%, import +6%, paged
+# read +6%. A database created with other pages keeps them (WAL mode cannot change them).
+PAGE_SIZE = 16384
+# The WAL size at which the commit that crosses it checkpoints itself (see _on_connect).
+AUTOCHECKPOINT_BYTES = 200 * 1024 * 1024
 _CHECKPOINT_DEFERRED = "kennel_checkpoint_deferred"
+_AUTOCHECKPOINT_PAGES = "kennel_autocheckpoint_pages"
+
+
+def autocheckpoint_pages(page_size: int) -> int:
+    return AUTOCHECKPOINT_BYTES // page_size
 
 
 def defer_checkpoint(session: Session) -> None:
     """Let this transaction's commit skip SQLite's automatic checkpoint; a no-op on PostgreSQL.
 
-    For single writes larger than the backstop (a 100,000-row upload puts more than 50,000 pages in
-    the WAL): their commit would otherwise copy the whole WAL into the database itself, 0.5-0.75 s of
+    For single writes larger than the backstop (a 100,000-row upload can put more than 200 MB in the
+    WAL): their commit would otherwise copy the whole WAL into the database itself, 0.5-0.75 s of
     a 4.5 s upload. The background checkpointer does it instead, right after. The connection gets
     the usual setting back when it returns to the pool.
     """
@@ -72,10 +83,12 @@ def defer_checkpoint(session: Session) -> None:
 
 def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
+    def _on_connect(dbapi_conn, record):  # pragma: no cover - exercised by every SQLite test
         # pysqlite's implicit transactions fight with ours; we issue BEGIN ourselves below.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
+        # Takes effect only while the file is still empty, so it must come before journal_mode.
+        cur.execute(f"PRAGMA page_size={PAGE_SIZE}")
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
@@ -87,7 +100,10 @@ def _configure_sqlite(engine: Engine) -> None:
         # that crosses it, is what bounds the WAL under sustained writes, when the background checkpoint
         # never quite catches up. Readers pay for a long WAL (each page lookup searches its index), so it
         # stays at 200 MB; single large writes opt out of it for their own commit (defer_checkpoint).
-        cur.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+        # SQLite counts it in pages, whose size is the file's own.
+        pages = record.info[_AUTOCHECKPOINT_PAGES] = autocheckpoint_pages(
+            cur.execute("PRAGMA page_size").fetchone()[0])
+        cur.execute(f"PRAGMA wal_autocheckpoint={pages}")
         # Once a checkpoint has caught up, a WAL file grown by a large write is cut back to 256 MB.
         cur.execute("PRAGMA journal_size_limit=268435456")
         cur.close()
@@ -96,7 +112,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_checkin(dbapi_conn, record):  # pragma: no cover - tests/test_engine.py
         if record.info.pop(_CHECKPOINT_DEFERRED, False) and dbapi_conn is not None:
             try:
-                dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
+                dbapi_conn.execute(f"PRAGMA wal_autocheckpoint={record.info[_AUTOCHECKPOINT_PAGES]}")
             except sqlite3.Error as exc:
                 # A connection that cannot take the setting back is not handed out again.
                 record.invalidate(exc)
