@@ -13,7 +13,8 @@ autocommit CREATE DATABASE on the admin URL and dropped afterwards) it:
   4. appends 1,000 records to the N-record dataset ~10 times, through both routes (median ms);
   5. makes a few versions (updates 1,000 records, create_new_version true), deletes 10,000 records by id
      in one request (`POST .../records/delete`);
-  6. reads an old version in full (the import version, N records) and the current one again;
+  6. reads an old version in full (the import version, N records) and the current one again, then both
+     once more a page of each in turn (the verdict's ratio: drift meets both sides alike);
   7. reads a few pages with `filter[tags]`;
 and samples the server's RSS (VmRSS / VmHWM from /proc) all along.  It prints one JSON summary per
 backend, with each target's verdict.
@@ -437,6 +438,45 @@ class Bench:
         self.p(f"{label}: {out}")
         return out
 
+    def paired_read(self, old_version: int) -> dict[str, Any]:
+        """Read the old version and the current one in full, a page of each in turn.
+
+        The two sequential full reads above are 20-60 s apart, and this machine's speed drifts over
+        such spans: at 1M records on PostgreSQL the same server spent 17.4 s of CPU on the old version
+        and 13.1 s on the current one for the same rendering work. In turn, both sides meet the same
+        machine, and the ratio is left with what the target is about: the cost of the version condition.
+        """
+        self.probe("paired_read")
+        self.sampler.phase = "paired_read"
+        base: list[tuple[str, str]] = [("page[limit]", str(BATCH))]
+        sides = {"old": base + [("filter[version]", str(old_version))], "current": list(base)}
+        cursors: dict[str, str | None] = {"old": None, "current": None}
+        seconds = {"old": 0.0, "current": 0.0}
+        counts = {"old": 0, "current": 0}
+        done: set[str] = set()
+        for q in sides.values():
+            check(self.http.get(f"{self.base}/records", params=q))
+        while len(done) < 2:
+            for side, q in sides.items():
+                if side in done:
+                    continue
+                cursor = cursors[side]
+                t0 = time.perf_counter()
+                resp = self.http.get(f"{self.base}/records", params=q + ([("page[cursor]", cursor)] if cursor else []))
+                seconds[side] += time.perf_counter() - t0
+                check(resp)
+                counts[side] += len(orjson.loads(resp.content)["data"])
+                cursors[side] = meta_after(resp.content)
+                if not cursors[side]:
+                    done.add(side)
+        out = {f"{side}_{k}": v for side in sides
+               for k, v in (("records", counts[side]), ("seconds", round(seconds[side], 2)),
+                            ("records_per_s", round(counts[side] / seconds[side])))}
+        out["old_over_current"] = round(out["old_records_per_s"] / out["current_records_per_s"], 2)
+        self.result["paired_read"] = out
+        self.p(f"paired_read: {out}")
+        return out
+
     # 4. append 1,000 records to the N-record dataset
     def append_to_n(self, times: int) -> None:
         self.sampler.phase = "append_to_n"
@@ -531,10 +571,14 @@ def verdicts(r: dict[str, Any], backend: str) -> dict[str, Any]:
         f"<= {TARGETS['append_1000_to_n_ms']}", a["typed_append_dedup_ms"]["median"] <= TARGETS["append_1000_to_n_ms"])
     d = r["delete_10000_by_id"]["ms"]
     put("delete_10000_ms", d, f"<= {TARGETS['delete_10000_ms']}", d <= TARGETS["delete_10000_ms"])
-    old, cur = r["read_old_version"]["records_per_s"], r["read_current_after_changes"]["records_per_s"]
-    ratio = round(old / cur, 2)
-    put("old_version_read_over_current", ratio, f">= {TARGETS['old_over_current_read']}",
+    # Judged on the paired read (pages of both in turn, see Bench.paired_read), as the page ratio is;
+    # the two sequential full reads' ratio is kept beside it.
+    ratio = r["paired_read"]["old_over_current"]
+    put("old_version_read_over_current", ratio, f">= {TARGETS['old_over_current_read']} (pages read in turn)",
         ratio >= TARGETS["old_over_current_read"])
+    v["old_version_read_over_current_sequential"] = {
+        "value": r["read_old_version"]["ratio_to_current_after_changes"], "target": "(info: one full read after the other)",
+        "pass": None}
     peak = r["server_memory"]["peak_hwm_mb"]
     put("peak_rss_mb_import_and_read", r["server_memory"]["hwm_mb_after_import_and_read"],
         f"<= {TARGETS['peak_rss_mb']}", r["server_memory"]["hwm_mb_after_import_and_read"] <= TARGETS["peak_rss_mb"])
@@ -610,6 +654,7 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path, env: dict
             b.full_read("read_current_after_changes", None, expect=live)
             b.result["read_old_version"]["ratio_to_current_after_changes"] = round(
                 b.result["read_old_version"]["records_per_s"] / b.result["read_current_after_changes"]["records_per_s"], 2)
+            b.paired_read(b.import_version)
             b.full_read("read_tags_filter_5_pages", None, expect=None, tags=["shard:3"], max_pages=5)
             b.full_read("read_old_version_tags_filter_5_pages", b.import_version, expect=None, tags=["shard:3"],
                         max_pages=5)
