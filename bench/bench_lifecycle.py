@@ -9,6 +9,7 @@ throughput, clone and restore times, each next to its target.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -64,17 +65,39 @@ def make(c: httpx.Client, pid: str, name: str) -> str:
     return r.json()["data"]["id"]
 
 
-def bench_export(c: httpx.Client, server_pid: int, pid: str, did: str) -> dict:
-    peak, stop = [rss_mb(server_pid)], threading.Event()
-    before = peak[0]
+class RssSampler:
+    """Samples the server's RSS every 20 ms; `phase(name)` records the RSS before a phase and its peak."""
 
-    def sample() -> None:
-        while not stop.is_set():
-            peak.append(rss_mb(server_pid))
-            time.sleep(0.05)
+    def __init__(self, pid: int) -> None:
+        self.pid, self.current, self.peaks = pid, "", {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            mb = rss_mb(self.pid)
+            if self.current:
+                self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), mb)
+
+    @contextlib.contextmanager
+    def phase(self, name: str, into: dict | None = None):
+        before = rss_mb(self.pid)
+        self.peaks[name], self.current = before, name
+        try:
+            yield
+        finally:
+            self.current = ""
+            self.peaks[name] = max(self.peaks[name], rss_mb(self.pid))
+            if into is not None:
+                into.update({"server_rss_before_mb": round(before), "server_peak_rss_mb": round(self.peaks[name])})
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def bench_export(c: httpx.Client, pid: str, did: str) -> dict:
     started = time.perf_counter()
     size = lines = 0
     with c.stream("GET", f"{V1}/{pid}/datasets/{did}/export", params={"format": "csv"}) as r:
@@ -83,10 +106,8 @@ def bench_export(c: httpx.Client, server_pid: int, pid: str, did: str) -> dict:
             size += len(chunk)
             lines += chunk.count(b"\n")
     elapsed = time.perf_counter() - started
-    stop.set()
-    sampler.join()
     return {"records": lines - 1, "seconds": round(elapsed, 2), "records_per_s": round((lines - 1) / elapsed),
-            "mb": round(size / 1e6, 1), "server_rss_before_mb": round(before), "server_peak_rss_mb": round(max(peak))}
+            "mb": round(size / 1e6, 1)}
 
 
 def bench_upload(c: httpx.Client, pid: str, did: str, rows: int) -> dict:
@@ -144,18 +165,24 @@ def main() -> None:
                 started = time.perf_counter()
                 seed(c, pid, ex, args.records)
                 summary["seed_seconds"] = round(time.perf_counter() - started, 1)
-                summary["export"] = bench_export(c, server.process.pid, pid, ex)
+                rss = RssSampler(server.process.pid)
+                mem: dict[str, dict] = {}
+                with rss.phase("export", mem.setdefault("export", {})):
+                    summary["export"] = bench_export(c, pid, ex)
+                summary["export"].update(mem["export"])
                 print(json.dumps({"export": summary["export"]}), file=sys.stderr)
 
 
                 print(f"uploading {args.upload_rows} rows ...", file=sys.stderr)
                 up = make(c, pid, "upload")
-                summary["upload"] = bench_upload(c, pid, up, args.upload_rows)
+                with rss.phase("upload", mem.setdefault("upload", {})):
+                    summary["upload"] = bench_upload(c, pid, up, args.upload_rows)
 
                 print("clone and restore ...", file=sys.stderr)
-                summary["clone"] = {"records": args.upload_rows, "seconds": timed_post(
-                    c, f"{V1}/{pid}/datasets/{up}/clone",
-                    {"data": {"type": "datasets", "attributes": {"name": "upload-clone"}}})}
+                with rss.phase("clone", mem.setdefault("clone", {})):
+                    summary["clone"] = {"records": args.upload_rows, "seconds": timed_post(
+                        c, f"{V1}/{pid}/datasets/{up}/clone",
+                        {"data": {"type": "datasets", "attributes": {"name": "upload-clone"}}})}
                 # v2 changes 1,000 records and deletes 1,000, v3 adds 1,000; then restore v1 as v4.
                 n = args.upload_rows
                 changes = {"data": {"type": "datasets", "id": up, "attributes": {
@@ -165,16 +192,21 @@ def main() -> None:
                 c.post(f"{V1}/{pid}/datasets/{up}/batch_update", json={"data": {
                     "type": "datasets", "id": up, "attributes": {
                         "insert_records": [record(n + i) for i in range(1000)]}}}).raise_for_status()
-                summary["restore"] = {"records": n, "from_version": 3, "to_version": 1, "seconds": timed_post(
-                    c, f"{V1}/{pid}/datasets/{up}/restore",
-                    {"data": {"type": "datasets", "attributes": {"dataset_version": 1}}})}
+                with rss.phase("restore", mem.setdefault("restore", {})):
+                    summary["restore"] = {"records": n, "from_version": 3, "to_version": 1, "seconds": timed_post(
+                        c, f"{V1}/{pid}/datasets/{up}/restore",
+                        {"data": {"type": "datasets", "attributes": {"dataset_version": 1}}})}
                 # The worst case: every record differs between the current version and the restored one.
-                summary["restore_full_swap"] = {"records": n, "seconds": timed_post(
-                    c, f"{V1}/{pid}/datasets/{up}/restore",
-                    {"data": {"type": "datasets", "attributes": {"dataset_version": 0}}})}
-                summary["restore_full_swap"]["seconds_back"] = timed_post(
-                    c, f"{V1}/{pid}/datasets/{up}/restore",
-                    {"data": {"type": "datasets", "attributes": {"dataset_version": 1}}})
+                with rss.phase("restore_full_swap", mem.setdefault("restore_full_swap", {})):
+                    summary["restore_full_swap"] = {"records": n, "seconds": timed_post(
+                        c, f"{V1}/{pid}/datasets/{up}/restore",
+                        {"data": {"type": "datasets", "attributes": {"dataset_version": 0}}})}
+                    summary["restore_full_swap"]["seconds_back"] = timed_post(
+                        c, f"{V1}/{pid}/datasets/{up}/restore",
+                        {"data": {"type": "datasets", "attributes": {"dataset_version": 1}}})
+                rss.stop()
+                for phase in ("upload", "clone", "restore", "restore_full_swap"):
+                    summary[phase].update(mem[phase])
 
             summary["meets_targets"] = {
                 "export_records_per_s": summary["export"]["records_per_s"] >= TARGETS["export_records_per_s"],
