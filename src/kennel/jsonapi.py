@@ -50,11 +50,31 @@ def _pointer(loc: tuple[Any, ...]) -> str:
     return "/" + "/".join(str(p) for p in loc) if loc else ""
 
 
+def _check_json(raw: bytes) -> None:
+    """Refuse what pydantic's parser lets through but JSON has no value for.
+
+    pydantic reads NaN and Infinity, and turns 1e999 into inf; JSON (RFC 8259) has none of them, and
+    stored, each would come back as null: data changed without a word. orjson is strict, and at ~1 ms
+    per MB a second parse costs ~4% of a 1,000-record append. Its tree is thrown away rather than
+    validated: it reads integers beyond 64 bits as floats, which would change them silently.
+    """
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc)
+        # Python's json.dumps writes NaN and Infinity by default, so say why rather than where only.
+        at = raw.decode("utf-8", "replace")[exc.pos:exc.pos + 9].lstrip("-")
+        if at.startswith(("NaN", "Infinity")) or "infinity" in exc.msg:
+            reason += "; NaN, Infinity and numbers beyond a double's range are not JSON numbers"
+        raise Invalid(f"malformed JSON: {reason}", pointer="") from None
+
+
 def parse_body(model: type[M], raw: bytes) -> M:
     """Validate a JSON body into `model`, turning every problem into a 400 naming its field."""
     if not raw.strip():
         raise Invalid("request body is empty; expected a JSON document with a top-level `data` member",
                       pointer="")
+    _check_json(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
