@@ -4,13 +4,12 @@ import time
 import uuid
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from kennel.auth import IntakeActorDep, SessionDep, require_keys
 from kennel.errors import Invalid
-from kennel.jsonapi import RawBody, page_limit, parse_body, respond
+from kennel.jsonapi import RawBody, page_limit, parse_body, respond, strict_loads
 from kennel.spans import service
 from kennel.spans.intake import NUL, ItemError, parse_eval_metrics, parse_span_events
 from kennel.spans.query import SpanFilter, Term, parse_query, parse_sort, parse_time
@@ -22,10 +21,7 @@ router = APIRouter(tags=["spans"])
 def _json(raw: bytes) -> Any:
     if not raw.strip():
         raise Invalid("request body is empty; expected JSON", pointer="")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise Invalid(f"malformed JSON: {exc}", pointer="") from None
+    return strict_loads(raw)
 
 
 def _intake_answer(accepted: int, errors: list[dict[str, Any]]) -> Response:
