@@ -66,10 +66,13 @@ def make(c: httpx.Client, pid: str, name: str) -> str:
 
 
 class RssSampler:
-    """Samples the server's RSS every 20 ms; `phase(name)` records the RSS before a phase and its peak."""
+    """Samples the server's RSS every 20 ms; `phase(name)` records in `report[name]` the RSS before a phase
+    and its peak."""
 
     def __init__(self, pid: int) -> None:
-        self.pid, self.current, self.peaks = pid, "", {}
+        self.pid, self.current = pid, ""
+        self.peaks: dict[str, float] = {}
+        self.report: dict[str, dict[str, int]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -81,7 +84,7 @@ class RssSampler:
                 self.peaks[self.current] = max(self.peaks.get(self.current, 0.0), mb)
 
     @contextlib.contextmanager
-    def phase(self, name: str, into: dict | None = None):
+    def phase(self, name: str):
         before = rss_mb(self.pid)
         self.peaks[name], self.current = before, name
         try:
@@ -89,8 +92,7 @@ class RssSampler:
         finally:
             self.current = ""
             self.peaks[name] = max(self.peaks[name], rss_mb(self.pid))
-            if into is not None:
-                into.update({"server_rss_before_mb": round(before), "server_peak_rss_mb": round(self.peaks[name])})
+            self.report[name] = {"server_rss_before_mb": round(before), "server_peak_rss_mb": round(self.peaks[name])}
 
     def stop(self) -> None:
         self._stop.set()
@@ -166,20 +168,19 @@ def main() -> None:
                 seed(c, pid, ex, args.records)
                 summary["seed_seconds"] = round(time.perf_counter() - started, 1)
                 rss = RssSampler(server.process.pid)
-                mem: dict[str, dict] = {}
-                with rss.phase("export", mem.setdefault("export", {})):
+                with rss.phase("export"):
                     summary["export"] = bench_export(c, pid, ex)
-                summary["export"].update(mem["export"])
+                summary["export"].update(rss.report["export"])
                 print(json.dumps({"export": summary["export"]}), file=sys.stderr)
 
 
                 print(f"uploading {args.upload_rows} rows ...", file=sys.stderr)
                 up = make(c, pid, "upload")
-                with rss.phase("upload", mem.setdefault("upload", {})):
+                with rss.phase("upload"):
                     summary["upload"] = bench_upload(c, pid, up, args.upload_rows)
 
                 print("clone and restore ...", file=sys.stderr)
-                with rss.phase("clone", mem.setdefault("clone", {})):
+                with rss.phase("clone"):
                     summary["clone"] = {"records": args.upload_rows, "seconds": timed_post(
                         c, f"{V1}/{pid}/datasets/{up}/clone",
                         {"data": {"type": "datasets", "attributes": {"name": "upload-clone"}}})}
@@ -192,12 +193,12 @@ def main() -> None:
                 c.post(f"{V1}/{pid}/datasets/{up}/batch_update", json={"data": {
                     "type": "datasets", "id": up, "attributes": {
                         "insert_records": [record(n + i) for i in range(1000)]}}}).raise_for_status()
-                with rss.phase("restore", mem.setdefault("restore", {})):
+                with rss.phase("restore"):
                     summary["restore"] = {"records": n, "from_version": 3, "to_version": 1, "seconds": timed_post(
                         c, f"{V1}/{pid}/datasets/{up}/restore",
                         {"data": {"type": "datasets", "attributes": {"dataset_version": 1}}})}
                 # The worst case: every record differs between the current version and the restored one.
-                with rss.phase("restore_full_swap", mem.setdefault("restore_full_swap", {})):
+                with rss.phase("restore_full_swap"):
                     summary["restore_full_swap"] = {"records": n, "seconds": timed_post(
                         c, f"{V1}/{pid}/datasets/{up}/restore",
                         {"data": {"type": "datasets", "attributes": {"dataset_version": 0}}})}
@@ -206,7 +207,7 @@ def main() -> None:
                         {"data": {"type": "datasets", "attributes": {"dataset_version": 1}}})
                 rss.stop()
                 for phase in ("upload", "clone", "restore", "restore_full_swap"):
-                    summary[phase].update(mem[phase])
+                    summary[phase].update(rss.report[phase])
 
             summary["meets_targets"] = {
                 "export_records_per_s": summary["export"]["records_per_s"] >= TARGETS["export_records_per_s"],
