@@ -271,19 +271,36 @@ def test_batch_update_is_all_or_nothing(http, typed, project_id):
     assert wrong_id.status_code == 400
 
 
+def test_batch_update_requires_the_dataset_id_in_the_body(http, typed, project_id):
+    """Both typed clients' models require data.id, and ddtrace always sends it: a body without it is
+    refused, pointing at it, and changes nothing."""
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+    insert = {"insert_records": [{"id": "a", "input": 1}]}
+    for data in ({"type": "datasets", "attributes": insert}, {"type": "datasets", "id": None, "attributes": insert}):
+        resp = http.post(f"{base}/batch_update", json={"data": data})
+        assert resp.status_code == 400, resp.text
+        err = resp.json()["errors"][0]
+        assert err["source"]["pointer"] == "/data/id" and "data.id" in err["detail"], err
+    assert http.get(f"{base}/records").json()["data"] == []
+    assert [v["attributes"]["version_number"] for v in http.get(f"{base}/versions").json()["data"]] == [0]
+    resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "id": ds, "attributes": insert}})
+    assert resp.status_code == 200 and resp.json()["data"][0]["attributes"]["version"] == 1
+
+
 def test_a_record_refused_late_in_a_large_insert_leaves_nothing(http, typed, project_id):
     """New records are checked as they are written (records._insert_new): one refused after
     hundreds went out must still leave no record, no version, and a server that takes the next request."""
     ds = _create_dataset(typed, project_id).data.id
     base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
-    assert http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "attributes": {
+    assert http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "id": ds, "attributes": {
         "insert_records": [{"id": "a", "input": 1}]}}}).status_code == 200
     good = [{"id": f"r{i}", "input": {"text": "x" * 1000, "i": i}} for i in range(600)]
     refused = [
-        (f"{base}/batch_update", {"data": {"type": "datasets", "attributes": {
+        (f"{base}/batch_update", {"data": {"type": "datasets", "id": ds, "attributes": {
             "insert_records": [*good, {"id": "bad", "input": "nul \u0000 here"}]}}},
          "/data/attributes/insert_records/600"),
-        (f"{base}/batch_update", {"data": {"type": "datasets", "attributes": {
+        (f"{base}/batch_update", {"data": {"type": "datasets", "id": ds, "attributes": {
             "insert_records": [*good, {"id": "bad", "input": 1, "tags": ["x" * 1025]}], "create_new_version": False}}},
          "/data/attributes/insert_records/600/tags"),
         (f"{base}/records", {"data": {"type": "records", "attributes": {"deduplicate": False, "records": [
@@ -301,7 +318,7 @@ def test_a_record_refused_late_in_a_large_insert_leaves_nothing(http, typed, pro
     meta = http.get(f"/api/v2/llm-obs/v1/{project_id}/datasets", params={"filter[id]": ds}).json()["data"][0]
     assert meta["attributes"]["current_version"] == 1
     assert [r["id"] for r in http.get(f"{base}/records").json()["data"]] == ["a"]
-    resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "attributes": {
+    resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "id": ds, "attributes": {
         "insert_records": good}}})
     assert resp.status_code == 200 and [r["attributes"]["version"] for r in resp.json()["data"][:1]] == [2]
     page = http.get(f"{base}/records", params={"page[limit]": "1000"}).json()["data"]
@@ -436,7 +453,7 @@ def test_record_content_reads_back_as_it_was_written(http, typed, project_id):
     written = b'"input":{"zeta":1,"b":{"yy":[1,{"q":null,"a":2.5}],"c":"\xc3\xa9\\"\\\\"}}'
     written_out = b'"expected_output":{"second":true,"first":false}'
     written_meta = b'"metadata":{"zz":1,"a":2}'
-    resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "attributes": {
+    resp = http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "id": ds, "attributes": {
         "insert_records": [{"id": "with-id", **content, "tags": ["t:2", "t:1"]}]}}})
     assert resp.status_code == 200, resp.text
     # The answers to writes carry the same JSON (reused from what went to the database): twice each.

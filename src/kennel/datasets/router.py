@@ -170,7 +170,7 @@ def delete_records(project_id: str, dataset_id: str, session: SessionDep, actor:
 @route("POST", "/{project_id}/datasets/{dataset_id}/batch_update")
 def batch_update(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     body = parse_body(BatchUpdateRequest, raw).data
-    if body.id is not None and body.id != dataset_id:
+    if body.id != dataset_id:
         raise Invalid(f"data.id {body.id!r} does not match the dataset in the path ({dataset_id})",
                       pointer="/data/id")
     attrs = body.attributes

@@ -143,7 +143,8 @@ class BatchUpdateAttributesIn(BaseModel):
 
 class BatchUpdateDataIn(BaseModel):
     type: Literal["datasets"]
-    id: str | None = None
+    # Required by both typed clients' models (Python and TypeScript), and ddtrace always sends it.
+    id: str
     attributes: BatchUpdateAttributesIn
 
 
