@@ -207,6 +207,54 @@ def test_draft_lock(typed, http, server):
     assert http.get(f"{V1}/{pid}/datasets/missing/draft_state").status_code == 404
 
 
+def test_a_locked_datasets_project_cannot_be_deleted_or_renamed_by_another_key(http, server):
+    """Deleting the project would take the holder's dataset with it, and renaming it would move the
+    dataset away from the project name ddtrace finds it by: both are the holder's alone."""
+    name = unique("locked-proj")
+    pid = make_project(http, name)
+    did = make_dataset(http, pid)
+    free = make_project(http)
+    ok_batch(http, pid, did, inserts=[{"id": "r1", "input": 1}])
+    assert http.patch(f"{V1}/{pid}/datasets/{did}/draft_state/lock").status_code == 200
+
+    def project(pid):
+        found = http.get(f"{V1}/projects", params={"filter[id]": pid}).json()["data"]
+        return found[0]["attributes"] if found else None
+
+    bob_api, bob_app = server.new_key(unique("bob"))
+    with server.client(headers={"DD-API-KEY": bob_api, "DD-APPLICATION-KEY": bob_app}) as bob:
+        for ids, index in (([pid], 0), ([free, pid], 1)):
+            r = bob.post(f"{V1}/projects/delete", json={"data": {"type": "projects", "attributes": {
+                "project_ids": ids}}})
+            assert r.status_code == 409, r.text
+            err = r.json()["errors"][0]
+            assert "test-suite" in err["detail"] and did in err["detail"] and "deleted" in err["detail"], err
+            assert err["source"]["pointer"] == f"/data/attributes/project_ids/{index}"
+        r = bob.patch(f"{V1}/projects/{pid}", json={"data": {"type": "projects", "attributes": {
+            "name": unique("renamed"), "description": "bob's"}}})
+        assert r.status_code == 409, r.text
+        assert "test-suite" in error_detail(r) and "renamed" in error_detail(r)
+        # Nothing changed: both projects, the name, the description, the dataset and its lock.
+        assert project(free) is not None
+        assert project(pid)["name"] == name and project(pid)["description"] in (None, "")
+        assert records(http, pid, did).keys() == {"r1"}
+        state = http.get(f"{V1}/{pid}/datasets/{did}/draft_state").json()["data"]["attributes"]
+        assert state["locked"] is True and state["user"]["name"] == "test-suite"
+        # A description harms no one; the same name is no rename.
+        r = bob.patch(f"{V1}/projects/{pid}", json={"data": {"type": "projects", "attributes": {
+            "name": name, "description": "bob's notes"}}})
+        assert r.status_code == 200, r.text
+        assert project(pid)["description"] == "bob's notes"
+
+    # The holder may do both.
+    new_name = unique("renamed")
+    r = http.patch(f"{V1}/projects/{pid}", json={"data": {"type": "projects", "attributes": {"name": new_name}}})
+    assert r.status_code == 200 and project(pid)["name"] == new_name, r.text
+    r = http.post(f"{V1}/projects/delete", json={"data": {"type": "projects", "attributes": {"project_ids": [pid]}}})
+    assert r.status_code == 204, r.text
+    assert project(pid) is None
+
+
 def test_ddtrace_pulls_restored_and_cloned(server, http):
     """ddtrace never calls restore or clone itself; it must read their results like any dataset."""
     pid_name = unique("proj")

@@ -18,6 +18,7 @@ from kennel.datasets.storage import has_open_records, index_hashes_from
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, Invalid
 from kennel.keys.service import Actor
+from kennel.projects.models import Project
 
 R = DatasetRecord.__table__.c
 
@@ -123,6 +124,9 @@ def get_draft_state(session: Session, *, project_id: str, dataset_id: str) -> Da
 
 def lock_draft(session: Session, *, project_id: str, dataset_id: str, actor: Actor) -> Dataset:
     """Take the draft lock for `actor`; taking a lock one already holds keeps its start time."""
+    # Shares the row lock a project's delete or rename holds while it checks for datasets locked by
+    # others: a lock taken meanwhile would be on a dataset about to vanish or move.
+    session.execute(select(Project.pk).where(Project.id == project_id).with_for_update(read=True))
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
     ensure_writable(dataset, actor)
     if dataset.draft_holder_id is None:

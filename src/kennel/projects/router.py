@@ -43,16 +43,16 @@ def list_projects(
 
 @router.patch("/api/v2/llm-obs/v1/projects/{project_id}")
 @router.patch("/api/unstable/llm-obs/v1/projects/{project_id}")
-def update_project(project_id: str, session: SessionDep, raw: RawBody) -> Response:
+def update_project(project_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(ProjectUpdateRequest, raw).data.attributes
     project = service.update_project(session, project_id=project_id, name=attrs.name,
-                                     description=attrs.description, fields=attrs.model_fields_set)
+                                     description=attrs.description, fields=attrs.model_fields_set, actor=actor)
     return respond({"data": project_resource(project)})
 
 
 @router.post("/api/v2/llm-obs/v1/projects/delete")
 @router.post("/api/unstable/llm-obs/v1/projects/delete")
-def delete_projects(session: SessionDep, raw: RawBody) -> Response:
+def delete_projects(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(DeleteProjectsRequest, raw).data.attributes
-    service.delete_projects(session, project_ids=attrs.project_ids)
+    service.delete_projects(session, project_ids=attrs.project_ids, actor=actor)
     return no_content()

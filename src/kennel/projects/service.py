@@ -6,9 +6,11 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from kennel.datasets.models import Dataset
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, NotFound
 from kennel.ids import listing, require_unique_ids
+from kennel.keys.service import Actor
 from kennel.projects.models import Project
 
 
@@ -16,8 +18,12 @@ def _live():
     return Project.deleted_at.is_(None)
 
 
-def get_project(session: Session, *, project_id: str) -> Project:
-    project = session.scalars(select(Project).where(Project.id == project_id, _live())).first()
+def get_project(session: Session, *, project_id: str, for_update: bool = False) -> Project:
+    stmt = select(Project).where(Project.id == project_id, _live())
+    if for_update:
+        # FOR NO KEY UPDATE, the lock an UPDATE of the row takes: it leaves foreign-key checks alone.
+        stmt = stmt.with_for_update(key_share=True)
+    project = session.scalars(stmt).first()
     if project is None:
         raise NotFound(f"project {project_id!r} not found")
     return project
@@ -59,10 +65,41 @@ def list_projects(session: Session, *, ids: Sequence[str] | None, name: str | No
     return list(session.scalars(stmt.order_by(Project.pk.desc()).limit(limit)))
 
 
+def _ensure_no_foreign_locks(session: Session, projects: list[Project], actor: Actor, *, doing: str,
+                             list_pointer: str | None = None) -> None:
+    """A dataset whose draft one key pair holds must not vanish or move under it at another's hand.
+
+    Deleting the project takes the dataset with it; renaming it moves the dataset away from the name
+    ddtrace finds it by (pull_dataset and create_dataset resolve the project by name), so the holder
+    would find it gone or write into a fresh project of the old name. A description change harms no one.
+    The caller holds the projects' rows locked and lock_draft shares that lock first, so no draft lock
+    can be taken between this check and the change.
+    """
+    by_pk = {p.pk: p for p in projects}
+    locked = session.execute(
+        select(Dataset.project_pk, Dataset.id, Dataset.name, Dataset.draft_holder_name, Dataset.drafting_since)
+        .where(Dataset.project_pk.in_(by_pk), Dataset.deleted_at.is_(None), Dataset.draft_holder_id.is_not(None),
+               Dataset.draft_holder_id != actor.key_id)
+        .order_by(Dataset.pk)).all()
+    if not locked:
+        return
+    first = locked[0]
+    project = by_pk[first.project_pk]
+    detail = (f"project {project.id} ({project.name!r}) cannot be {doing}: its dataset {first.id} ({first.name!r}) "
+              f"is locked for editing by {first.draft_holder_name!r} since {first.drafting_since:%Y-%m-%dT%H:%M:%SZ}")
+    if len(locked) > 1:
+        holders = ", ".join(sorted({repr(row.draft_holder_name) for row in locked}))
+        detail += f" ({len(locked)} locked datasets in all, held by {holders})"
+    pointer = (f"{list_pointer}/{projects.index(project)}" if list_pointer is not None
+               else "/data/attributes/name")
+    raise Conflict(f"{detail}; ask them to unlock it. Nothing was changed.", pointer=pointer)
+
+
 def update_project(session: Session, *, project_id: str, name: str | None,
-                   description: str | None, fields: set[str]) -> Project:
-    project = get_project(session, project_id=project_id)
+                   description: str | None, fields: set[str], actor: Actor) -> Project:
+    project = get_project(session, project_id=project_id, for_update=True)
     if "name" in fields and name is not None and name != project.name:
+        _ensure_no_foreign_locks(session, [project], actor, doing="renamed")
         other = find_by_name(session, name=name)
         if other is not None:
             raise Conflict(f"a project named {name!r} already exists ({other.id})",
@@ -75,14 +112,18 @@ def update_project(session: Session, *, project_id: str, name: str | None,
     return project
 
 
-def delete_projects(session: Session, *, project_ids: list[str]) -> None:
-    """Soft-delete: all ids must name live projects, or nothing is deleted."""
+def delete_projects(session: Session, *, project_ids: list[str], actor: Actor) -> None:
+    """Soft-delete: all ids must name live projects, none holding a dataset another key pair has
+    locked, or nothing is deleted."""
     require_unique_ids(project_ids, pointer="/data/attributes/project_ids", what="project")
-    found = set(session.scalars(select(Project.id).where(Project.id.in_(project_ids), _live())))
+    found = {p.id: p for p in session.scalars(select(Project).where(Project.id.in_(project_ids), _live())
+                                              .order_by(Project.pk).with_for_update(key_share=True))}
     missing = [pid for pid in project_ids if pid not in found]
     if missing:
         raise NotFound(f"project(s) not found: {listing(missing)}; nothing was deleted",
                        pointer="/data/attributes/project_ids")
+    _ensure_no_foreign_locks(session, [found[pid] for pid in project_ids], actor, doing="deleted",
+                             list_pointer="/data/attributes/project_ids")
     now = utcnow()
     session.execute(update(Project).where(Project.id.in_(project_ids)).values(deleted_at=now, updated_at=now))
     session.flush()
