@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from datadog_api_client.exceptions import ApiException
 from datadog_api_client.v2.model.llm_obs_delete_projects_data_attributes_request import (
@@ -163,6 +164,47 @@ def test_keys_are_required_and_revocable(server):
     with server.client(headers={"DD-API-KEY": api_key, "DD-APPLICATION-KEY": app_key}) as c:
         assert c.get(path).status_code == 403
     assert kennel_cli("keys", "revoke", name, "--database-url", server.database_url, check=False).returncode == 1
+
+
+def test_revoking_a_name_several_pairs_share(server):
+    """A shared name revokes nothing unless --all says to: the user sees every pair it names and can
+    revoke one by id or API key."""
+    url = server.database_url
+    name = unique("shared")
+    pairs = [server.new_key(name) for _ in range(4)]
+    listed = [orjson.loads(line) for line in kennel_cli("keys", "list", "--json", "--database-url", url).stdout.split()]
+    mine = [k for k in listed if k["name"] == name]
+    assert [k["api_key_last4"] for k in mine] == [api[-4:] for api, _ in pairs]
+
+    def status(pair) -> int:
+        with server.client(headers={"DD-API-KEY": pair[0], "DD-APPLICATION-KEY": pair[1]}) as c:
+            return c.get("/api/v2/llm-obs/v1/projects").status_code
+
+    def refused(*args: str) -> str:
+        out = kennel_cli("keys", "revoke", *args, "--database-url", url, check=False)
+        assert out.returncode == 1, out
+        return out.stderr
+
+    err = refused(name)
+    assert "4 active key pairs are named" in err and "nothing was revoked" in err and "--all" in err, err
+    for k in mine:
+        line = next(line for line in err.splitlines() if k["id"] in line)
+        assert k["api_key_last4"] in line and k["created_at"][:10] in line and k["created_at"][11:19] in line, err
+    assert [status(p) for p in pairs] == [200] * 4
+    # --all takes a name; an id or API key names one pair.
+    assert "--all" in refused(mine[0]["id"], "--all")
+    assert [status(p) for p in pairs] == [200] * 4
+
+    out = kennel_cli("keys", "revoke", mine[0]["id"], "--database-url", url)
+    assert mine[0]["id"] in out.stdout
+    kennel_cli("keys", "revoke", pairs[1][0], "--database-url", url)
+    assert [status(p) for p in pairs] == [403, 403, 200, 200]
+    err = refused(name)
+    assert "2 active key pairs" in err and mine[2]["id"] in err and mine[3]["id"] in err and mine[0]["id"] not in err
+    out = kennel_cli("keys", "revoke", name, "--all", "--database-url", url)
+    assert "Revoked 2 key pairs" in out.stdout and mine[2]["id"] in out.stdout and mine[3]["id"] in out.stdout, out
+    assert [status(p) for p in pairs] == [403] * 4
+    assert "no active key" in refused(name, "--all")
 
 
 def test_body_over_limit_is_413(server, tmp_path):

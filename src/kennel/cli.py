@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kennel.cli_datasets import datasets_app
@@ -136,20 +137,33 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="Key id, key name, or the API key itself.")],
+    all_named: Annotated[bool, typer.Option(
+        "--all", help="Revoke every active pair with this name (a name several pairs share is refused without it).")
+    ] = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Revoke a key pair; requests with it get 403 from then on."""
     from kennel.db.session import unit_of_work
-    from kennel.errors import NotFound
-    from kennel.keys.service import revoke_key
+    from kennel.errors import Conflict, KennelError
+    from kennel.keys.service import revoke_keys
 
     _, factory = _open(database_url)
     try:
         with unit_of_work(factory, write=True) as session:
-            row = revoke_key(session, key=key)
-    except NotFound as exc:
+            rows = revoke_keys(session, key=key, all_named=all_named)
+    except Conflict as exc:
+        err_console.print(f"[bold red]error:[/] {escape(exc.detail)}:", soft_wrap=True)
+        for match in (exc.meta or {}).get("matches", []):
+            err_console.print(f"  {match['id']}  api key …{match['api_key_last4']}  "
+                              f"created {match['created_at']:%Y-%m-%d %H:%M:%S}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    except KennelError as exc:
         _fail(exc.detail)
-    console.print(f"Revoked key pair {row.name} ({row.id}).")
+    if len(rows) == 1:
+        console.print(f"Revoked key pair {escape(rows[0].name)} ({rows[0].id}).", soft_wrap=True)
+    else:
+        console.print(f"Revoked {len(rows)} key pairs named {escape(rows[0].name)}: "
+                      f"{', '.join(r.id for r in rows)}.", soft_wrap=True)
 
 
 @db_app.command("upgrade")

@@ -11,7 +11,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from kennel.db.base import utcnow
-from kennel.errors import NotFound
+from kennel.errors import Conflict, Invalid, NotFound
 from kennel.keys.models import ApiKey
 
 
@@ -57,19 +57,32 @@ def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey
     return list(session.scalars(stmt))
 
 
-def revoke_key(session: Session, *, key: str) -> ApiKey:
-    """Revoke by key id, by name, or by the plain API key itself."""
-    row = session.scalars(
-        select(ApiKey).where(
-            ApiKey.revoked_at.is_(None),
-            or_(ApiKey.id == key, ApiKey.name == key, ApiKey.api_key_hash == digest(key)),
-        )
-    ).first()
-    if row is None:
+def revoke_keys(session: Session, *, key: str, all_named: bool = False) -> list[ApiKey]:
+    """Revoke the active pair with this key id or plain API key, or the one active pair with this name.
+
+    A name several active pairs share revokes them all with `all_named`, and nothing without it
+    (Conflict listing them in `meta["matches"]`): revoking one of them would tell the caller that
+    the name's access is gone while the others still work.
+    """
+    active = ApiKey.revoked_at.is_(None)
+    rows = list(session.scalars(select(ApiKey).where(active, or_(ApiKey.id == key,
+                                                                 ApiKey.api_key_hash == digest(key)))))
+    if rows and all_named:
+        raise Invalid(f"--all revokes every pair with a name; {key!r} is a key id or an API key, "
+                      f"which names one pair (revoke it without --all)")
+    if not rows:
+        rows = list(session.scalars(select(ApiKey).where(active, ApiKey.name == key).order_by(ApiKey.pk)))
+    if not rows:
         raise NotFound(f"no active key matches {key!r} (give a key id, a name or the API key)")
-    session.execute(update(ApiKey).where(ApiKey.pk == row.pk).values(revoked_at=utcnow()))
+    if len(rows) > 1 and not all_named:
+        raise Conflict(
+            f"{len(rows)} active key pairs are named {key!r}, so nothing was revoked; revoke one by its id, "
+            f"or all of them with --all",
+            meta={"matches": [{"id": r.id, "api_key_last4": r.api_key_last4, "created_at": r.created_at}
+                              for r in rows]})
+    session.execute(update(ApiKey).where(ApiKey.pk.in_([r.pk for r in rows])).values(revoked_at=utcnow()))
     session.flush()
-    return row
+    return rows
 
 
 def authenticate(session: Session, *, api_key: str | None, app_key: str | None,
