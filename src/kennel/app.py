@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kennel import __version__
 from kennel.config import Settings
@@ -16,47 +15,11 @@ from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
-from kennel.errors import PayloadTooLarge, error_item, error_response, install_error_handlers
+from kennel.auth import gate_authenticator
+from kennel.errors import install_error_handlers
+from kennel.gate import Admission, Gate, Limits
 
 log = logging.getLogger("kennel")
-
-
-class BodyLimit:
-    """Refuse bodies over the limit before anything parses them (413), declared or streamed."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    def _too_large(self) -> str:
-        return f"request body exceeds the limit of {self.limit} bytes (KENNEL_MAX_BODY_BYTES)"
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    declared = 0
-                if declared > self.limit:
-                    response = error_response(413, [error_item(413, "Payload Too Large", self._too_large())])
-                    await response(scope, receive, send)
-                    return
-        seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLarge(self._too_large())
-            return message
-
-        await self.app(scope, limited, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -94,19 +57,34 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
     from kennel.experiments.router import router as experiments_router
+    from kennel.openapi import install as install_openapi
     from kennel.projects.router import router as projects_router
     from kennel.spans.router import router as spans_router
 
-    for router in (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-                   spans_router):
+    routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
+               spans_router)
+    for router in routers:
         app.include_router(router)
+    install_openapi(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.state.admission = Admission(limits_for(settings, engine.dialect.name))
+    app.add_middleware(Gate, routes=[r for router in routers for r in router.routes], admission=app.state.admission,
+                       authenticate=gate_authenticator(app.state.sessionmaker))
     return app
+
+
+def limits_for(settings: Settings, dialect: str) -> Limits:
+    # SQLite runs one writer at a time whatever we do; the others wait in the gate's queue rather than in
+    # SQLite's busy loop, where each would hold a worker thread. Together the turns stay well under both
+    # AnyIO's 40 worker threads and PostgreSQL's pool of 30 (8 key checks + 8 reads + 8 writes), so a request that has its turn always gets
+    # a thread and a connection.
+    return Limits(max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout,
+                  bodies_in_flight_bytes=settings.bodies_in_flight_bytes, queue_timeout=settings.queue_timeout,
+                  reads=8, writes=1 if dialect == "sqlite" else 8)
 
 
 def app_from_env() -> FastAPI:

@@ -58,17 +58,34 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes (use >1 with PostgreSQL).")] = 1,
     max_body_bytes: Annotated[Optional[int], typer.Option(
         envvar="KENNEL_MAX_BODY_BYTES", help="Largest accepted request body in bytes (default 64 MiB).")] = None,
+    body_timeout: Annotated[Optional[float], typer.Option(
+        envvar="KENNEL_BODY_TIMEOUT", help="Seconds a request body may take to arrive (default 60); 408 past it.")
+    ] = None,
+    max_bodies_in_flight_bytes: Annotated[Optional[int], typer.Option(
+        envvar="KENNEL_MAX_BODIES_IN_FLIGHT_BYTES",
+        help="Bytes of request bodies held at once (default 256 MiB); more wait, then get 503.")] = None,
+    queue_timeout: Annotated[Optional[float], typer.Option(
+        envvar="KENNEL_QUEUE_TIMEOUT", help="Seconds a request may wait for the database (default 10); then 503.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the HTTP server (migrating the database first)."""
     import uvicorn
 
-    settings = Settings.from_env(database_url=database_url, max_body_bytes=max_body_bytes)
+    settings = Settings.from_env(database_url=database_url, max_body_bytes=max_body_bytes,
+                                 body_timeout=body_timeout, bodies_in_flight_bytes=max_bodies_in_flight_bytes,
+                                 queue_timeout=queue_timeout)
+    for name, value in (("body_timeout", settings.body_timeout), ("queue_timeout", settings.queue_timeout)):
+        if not value > 0:
+            _fail(f"--{name.replace('_', '-')} must be above 0")
     engine, _ = _open(settings.database_url)
     engine.dispose()
     # Workers are separate processes that build the app from the environment.
     os.environ["KENNEL_DATABASE_URL"] = settings.database_url
     os.environ["KENNEL_MAX_BODY_BYTES"] = str(settings.max_body_bytes)
+    os.environ["KENNEL_BODY_TIMEOUT"] = str(settings.body_timeout)
+    os.environ["KENNEL_MAX_BODIES_IN_FLIGHT_BYTES"] = str(settings.bodies_in_flight_bytes)
+    os.environ["KENNEL_QUEUE_TIMEOUT"] = str(settings.queue_timeout)
     console.print(f"kennel serving on http://{host}:{port} (database: {_redact(settings.database_url)})")
     uvicorn.run("kennel.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=30)

@@ -34,8 +34,10 @@ class KennelError(Exception):
         header: str | None = None,
         meta: dict[str, Any] | None = None,
         errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
+        self.headers = headers
         self.detail = detail
         self.pointer = pointer
         self.parameter = parameter
@@ -80,6 +82,16 @@ class UnsupportedMediaType(KennelError):
     title = "Unsupported Media Type"
 
 
+class RequestTimeout(KennelError):
+    status = 408
+    title = "Request Timeout"
+
+
+class Unavailable(KennelError):
+    status = 503
+    title = "Service Unavailable"
+
+
 def error_item(status: int, title: str, detail: str, *, pointer: str | None = None,
                parameter: str | None = None, header: str | None = None,
                meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -115,7 +127,7 @@ def _loc_to_source(loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(KennelError)
     async def _kennel(_: Request, exc: KennelError) -> Response:
-        return error_response(exc.status, exc.items())
+        return error_response(exc.status, exc.items(), headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:

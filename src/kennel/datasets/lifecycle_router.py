@@ -23,6 +23,7 @@ from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid, KennelError
+from kennel.gate import Admission
 from kennel.jsonapi import RawBody, bool_param, dual_route, int_param, iso, parse_body, respond
 from kennel.keys.service import Actor
 
@@ -160,8 +161,8 @@ class _Cancelled(Exception):
     """The client went away: abandon the write so its transaction rolls back."""
 
 
-async def _sse_upload(factory: sessionmaker[Session], *, project_id: str, dataset_id: str, actor: Actor,
-                      records: Iterable[NewRecord], total: int, deduplicate: bool, overwrite: bool,
+async def _sse_upload(factory: sessionmaker[Session], admission: Admission, *, project_id: str, dataset_id: str,
+                      actor: Actor, records: Iterable[NewRecord], total: int, deduplicate: bool, overwrite: bool,
                       tags: list[str]) -> AsyncIterator[bytes]:
     """Write the file in one transaction on a worker thread, relaying its progress as events.
 
@@ -205,13 +206,18 @@ async def _sse_upload(factory: sessionmaker[Session], *, project_id: str, datase
             post(None)
 
     yield transfer.sse("progress", transfer.Progress(total=total).counts())
-    worker = loop.run_in_executor(None, work)
     try:
-        while (item := await queue.get()) is not None:
-            yield transfer.sse(*item)
-    finally:
-        cancel.set()
-    await worker
+        # The answer has started, so the gate's write turn is over: the write waits for one of its own.
+        async with admission.write_turn():
+            worker = loop.run_in_executor(None, work)
+            try:
+                while (item := await queue.get()) is not None:
+                    yield transfer.sse(*item)
+            finally:
+                cancel.set()
+            await worker
+    except KennelError as exc:
+        yield transfer.sse("error", {"message": exc.detail, "status": exc.status})
 
 
 @route("POST", "/v2/{project_id}/datasets/{dataset_id}/records/upload")
@@ -235,8 +241,8 @@ def upload_records_file(
     ensure_writable(dataset, actor)
     fmt, data = _read(file, options.format)
     records, total = transfer.start_records(data, fmt)
-    stream = _sse_upload(request.app.state.sessionmaker, project_id=project_id, dataset_id=dataset_id,
-                         actor=actor, records=records, total=total, deduplicate=dedupe,
+    stream = _sse_upload(request.app.state.sessionmaker, request.app.state.admission, project_id=project_id,
+                         dataset_id=dataset_id, actor=actor, records=records, total=total, deduplicate=dedupe,
                          overwrite=options.overwrite, tags=options.tags)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
