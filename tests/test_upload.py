@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -338,6 +340,39 @@ print(json.dumps(res))
     assert out["bulk"] == [[i, f"e{i}", {"m": i}] for i in range(300)]
     assert out["push"] == {"count": 601, "ids_match": True, "blob_ok": True, "version": 2}
     assert out["after_second_push"] == 601
+
+
+def test_ddtrace_upload_whose_client_hangs_up_stores_nothing(http, server):
+    """A client that sends the whole file and hangs up before the answer never learns whether it was
+    stored (ddtrace gives up after 60 s); the route rolls the write back, as the typed route does."""
+    pid = make_project(http)
+    did = make_dataset(http, pid)
+    ok_batch(http, pid, did, inserts=[{"id": "keep", "input": 1}])
+    rows = [[f"r{i}", json.dumps({"i": i, "pad": "p" * 200}), "", "", ""] for i in range(20000)]
+    file = csv_bytes(rows)
+    boundary = "----------boundary------"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="tmp.csv"\r\n'
+            f'Content-Type: text/csv\r\n\r\n').encode() + file + f"\r\n--{boundary}--\r\n".encode()
+    host, port = server.base_url.removeprefix("http://").split(":")
+    head = (f"POST /api/unstable/llm-obs/v1/datasets/{did}/records/upload?deduplicate=True HTTP/1.1\r\n"
+            f"Host: {host}:{port}\r\nDD-API-KEY: {server.api_key}\r\nDD-APPLICATION-KEY: {server.app_key}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n")
+    logged = server.log().count("hung up before its upload")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(head.encode() + body)
+    # The server logs the rollback; a server that stored the file shows it in the dataset instead.
+    deadline = time.monotonic() + 60
+    while server.log().count("hung up before its upload") == logged and time.monotonic() < deadline:
+        assert set(records(http, pid, did)) == {"keep"}, "the upload of a client that hung up was stored"
+        time.sleep(0.2)
+    assert server.log().count("hung up before its upload") == logged + 1, server.log()[-2000:]
+    assert set(records(http, pid, did)) == {"keep"}
+    assert dataset_attrs(http, pid, did)["current_version"] == 1
+    # Nothing was left locked or half-done: the same file from a client that waits is stored whole.
+    r = http.post(f"/api/unstable/llm-obs/v1/datasets/{did}/records/upload?deduplicate=True", content=body,
+                  headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert r.status_code == 200 and r.json()["data"]["attributes"]["version_number"] == 2, r.text[:300]
+    assert len(records(http, pid, did)) == 20001
 
 
 def test_ddtrace_route_checks_while_writing_and_stores_nothing_on_a_bad_row(http):

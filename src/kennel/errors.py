@@ -82,6 +82,13 @@ class UnsupportedMediaType(KennelError):
     title = "Unsupported Media Type"
 
 
+class ClientClosedRequest(KennelError):
+    """The client hung up before its request was done; nobody reads this answer (nginx's 499)."""
+
+    status = 499
+    title = "Client Closed Request"
+
+
 class RequestTimeout(KennelError):
     status = 408
     title = "Request Timeout"

@@ -22,7 +22,7 @@ from kennel.datasets.records import NewRecord, check_version
 from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
 from kennel.db.session import unit_of_work
-from kennel.errors import Invalid, KennelError
+from kennel.errors import ClientClosedRequest, Invalid, KennelError
 from kennel.gate import Admission
 from kennel.jsonapi import RawBody, bool_param, dual_route, int_param, iso, parse_body, respond
 from kennel.keys.service import Actor
@@ -248,24 +248,61 @@ def upload_records_file(
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+async def client_hang_up(request: Request) -> AsyncIterator[threading.Event]:
+    """An event set when the client hangs up, for a sync route to check from its worker thread.
+
+    Dependencies run once the body has been read, so the one message left to receive is the
+    disconnect; receiving also lets the server read the connection's end while the route works.
+    """
+    gone = threading.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield gone
+    finally:
+        watcher.cancel()
+
+
+HangUpDep = Annotated[threading.Event, Depends(client_hang_up, scope="function")]
+
+
+def _unless_gone(gone: threading.Event, dataset_id: str) -> None:
+    if gone.is_set():
+        log.warning("the client hung up before its upload into dataset %s was committed; rolled back, "
+                    "nothing of the file was stored", dataset_id)
+        raise ClientClosedRequest("the client closed the connection before the upload was committed; "
+                                  "nothing was stored")
+
+
 def upload_for_ddtrace(
     dataset_id: str,
     session: SessionDep,
     actor: ActorDep,
     file: FileDep,
     options: UploadOptionsDep,
+    gone: HangUpDep,
 ) -> Response:
-    """ddtrace's CSV upload: no project in the path, a plain 200 with the dataset version written."""
+    """ddtrace's CSV upload: no project in the path, a plain 200 with the dataset version written.
+
+    The file is checked while it is written, and a problem is a 400 after this request's transaction
+    rolls back, so nothing of it is stored. A client that hangs up before the commit (ddtrace gives
+    up after 60 s) would never learn the outcome, so it gets the same: the write stops at the next
+    chunk, or just before the commit, and rolls back.
+    """
     dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
     ensure_writable(dataset, actor)
     fmt, data = _read(file, options.format)
-    # No stream to keep open here: the file is checked while it is written, and a problem is a 400 after
-    # this request's transaction rolls back, so nothing of it is stored.
     for _ in transfer.write_upload(session, dataset=dataset, actor=actor, records=transfer.iter_records(data, fmt),
                                    total=0, deduplicate=options.deduplicate_or(True), overwrite=options.overwrite,
                                    tags=options.tags):
-        pass
+        _unless_gone(gone, dataset_id)
     row = get_version(session, dataset=dataset, version=dataset.current_version)
+    _unless_gone(gone, dataset_id)
     return respond({"data": version_resource(row, dataset.id)})
 
 
