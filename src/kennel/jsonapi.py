@@ -4,18 +4,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 from kennel.errors import JSONAPI, Invalid, error_item
 
 M = TypeVar("M", bound=BaseModel)
+
+# What both databases' integer columns hold.
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
+# orjson writes every JSON value PostgreSQL is handed, and every response: it writes integers from
+# -2**63 to 2**64 - 1 and at most 254 nested arrays and objects, and raises on anything beyond.
+JSON_INT_MIN, JSON_INT_MAX = -2**63, 2**64 - 1
+ORJSON_MAX_DEPTH = 254
+# A stored document is served again inside a response envelope several levels deep, so it must stay
+# well inside orjson's limit; pydantic's parser already refuses bodies nested deeper than this.
+MAX_JSON_DEPTH = 200
 
 
 def _default(value: Any) -> Any:
@@ -50,13 +62,34 @@ def _pointer(loc: tuple[Any, ...]) -> str:
     return "/" + "/".join(str(p) for p in loc) if loc else ""
 
 
-def strict_loads(raw: bytes) -> Any:
-    """Parse strict JSON (RFC 8259), or answer 400 saying what is wrong with it.
+# Digits to "0", quotes and minus signs kept, everything else a space: in the translated body an integer
+# literal too wide for orjson is a space (what precedes a JSON number once translated) followed by 20
+# zeros, or by a minus and 19. Digits inside strings rarely match, and a match only costs a second parse.
+_DIGIT_RUNS = bytes(ord("0") if 48 <= c <= 57 else c if c in b'"-' else ord(" ") for c in range(256))
 
-    Bodies pydantic validates pass here first: pydantic reads NaN and Infinity, and turns 1e999 into
+
+def strict_loads(raw: bytes) -> Any:
+    """Parse strict JSON (RFC 8259) with integers exact, or answer 400 saying what is wrong with it.
+
+    orjson reads integers beyond 64 bits as floats, a changed number stored without a word; a body that
+    may hold one is parsed again by the standard library, which keeps them exact for check_storable to
+    refuse. Looking for one costs about a seventh of the orjson parse.
+    """
+    tree = _strict_orjson(raw)
+    translated = raw.translate(_DIGIT_RUNS)
+    if b" " + b"0" * 20 in translated or b" -" + b"0" * 19 in translated:
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise Invalid("malformed JSON: nested too deep", pointer="") from None
+    return tree
+
+
+def _strict_orjson(raw: bytes) -> Any:
+    """Bodies pydantic validates pass here first: pydantic reads NaN and Infinity, and turns 1e999 into
     inf; JSON has none of them, and stored, each would come back as null, data changed without a word.
     At ~1 ms per MB this second parse costs ~4% of a 1,000-record append. parse_body throws the tree
-    away rather than validating it: orjson reads integers beyond 64 bits as floats, changing them.
+    away rather than validating it: pydantic keeps integers beyond 64 bits exact, orjson does not.
     """
     try:
         return orjson.loads(raw)
@@ -74,7 +107,7 @@ def parse_body(model: type[M], raw: bytes) -> M:
     if not raw.strip():
         raise Invalid("request body is empty; expected a JSON document with a top-level `data` member",
                       pointer="")
-    strict_loads(raw)
+    _strict_orjson(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
@@ -89,7 +122,10 @@ def parse_body(model: type[M], raw: bytes) -> M:
             pointer = _pointer(loc)
             field = ".".join(str(p) for p in loc) or "body"
             msg = err.get("msg", "invalid value")
-            if etype == "missing":
+            if etype == UNSTORABLE:
+                pointer += err["ctx"]["path"]
+                detail = f"{pointer}: {msg}"
+            elif etype == "missing":
                 detail = f"{field} is required"
             elif etype == "literal_error":
                 expected = err.get("ctx", {}).get("expected", "")
@@ -101,31 +137,123 @@ def parse_body(model: type[M], raw: bytes) -> M:
         raise Invalid(first["detail"], pointer=first.get("source", {}).get("pointer"), errors=items[1:])
 
 
+def _deeper_than(value: Any, depth: int) -> Any:
+    # `depth` more levels around the value: orjson's own limit then refuses a value nested deeper than
+    # ORJSON_MAX_DEPTH - depth, at C speed.
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def storable(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` nests at most `max_depth` arrays and objects and holds only integers orjson writes."""
+    try:
+        orjson.dumps(_deeper_than(value, ORJSON_MAX_DEPTH - max_depth))
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
+def _escape(key: Any) -> str:
+    return str(key).replace("~", "~0").replace("/", "~1")
+
+
+def unstorable(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
+    """Where (a JSON pointer inside `value`) and why `value` cannot be stored, or None if it can."""
+    if storable(value, max_depth=max_depth):
+        return None
+    # Only a value that failed gets walked (in document order, without recursion: it may be deep).
+    stack: list[tuple[Any, str, int]] = [(value, "", 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > max_depth:
+                return path, f"JSON nested too deep: at most {max_depth} levels of arrays and objects"
+            children = item.items() if isinstance(item, dict) else enumerate(item)
+            stack.extend(reversed([(v, f"{path}/{_escape(k)}", depth + 1) for k, v in children]))
+        elif isinstance(item, int) and not JSON_INT_MIN <= item <= JSON_INT_MAX:
+            return path, "integer too large to store: integers must fit in 64 bits (-2^63 to 2^64 - 1)"
+    return "", "value cannot be written as JSON"
+
+
+def check_storable(value: Any, *, pointer: str | None = None, parameter: str | None = None,
+                   max_depth: int = MAX_JSON_DEPTH) -> None:
+    """A 400 naming the first part of `value` neither database could store (or a response could not
+    carry back): a pointer below `pointer`, or the query `parameter` it came in."""
+    problem = unstorable(value, max_depth=max_depth)
+    if problem is None:
+        return
+    path, reason = problem
+    if parameter is not None:
+        raise Invalid(f"{parameter}: {reason}" + (f" (at {path})" if path else ""), parameter=parameter)
+    where = (pointer or "") + path
+    raise Invalid(f"{where or 'body'}: {reason}", pointer=where)
+
+
+UNSTORABLE = "json_unstorable"
+
+
+def _storable_field(value: Any) -> Any:
+    problem = unstorable(value)
+    if problem is not None:
+        # parse_body appends `path` to the field's pointer.
+        raise PydanticCustomError(UNSTORABLE, problem[1], {"path": problem[0]})
+    return value
+
+
+# A JSON object field the server stores as sent (metadata, config): check_storable as a field type.
+StorableObject = Annotated[dict[str, Any], AfterValidator(_storable_field)]
+
+
 def encode_cursor(*parts: Any) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(parts))).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, arity: int, parameter: str = "page[cursor]") -> list[Any]:
+def decode_cursor(cursor: str, types: tuple[type, ...], parameter: str = "page[cursor]", *,
+                  prefix: tuple[Any, ...] = ()) -> list[Any]:
+    """The parts of a cursor encode_cursor made: `prefix` (e.g. the sort order it was issued for), then
+    one part of each of `types`, which the caller gets.
+
+    Checked here for every caller: a forged or stale cursor is a 400 naming `parameter` (a query
+    parameter, or a body field's JSON pointer, starting with /), never a value a query cannot bind (an
+    object, a bool, an integer beyond 64 bits).
+    """
+    where = {"pointer": parameter} if parameter.startswith("/") else {"parameter": parameter}
+    refused = Invalid(f"{parameter} is not a cursor this server issued for this request", **where)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         parts = orjson.loads(base64.urlsafe_b64decode(padded.encode()))
     except (binascii.Error, ValueError, orjson.JSONDecodeError):
-        raise Invalid(f"{parameter} is not a cursor this server issued", parameter=parameter) from None
-    if not isinstance(parts, list) or len(parts) != arity:
-        raise Invalid(f"{parameter} is not a cursor this server issued", parameter=parameter)
-    return parts
+        raise refused from None
+    if not isinstance(parts, list) or len(parts) != len(prefix) + len(types):
+        raise refused
+    if parts[:len(prefix)] != list(prefix):
+        raise refused
+    tail = parts[len(prefix):]
+    for part, kind in zip(tail, types):
+        # type(), not isinstance(): a bool is an int to isinstance.
+        if type(part) is not kind or (kind is int and not INT64_MIN <= part <= INT64_MAX):
+            raise refused
+    return tail
 
 
-def page_limit(raw: str | None, *, default: int, maximum: int, parameter: str = "page[limit]") -> int:
-    value = int_param(raw, parameter, default=default)
+def page_limit(raw: str | None, *, default: int, maximum: int, parameter: str = "page[limit]",
+               clamp: bool = False) -> int:
+    """A page size from 1 to `maximum`; with `clamp` (where the API documents it) a larger one reads as
+    `maximum` rather than a 400."""
+    value = int_param(raw, parameter, default=default, minimum=None, maximum=None)
     assert value is not None
+    if clamp and value > maximum:
+        return maximum
     if value < 1 or value > maximum:
         raise Invalid(f"{parameter} must be between 1 and {maximum}, got {value}", parameter=parameter)
     return value
 
 
-def int_param(raw: str | None, name: str, *, default: int | None = None, minimum: int | None = None) -> int | None:
-    """An optional integer query parameter; anything else is a 400 naming it."""
+def int_param(raw: str | None, name: str, *, default: int | None = None, minimum: int | None = INT64_MIN,
+              maximum: int | None = INT64_MAX) -> int | None:
+    """An optional integer query parameter; anything else is a 400 naming it. By default it must fit
+    in 64 bits, as both databases' integers do: SQLite cannot bind a wider one at all."""
     if raw is None or raw == "":
         return default
     try:
@@ -134,6 +262,8 @@ def int_param(raw: str | None, name: str, *, default: int | None = None, minimum
         raise Invalid(f"{name} must be an integer, got {raw!r}", parameter=name) from None
     if minimum is not None and value < minimum:
         raise Invalid(f"{name} must be >= {minimum}, got {value}", parameter=name)
+    if maximum is not None and value > maximum:
+        raise Invalid(f"{name} must be <= {maximum}, got {value}", parameter=name)
     return value
 
 

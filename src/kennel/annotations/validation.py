@@ -18,6 +18,7 @@ import orjson
 from kennel.annotations.schemas import LabelSchemaIn, LabelValueIn
 from kennel.db.base import new_id
 from kennel.errors import Invalid
+from kennel.jsonapi import ORJSON_MAX_DEPTH, check_storable
 
 LABEL_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -189,9 +190,8 @@ def display_block_content_id(blocks: list[dict[str, Any]], *, pointer: str) -> s
     try:
         canonical = orjson.dumps(blocks, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
-        # JSON allows integers wider than 64 bits; storage does not.
-        raise Invalid("display_block contains a number too large to store (integers must fit in 64 bits)",
-                      pointer=pointer) from None
+        check_storable(blocks, pointer=pointer, max_depth=ORJSON_MAX_DEPTH)
+        raise Invalid("display_block cannot be stored", pointer=pointer) from None
     return hashlib.sha256(canonical).hexdigest()
 
 

@@ -29,6 +29,7 @@ from kennel.datasets.storage import (build_hash_index, chunks, existing_hashes, 
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
 from kennel.ids import listing, time_ordered_ids, uuid4_stream
+from kennel.jsonapi import ORJSON_MAX_DEPTH, check_storable
 from kennel.keys.service import Actor
 
 
@@ -85,10 +86,14 @@ _BLAKE2B_16 = hashlib.blake2b(digest_size=16)
 
 def content_hash(input_: Any, expected_output: Any, metadata: Any, *, pointer: str = "") -> str:
     """Hash of the canonical JSON of a record's content; also checks it can be stored on both backends."""
+    parts = (input_, expected_output, metadata)
     try:
-        blob = orjson.dumps([input_, expected_output, metadata], option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError as exc:
-        raise Invalid(f"record content cannot be stored: {exc}", pointer=pointer) from None
+        blob = orjson.dumps(list(parts), option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:
+        # Records are served as the text stored, inside no envelope: orjson's own limit is theirs.
+        for name, part in zip(("input", "expected_output", "metadata"), parts):
+            check_storable(part, pointer=f"{pointer}/{name}", max_depth=ORJSON_MAX_DEPTH - 1)
+        raise Invalid("record content cannot be stored", pointer=pointer) from None
     # Looking for one byte is a memchr, several times faster than looking for six; most content has no
     # escape at all.
     if b"\\" in blob and b"\\u0000" in blob:

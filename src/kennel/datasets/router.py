@@ -54,7 +54,7 @@ def list_datasets(
     limit: Annotated[str | None, Query(alias="page[limit]")] = None,
 ) -> Response:
     size = page_limit(limit, default=100, maximum=1000)
-    before = decode_cursor(cursor, 1)[0] if cursor else None
+    before = decode_cursor(cursor, (int,))[0] if cursor else None
     rows = service.list_datasets(session, project_id=project_id, ids=_split(filter_id) or None, name=filter_name,
                                  before_pk=before, limit=size + 1)
     after = encode_cursor(rows[size - 1].pk) if len(rows) > size else None
@@ -104,9 +104,7 @@ def list_records(
     size = page_limit(limit, default=1000, maximum=10000)
     position = None
     if cursor:
-        seq, version = decode_cursor(cursor, 2)
-        if not isinstance(seq, int) or not isinstance(version, int):
-            raise Invalid("page[cursor] is not a cursor this server issued", parameter="page[cursor]")
+        seq, version = decode_cursor(cursor, (int, int))
         position = (seq, version)
     dataset, rows, next_position = records.list_records(
         session, project_id=project_id, dataset_id=dataset_id,

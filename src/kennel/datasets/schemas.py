@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
+from kennel.jsonapi import StorableObject
+
 
 def _no_nul(value: str) -> str:
     # PostgreSQL text cannot hold NUL; refused on both backends so they behave alike.
@@ -22,7 +24,7 @@ RecordId = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_n
 class DatasetAttributesIn(BaseModel):
     name: str = Field(min_length=1, max_length=512)
     description: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: StorableObject | None = None
 
 
 class DatasetDataIn(BaseModel):
@@ -37,7 +39,7 @@ class DatasetRequest(BaseModel):
 class DatasetUpdateAttributesIn(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=512)
     description: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: StorableObject | None = None
 
 
 class DatasetUpdateDataIn(BaseModel):

@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 from kennel.errors import Invalid
 from kennel.experiments.models import Experiment
 from kennel.experiments.views import span_with_evals
-from kennel.jsonapi import encode_cursor
-from kennel.spans.intake import ItemError, metric_body, metric_row, span_row
+from kennel.jsonapi import decode_cursor, encode_cursor
+from kennel.spans.intake import ItemError, metric_body, metric_row, span_row, storable_below
 from kennel.spans.models import Span, SpanMetric
-from kennel.spans.query import int_cursor
 from kennel.spans.service import insert_metrics, insert_spans
 
 
@@ -25,6 +24,7 @@ def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
     base = "/data/attributes"
     errors: list[dict[str, Any]] = []
     metric_rows: list[dict[str, Any]] = []
+    check = not storable_below(metrics, 1)
     for index, metric in enumerate(metrics or []):
         pointer = f"{base}/metrics/{index}"
         try:
@@ -39,7 +39,8 @@ def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
             span_id, trace_id = str(span_id), str(trace_id)
             # The typed client has no metric_source: a metric tied to no span is experiment-level.
             source = "summary" if span_id == "" else "custom"
-            body = metric_body(metric, pointer, span_id=span_id, trace_id=trace_id, default_source=source)
+            body = metric_body(metric, pointer, span_id=span_id, trace_id=trace_id, default_source=source,
+                               check=check)
             row = metric_row(body, experiment_pk=exp.pk)
             if body["metric_source"] == "summary":
                 # Summary metrics are stored under the empty span id, so one index probe finds them all.
@@ -48,9 +49,11 @@ def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
         except ItemError as exc:
             errors.append(exc.item())
     span_rows: list[dict[str, Any]] = []
+    check = not storable_below(spans, 1)
     for index, span in enumerate(spans or []):
         try:
-            span_rows.append(span_row(span, f"{base}/spans/{index}", scope="experiments", experiment_id=exp.id))
+            span_rows.append(span_row(span, f"{base}/spans/{index}", scope="experiments", experiment_id=exp.id,
+                                      check=check))
         except ItemError as exc:
             errors.append(exc.item())
     if errors:
@@ -97,7 +100,7 @@ def span_page(session: Session, exp: Experiment, *, cursor: str | None,
               limit: int) -> tuple[list[bytes], str | None]:
     stmt = select(*_SPAN_COLS).where(Span.experiment_id == exp.id)
     if cursor:
-        start_ns, pk = int_cursor(cursor, 2, parameter="page[cursor]")
+        start_ns, pk = decode_cursor(cursor, (int, int))
         stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
     rows = session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(limit + 1)).all()
     after = encode_cursor(rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None

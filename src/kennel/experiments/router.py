@@ -11,9 +11,8 @@ from kennel.experiments.models import Experiment
 from kennel.experiments.schemas import (DeleteExperimentsRequest, EventsRequest, ExperimentRequest,
                                         ExperimentUpdateRequest)
 from kennel.experiments.views import experiment_resource, join_json
-from kennel.jsonapi import (RawBody, bool_param, dumps, encode_cursor, list_meta, no_content, page_limit,
-                            parse_body, respond)
-from kennel.spans.query import int_cursor
+from kennel.jsonapi import (RawBody, bool_param, check_storable, decode_cursor, dumps, encode_cursor, list_meta,
+                            no_content, page_limit, parse_body, respond)
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["experiments"])
 
@@ -44,11 +43,9 @@ def _split(values: list[str]) -> list[str]:
 def list_experiments(request: Request, session: SessionDep) -> Response:
     q = request.query_params
     raw_limit = q.get("page[limit]")
-    if raw_limit and raw_limit.isdigit() and int(raw_limit) > 5000:
-        raw_limit = "5000"  # documented: values above 5000 are clamped
-    size = page_limit(raw_limit, default=100, maximum=5000)
+    size = page_limit(raw_limit, default=100, maximum=5000, clamp=True)  # documented: more is clamped
     cursor = q.get("page[cursor]")
-    before = int_cursor(cursor, 1, parameter="page[cursor]")[0] if cursor else None
+    before = decode_cursor(cursor, (int,))[0] if cursor else None
     metadata = None
     raw_meta = q.get("filter[metadata]")
     if raw_meta:
@@ -59,6 +56,8 @@ def list_experiments(request: Request, session: SessionDep) -> Response:
         if not isinstance(metadata, dict):
             raise Invalid("filter[metadata] must be a JSON object, e.g. {\"tags\":[\"team:ml\"]}",
                           parameter="filter[metadata]")
+        # PostgreSQL is handed it as JSON; nothing nested deeper is stored to match anyway.
+        check_storable(metadata, parameter="filter[metadata]")
     with_names = bool_param(q.get("include[dataset_names]"), "include[dataset_names]", False)
     rows = service.list_experiments(
         session, project_id=q.get("filter[project_id]") or None, dataset_id=q.get("filter[dataset_id]") or None,

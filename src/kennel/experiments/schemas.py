@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from kennel.jsonapi import StorableObject
+
 Status = Literal["running", "completed", "failed", "interrupted"]
 
 
@@ -13,8 +15,8 @@ class ExperimentAttributesIn(BaseModel):
     dataset_id: str | None = None
     dataset_version: int | None = Field(default=None, ge=0)
     description: str | None = None
-    config: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    config: StorableObject | None = None
+    metadata: StorableObject | None = None
     ensure_unique: bool = True
     run_count: int | None = Field(default=None, ge=1, le=2147483647)
     parent_experiment_id: str | None = None
@@ -33,7 +35,7 @@ class ExperimentUpdateAttributesIn(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=512)
     description: str | None = None
     dataset_id: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: StorableObject | None = None
     status: Status | None = None
     error: str | None = None
 

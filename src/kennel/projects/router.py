@@ -34,7 +34,7 @@ def list_projects(
     limit: Annotated[str | None, Query(alias="page[limit]")] = None,
 ) -> Response:
     size = page_limit(limit, default=100, maximum=1000)
-    before = decode_cursor(cursor, 1)[0] if cursor else None
+    before = decode_cursor(cursor, (int,))[0] if cursor else None
     ids = [i for raw in filter_id or [] for i in raw.split(",") if i]
     rows = service.list_projects(session, ids=ids or None, name=filter_name, before_pk=before, limit=size + 1)
     after = encode_cursor(rows[size - 1].pk) if len(rows) > size else None

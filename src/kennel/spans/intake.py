@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from kennel.errors import error_item
+from kennel.jsonapi import MAX_JSON_DEPTH, storable, unstorable
 
 METRIC_TYPES = ("score", "categorical", "boolean", "json")
 ASSESSMENTS = ("pass", "fail")
@@ -41,6 +42,12 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_storable(item: dict[str, Any], pointer: str) -> None:
+    problem = unstorable(item)
+    if problem is not None:
+        raise ItemError(pointer + problem[0], problem[1])
 
 
 def _id_str(span: dict[str, Any], key: str, pointer: str) -> str:
@@ -68,9 +75,11 @@ def span_kind_of(meta: dict[str, Any]) -> str | None:
     return flat if isinstance(flat, str) else None
 
 
-def span_row(span: Any, pointer: str, *, scope: str | None = None,
-             experiment_id: str | None = None) -> dict[str, Any]:
-    """One span as a row for `llmobs_spans`; raises ItemError naming the first bad field."""
+def span_row(span: Any, pointer: str, *, scope: str | None = None, experiment_id: str | None = None,
+             check: bool = True) -> dict[str, Any]:
+    """One span as a row for `llmobs_spans`; raises ItemError naming the first bad field.
+
+    `check=False`: the caller found the whole batch storable already (see storable_below)."""
     if not isinstance(span, dict):
         raise ItemError(pointer, "a span must be a JSON object")
     trace_id = _id_str(span, "trace_id", pointer)
@@ -106,6 +115,8 @@ def span_row(span: Any, pointer: str, *, scope: str | None = None,
     session_id = span.get("session_id")
     if session_id is not None and not isinstance(session_id, str):
         raise ItemError(f"{pointer}/session_id", "session_id must be a string")
+    if check:
+        _check_storable(span, pointer)
     ml_app = span.get("ml_app") if isinstance(span.get("ml_app"), str) else tag_value(tags, "ml_app")
     return {
         "trace_id": trace_id,
@@ -126,9 +137,20 @@ def span_row(span: Any, pointer: str, *, scope: str | None = None,
     }
 
 
+def storable_below(batch: Any, level: int) -> bool:
+    """Whether every item `level` arrays and objects down in `batch` is storable (jsonapi.storable).
+
+    One check of the whole batch at C speed; only a batch that fails it has each item checked, to say
+    which ones cannot be stored."""
+    return storable(batch, max_depth=MAX_JSON_DEPTH + level)
+
+
 def has_nul(value: Any) -> bool:
     # PostgreSQL text and jsonb refuse NUL; checked per item so that one such span fails alone.
-    return NUL in orjson.dumps(value)
+    try:
+        return NUL in orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False  # not storable at all: span_row and metric_body refuse it, saying where
 
 
 def parse_span_events(payload: Any, *, check_nul: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -139,6 +161,8 @@ def parse_span_events(payload: Any, *, check_nul: bool = False) -> tuple[list[di
     top = "" if isinstance(payload, list) else None
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    # [{"spans": [span]}] or {"spans": [span]}
+    check = not storable_below(payload, 3 if top is not None else 2)
     for index, event in enumerate(events):
         base = f"/{index}" if top is not None else ""
         if not isinstance(event, dict):
@@ -154,15 +178,17 @@ def parse_span_events(payload: Any, *, check_nul: bool = False) -> tuple[list[di
             try:
                 if check_nul and has_nul(span):
                     raise ItemError(f"{base}/spans/{position}", "a span must not contain NUL (\\u0000) characters")
-                rows.append(span_row(span, f"{base}/spans/{position}", scope=scope))
+                rows.append(span_row(span, f"{base}/spans/{position}", scope=scope, check=check))
             except ItemError as exc:
                 errors.append(exc.item())
     return rows, errors
 
 
-def metric_body(metric: Any, pointer: str, *, span_id: str, trace_id: str,
-                default_source: str = "custom") -> dict[str, Any]:
-    """A metric in its stored wire form (what the events routes return); raises ItemError."""
+def metric_body(metric: Any, pointer: str, *, span_id: str, trace_id: str, default_source: str = "custom",
+                check: bool = True) -> dict[str, Any]:
+    """A metric in its stored wire form (what the events routes return); raises ItemError.
+
+    `check=False`: the caller found the whole batch storable already (see storable_below)."""
     label = metric.get("label")
     if not isinstance(label, str) or not label or len(label) > 512:
         raise ItemError(f"{pointer}/label", "label is required: a non-empty string of at most 512 characters")
@@ -207,6 +233,8 @@ def metric_body(metric: Any, pointer: str, *, span_id: str, trace_id: str,
     source = metric.get("metric_source", default_source)
     if not isinstance(source, str) or not source:
         raise ItemError(f"{pointer}/metric_source", "metric_source must be a string such as custom or summary")
+    if check:
+        _check_storable(metric, pointer)
     body: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "span_id": span_id,
@@ -256,6 +284,7 @@ def parse_eval_metrics(payload: Any, *, check_nul: bool = False) -> tuple[list[d
         raise ItemError("/data/attributes/metrics", "data.attributes.metrics is required: a list of metrics")
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
+    check = not storable_below(payload, 4)  # {"data": {"attributes": {"metrics": [metric]}}}
     for index, metric in enumerate(metrics):
         pointer = f"/data/attributes/metrics/{index}"
         try:
@@ -270,7 +299,7 @@ def parse_eval_metrics(payload: Any, *, check_nul: bool = False) -> tuple[list[d
                                 "join_on.span is required: {\"span_id\": ..., \"trace_id\": ...}")
             span_id = _id_str(span, "span_id", f"{pointer}/join_on/span")
             trace_id = _id_str(span, "trace_id", f"{pointer}/join_on/span")
-            rows.append(metric_row(metric_body(metric, pointer, span_id=span_id, trace_id=trace_id),
+            rows.append(metric_row(metric_body(metric, pointer, span_id=span_id, trace_id=trace_id, check=check),
                                    experiment_pk=None))
         except ItemError as exc:
             errors.append(exc.item())

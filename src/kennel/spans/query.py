@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from kennel.errors import Invalid
+from kennel.jsonapi import INT64_MAX, INT64_MIN
 
 _RELATIVE = re.compile(r"^now(?:\s*-\s*(\d+)\s*(s|m|h|d|w|M|y))?$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
@@ -27,14 +28,15 @@ def parse_time(raw: str, *, name: str, pointer: bool = False, now_ns: int | None
     now_ns = time.time_ns() if now_ns is None else now_ns
     value = raw.strip()
     where = {"pointer": f"/data/attributes/filter/{name}"} if pointer else {"parameter": f"filter[{name}]"}
-    match = _RELATIVE.match(value)
-    if match:
-        amount, unit = match.groups()
-        return now_ns - (int(amount) * _UNIT_SECONDS[unit] * 1_000_000_000 if amount else 0)
-    if value.isdigit():
-        # Epoch milliseconds, the third form ddtrace documents.
-        return int(value) * 1_000_000
     try:
+        # int() refuses digits it cannot read (superscripts) and more than 4,300 of them.
+        match = _RELATIVE.match(value)
+        if match:
+            amount, unit = match.groups()
+            return now_ns - (int(amount) * _UNIT_SECONDS[unit] * 1_000_000_000 if amount else 0)
+        if value.isdigit():
+            # Epoch milliseconds, the third form ddtrace documents.
+            return int(value) * 1_000_000
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Invalid(f"{name} must be ISO 8601, epoch milliseconds or relative such as now-15m; got {raw!r}",
@@ -65,6 +67,15 @@ class SpanFilter:
     to_ns: int
     terms: list[Term] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # start_ns is a 64-bit column, and a bound beyond it (year 9999, now-1000000000d, a time_offset
+        # of centuries) cannot be bound. Every stored value lies inside, so the bound means the same
+        # clamped to the column's edge; a range wholly outside becomes an empty one.
+        if self.from_ns > INT64_MAX or self.to_ns < INT64_MIN:
+            self.from_ns, self.to_ns = INT64_MAX, INT64_MIN
+        else:
+            self.from_ns, self.to_ns = max(self.from_ns, INT64_MIN), min(self.to_ns, INT64_MAX)
+
 
 def parse_query(raw: str, *, pointer: bool = False) -> list[Term]:
     where = {"pointer": "/data/attributes/filter/query"} if pointer else {"parameter": "filter[query]"}
@@ -91,14 +102,3 @@ def parse_query(raw: str, *, pointer: bool = False) -> list[Term]:
         else:
             terms.append(Term(None, f"{key}:{value}", negate))
     return terms
-
-
-def int_cursor(cursor: str, arity: int, *, parameter: str, prefix: tuple = ()) -> list[int]:
-    """Decode a keyset cursor whose parts after `prefix` must be integers (a forged one is a 400)."""
-    from kennel.jsonapi import decode_cursor
-
-    parts = decode_cursor(cursor, arity + len(prefix), parameter=parameter)
-    head, tail = parts[:len(prefix)], parts[len(prefix):]
-    if list(head) != list(prefix) or not all(isinstance(p, int) and not isinstance(p, bool) for p in tail):
-        raise Invalid(f"{parameter} is not a cursor this server issued for this query", parameter=parameter)
-    return tail

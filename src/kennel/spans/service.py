@@ -11,9 +11,9 @@ from sqlalchemy import insert, not_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from kennel.jsonapi import encode_cursor
+from kennel.jsonapi import decode_cursor, encode_cursor
 from kennel.spans.models import Span, SpanMetric
-from kennel.spans.query import SpanFilter, Term, int_cursor
+from kennel.spans.query import SpanFilter, Term
 from kennel.spans.views import evaluation_map, span_resource
 
 # The columns every read needs; selecting them (not ORM objects) keeps large reads cheap.
@@ -80,7 +80,7 @@ def search_spans(session: Session, *, flt: SpanFilter, sort: str, descending: bo
     for term in flt.terms:
         stmt = stmt.where(_term_clause(term))
     if cursor:
-        start_ns, pk = int_cursor(cursor, 2, parameter=cursor_param, prefix=(sort,))
+        start_ns, pk = decode_cursor(cursor, (int, int), cursor_param, prefix=(sort,))
         # Row values let both databases seek the (start_ns, pk) index instead of filtering.
         key, bound = tuple_(Span.start_ns, Span.pk), tuple_(start_ns, pk)
         stmt = stmt.where(key < bound if descending else key > bound)
@@ -104,7 +104,7 @@ def spans_for_trace(session: Session, *, trace_id: str, cursor: str | None = Non
     """
     stmt = select(*SPAN_COLUMNS).where(Span.trace_id == trace_id)
     if cursor:
-        start_ns, pk = int_cursor(cursor, 2, parameter="cursor")
+        start_ns, pk = decode_cursor(cursor, (int, int), "cursor")
         stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
     rows = session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(limit + 1)).all()
     after = encode_cursor(rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None
