@@ -7,9 +7,11 @@ Both real clients read the same body: the typed client wants `status` as a strin
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, StatementError
@@ -99,6 +101,43 @@ class Unavailable(KennelError):
     title = "Service Unavailable"
 
 
+class InsufficientStorage(KennelError):
+    status = 507
+    title = "Insufficient Storage"
+
+
+# PostgreSQL's disk_full (psycopg.errors.DiskFull); its other class-53 errors are not about disk space.
+_PG_DISK_FULL = "53100"
+
+
+def out_of_space(exc: BaseException | None) -> InsufficientStorage | None:
+    """The error to answer when `exc` is the database refusing to write for want of disk space.
+
+    SQLite says SQLITE_FULL ("database or disk is full") and PostgreSQL SQLSTATE 53100, wrapped by
+    SQLAlchemy, or not when they come straight from the driver (PostgreSQL's COPY). Either way the
+    transaction is rolled back and the database is as it was, so the server can go on serving reads,
+    and writes once there is room again.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for err in (exc, getattr(exc, "orig", None)):
+            if isinstance(err, sqlite3.Error) and (getattr(err, "sqlite_errorcode", 0) & 0xFF) == sqlite3.SQLITE_FULL:
+                return InsufficientStorage(
+                    f"the SQLite database is out of disk space (SQLite: {err}), so this request changed "
+                    f"nothing. The server is still running and answers reads. Free space on the disk that "
+                    f"holds the database file and its -wal file, or on SQLite's temporary directory "
+                    f"(SQLITE_TMPDIR), then retry.")
+            if getattr(err, "sqlstate", None) == _PG_DISK_FULL:
+                said = str(err).strip().splitlines()[0] if str(err).strip() else "disk full"
+                return InsufficientStorage(
+                    f"the PostgreSQL database is out of disk space (PostgreSQL: {said}), so this request "
+                    f"changed nothing. The server is still running and answers reads. Free space on the "
+                    f"PostgreSQL server's disk, then retry.")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def error_item(status: int, title: str, detail: str, *, pointer: str | None = None,
                parameter: str | None = None, header: str | None = None,
                meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -166,8 +205,20 @@ def install_error_handlers(app: FastAPI) -> None:
                                                                        f"{reason}")])
         return await _unexpected(request, exc)
 
+    @app.exception_handler(psycopg.Error)
+    @app.exception_handler(sqlite3.Error)
+    async def _driver(request: Request, exc: Exception) -> Response:
+        # Driver errors SQLAlchemy never wrapped (PostgreSQL's COPY goes through psycopg itself). Handled
+        # here, not by the catch-all below, whose answer Starlette follows by re-raising the error.
+        return await _unexpected(request, exc)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        full = out_of_space(exc)
+        if full is not None:
+            # The operator's problem, not a bug: one line says what to do, no stack trace.
+            log.error("out of disk space on %s %s: %s", request.method, request.url.path, full.detail)
+            return error_response(full.status, full.items())
         # Never leak a stack trace to the client; it goes to the server log instead.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, [error_item(500, "Internal Server Error",

@@ -22,7 +22,7 @@ from kennel.datasets.records import NewRecord, check_version
 from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
 from kennel.db.session import unit_of_work
-from kennel.errors import ClientClosedRequest, Invalid, KennelError
+from kennel.errors import ClientClosedRequest, Invalid, KennelError, out_of_space
 from kennel.gate import Admission
 from kennel.jsonapi import RawBody, bool_param, dual_route, int_param, iso, parse_body, respond
 from kennel.keys.service import Actor
@@ -198,7 +198,12 @@ async def _sse_upload(factory: sessionmaker[Session], admission: Admission, *, p
             pass
         except KennelError as exc:
             post(("error", {"message": exc.detail, "status": exc.status}))
-        except Exception:  # noqa: BLE001 - the stream has started; only an event can tell the client
+        except Exception as exc:  # noqa: BLE001 - the stream has started; only an event can tell the client
+            full = out_of_space(exc)
+            if full is not None:
+                log.error("out of disk space in the upload into dataset %s: %s", dataset_id, full.detail)
+                post(("error", {"message": full.detail, "status": full.status}))
+                return
             log.exception("upload into dataset %s failed", dataset_id)
             post(("error", {"message": "the upload failed on the server and nothing was stored; "
                                        "see the server log", "status": 500}))

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.db.session import unit_of_work
+from kennel.errors import out_of_space
 
 log = logging.getLogger("kennel")
 
@@ -38,12 +39,23 @@ class SQLiteCheckpointer:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        disk_full = False
         while not self._stop.wait(self.interval):
             try:
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:  # noqa: BLE001 - upkeep must never take the server down
-                log.exception("background WAL checkpoint failed; SQLite's own checkpoint still applies")
+            except Exception as exc:  # noqa: BLE001 - upkeep must never take the server down
+                if out_of_space(exc) is None:
+                    log.exception("background WAL checkpoint failed; SQLite's own checkpoint still applies")
+                elif not disk_full:
+                    # It fails twice a second for as long as the disk stays full: say so once, and when it ends.
+                    log.error("background WAL checkpoint: the disk holding the SQLite database is full; the "
+                              "WAL is copied back into the database once there is room")
+                    disk_full = True
+            else:
+                if disk_full:
+                    log.warning("background WAL checkpoint: there is disk space again")
+                disk_full = False
 
 
 # session.info key: work (e.g. ANALYZE) the session's transaction asks to have run once it commits.
@@ -123,8 +135,11 @@ class UpkeepRunner:
                     else:
                         with unit_of_work(self.factory, write=True) as session:
                             job(session)
-                except Exception:  # noqa: BLE001 - upkeep must never take the server down
-                    log.exception("background upkeep failed: %s", job)
+                except Exception as exc:  # noqa: BLE001 - upkeep must never take the server down
+                    if out_of_space(exc) is None:
+                        log.exception("background upkeep failed: %s", job)
+                    else:
+                        log.error("background upkeep failed, the database being out of disk space: %s", job)
 
 
 def tune_gc() -> None:
