@@ -10,7 +10,7 @@ For each backend it starts a server as `kennel serve` starts it and prints one J
   slow        3 clients trickle an append body at 2 bytes/s and 100 connections send half their
               headers and stop, for --slow-seconds; meanwhile one normal append every 0.5 s.
   memory      --big-count appends of --big-mb MiB bodies at once; the server's RSS before, at its
-              peak, and 5 s after.
+              peak, and 5 s after, and the peak over the bodies the budget lets in at once.
 
   .venv/bin/python bench/bench_load.py --backend both
   .venv/bin/python bench/bench_load.py --backend sqlite --bursts 10,50,200,1000 --ref HEAD~3
@@ -58,8 +58,9 @@ def big_body(mb: int, salt: str) -> bytes:
 
 
 class Bench:
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, budget_mb: float) -> None:
         self.server = server
+        self.budget_mb = budget_mb
         host, port = server.base_url.removeprefix("http://").split(":")
         self.addr = (host, int(port))
         self.http = httpx.Client(base_url=server.base_url, headers=server.headers, timeout=120)
@@ -172,10 +173,14 @@ class Bench:
         answers = await asyncio.gather(*[request(self.addr, "POST", path, headers=self.headers(True), body=b,
                                                  timeout=300) for b in bodies])
         peak = sampler.phase_peak.get("memory", 0) / 1024
+        body_mb = len(bodies[0]) / 2**20
+        in_flight = min(count, max(1, int(self.budget_mb // body_mb))) * body_mb
         await asyncio.sleep(5)
         return {"body_mb": round(len(bodies[0]) / 2**20, 1), "count": count, "statuses": [a.status for a in answers],
                 "baseline_mb": baseline, "peak_mb": round(peak, 1), "after_5s_mb": sampler.rss_mb(),
-                "peak_over_baseline_per_body": round((peak - baseline) / (len(bodies[0]) / 2**20 * count), 2)}
+                # The gate holds at most the budget of bodies at once; the others wait unread.
+                "in_flight_mb_at_most": round(in_flight, 1),
+                "peak_over_baseline_per_mb_in_flight": round((peak - baseline) / in_flight, 2)}
 
 
 def run_backend(backend: str, args: argparse.Namespace, workdir: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -192,7 +197,7 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path, env: dict
     sampler.start()
     result: dict[str, Any] = {"backend": backend}
     try:
-        bench = Bench(server)
+        bench = Bench(server, budget_mb=args.budget_mb)
         for n in args.bursts:
             result[f"burst_{n}"] = asyncio.run(bench.burst(n))
             print(backend, f"burst {n}", orjson.dumps(result[f"burst_{n}"]).decode(), flush=True)
@@ -217,7 +222,9 @@ def main() -> None:
     ap.add_argument("--bursts", default="10,50,200,1000", help="comma-separated client counts")
     ap.add_argument("--slow-seconds", type=float, default=40.0, help="0 skips the slow-client case")
     ap.add_argument("--big-mb", type=int, default=56)
-    ap.add_argument("--big-count", type=int, default=4, help="0 skips the memory case")
+    ap.add_argument("--big-count", type=int, default=12, help="0 skips the memory case")
+    ap.add_argument("--budget-mb", type=float, default=256,
+                    help="the server's KENNEL_MAX_BODIES_IN_FLIGHT_BYTES in MiB (set it in the environment too)")
     ap.add_argument("--pg-admin", default=os.environ.get("KENNEL_BENCH_PG_ADMIN", PG_ADMIN_DEFAULT))
     ap.add_argument("--ref", default=None, help="run the server from `git archive REF src`")
     ap.add_argument("--out", type=Path, default=None)

@@ -208,3 +208,31 @@ def test_bodies_in_flight_are_bounded(tight: Server) -> None:
     assert "KENNEL_MAX_BODIES_IN_FLIGHT_BYTES" in second.json()["errors"][0]["detail"]
     assert third.status == 200
     assert len(third.json()["data"]) == 120
+
+
+def test_large_bodies_at_once_are_all_stored(server: Server) -> None:
+    """Bodies over 8 MiB are worked on one at a time; the ones waiting their turn are answered too."""
+    project, (dataset,) = new_datasets(server, 1)
+    path = f"{V2}/{project}/datasets/{dataset}/records"
+
+    def large(tag: str) -> bytes:
+        return orjson.dumps({"data": {"type": "records", "attributes": {"records": [
+            {"input": {"q": f"{tag}{i}", "pad": "x" * 1000}} for i in range(8500)]}}})
+
+    bodies = [large(t) for t in "abc"]
+    assert all(len(b) > 8 * 2**20 for b in bodies)
+
+    async def together() -> list[Answer]:
+        return list(await asyncio.gather(*[request(addr(server), "POST", path, headers=json_headers(server),
+                                                   body=b, timeout=120) for b in bodies]))
+
+    assert [a.status for a in asyncio.run(together())] == [200, 200, 200]
+    with server.client() as http:
+        body = http.get(f"{V2}/{project}/datasets/{dataset}/records", params={"page[limit]": "10000"}).json()
+        assert body["meta"]["after"]
+        cursor = body["meta"]["after"]
+        rest = http.get(f"{V2}/{project}/datasets/{dataset}/records",
+                        params={"page[limit]": "10000", "page[cursor]": cursor}).json()
+        rest2 = http.get(f"{V2}/{project}/datasets/{dataset}/records",
+                         params={"page[limit]": "10000", "page[cursor]": rest["meta"]["after"]}).json()
+    assert len(body["data"]) + len(rest["data"]) + len(rest2["data"]) == 3 * 8500

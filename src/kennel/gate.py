@@ -40,8 +40,10 @@ log = logging.getLogger("kennel")
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 RETRY_AFTER_S = 2
-# A body at least this large is followed by giving freed memory back to the system (see _trim).
-TRIM_AFTER_BYTES = 8 * 1024 * 1024
+# Bodies at least this large are handled one at a time, and followed by giving the memory they used
+# back to the system (see _trim).
+LARGE_BODY_BYTES = 8 * 1024 * 1024
+LARGE_WAIT_FACTOR = 6
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ class Admission:
         self.checks = Turns("key checks", limits.reads)
         self.reads = Turns("reads", limits.reads)
         self.writes = Turns("writes", limits.writes)
+        self.large = Turns("requests with large bodies", 1)
 
     def write_turn(self) -> AbstractAsyncContextManager[None]:
         return self.writes.turn(self.limits.queue_timeout)
@@ -169,6 +172,7 @@ class Gate:
         self.authenticate = authenticate
         self.budget = admission.budget
         self.checks, self.reads, self.writes = admission.checks, admission.reads, admission.writes
+        self.large = admission.large
 
     def needs(self, scope: Scope) -> RouteNeeds | None:
         for route, needs in self.routes:
@@ -206,10 +210,17 @@ class Gate:
             body, held, replay = await self._read_body(scope, receive)
             if body is None:
                 return  # the client went away while sending
-            await self._run(scope, replay, send)
+            if held < LARGE_BODY_BYTES:
+                await self._run(scope, replay, send)
+            else:
+                # Handling a body takes several times its size (parsed content, rows, an answer carrying the
+                # records back). Waiting bodies cost only their bytes; one large body is worked on at a time.
+                # Bulk work takes seconds per request, so these wait longer for their turn than the rest.
+                async with self.large.turn(LARGE_WAIT_FACTOR * self.limits.queue_timeout):
+                    await self._run(scope, replay, send)
         finally:
             await self.budget.give(held)
-            if held >= TRIM_AFTER_BYTES:
+            if held >= LARGE_BODY_BYTES:
                 await to_thread.run_sync(_trim)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes | None, int, Receive]:
@@ -230,7 +241,8 @@ class Gate:
             raise PayloadTooLarge(_too_large(limit))
         held = 0
         if declared:
-            await self.budget.take(declared, self.limits.queue_timeout)
+            wait = self.limits.queue_timeout * (LARGE_WAIT_FACTOR if declared >= LARGE_BODY_BYTES else 1)
+            await self.budget.take(declared, wait)
             held = declared
         chunks: list[bytes] = []
         seen = 0
