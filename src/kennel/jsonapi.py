@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
 from kennel.errors import JSONAPI, Invalid, error_item
+from kennel.openapi import json_body
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -290,10 +291,13 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 PREFIXES = ("/api/v2/llm-obs", "/api/unstable/llm-obs")
 
 
-def dual_route(router: APIRouter, method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register `path` (starting with /v1 or /v2) under both prefixes."""
+def dual_route(router: APIRouter, method: str, path: str, *,
+               body: type[BaseModel] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `path` (starting with /v1 or /v2) under both prefixes; `body` is the model the handler
+    passes to parse_body, for /openapi.json."""
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         for prefix in PREFIXES:
-            router.add_api_route(prefix + path, fn, methods=[method])
+            router.add_api_route(prefix + path, fn, methods=[method],
+                                 openapi_extra=json_body(body) if body is not None else None)
         return fn
     return register

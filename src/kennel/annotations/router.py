@@ -20,6 +20,7 @@ from kennel.annotations.schemas import (
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.errors import Invalid, NotFound
 from kennel.jsonapi import RawBody, int_param, no_content, page_limit, parse_body, respond
+from kennel.openapi import integer, json_body
 from kennel.spans.service import spans_for_trace
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["annotation queues"])
@@ -53,7 +54,7 @@ def _matchable(ids: list[str]) -> list[str]:
     return [i for i in ids if "\x00" not in i]
 
 
-@router.post(BASE)
+@router.post(BASE, openapi_extra=json_body(QueueRequest))
 def create_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = _body(QueueRequest, raw).data.attributes
     queue, project_id = service.create_queue(session, attrs=attrs, actor=actor)
@@ -75,7 +76,7 @@ def list_queues(
     return respond({"data": [views.queue_resource(q, pid) for q, pid in rows]})
 
 
-@router.patch(BASE + "/{queue_id}")
+@router.patch(BASE + "/{queue_id}", openapi_extra=json_body(QueueUpdateRequest))
 def update_queue(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = _body(QueueUpdateRequest, raw).data.attributes
     queue, project_id = service.update_queue(session, queue_id=_id(queue_id), attrs=attrs, actor=actor)
@@ -94,14 +95,14 @@ def get_label_schema(queue_id: str, session: SessionDep) -> Response:
     return respond({"data": views.label_schema_resource(queue)})
 
 
-@router.put(BASE + "/{queue_id}/label-schema")
+@router.put(BASE + "/{queue_id}/label-schema", openapi_extra=json_body(LabelSchemaUpdateRequest))
 def update_label_schema(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     schema = _body(LabelSchemaUpdateRequest, raw).data.attributes.annotation_schema
     queue = service.replace_label_schema(session, queue_id=_id(queue_id), schema=schema, actor=actor)
     return respond({"data": views.label_schema_resource(queue)})
 
 
-@router.post(BASE + "/{queue_id}/interactions")
+@router.post(BASE + "/{queue_id}/interactions", openapi_extra=json_body(InteractionsRequest))
 def add_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
     items = _body(InteractionsRequest, raw).data.attributes.interactions
     added = service.add_interactions(session, queue_id=_id(queue_id), items=items)
@@ -109,14 +110,14 @@ def add_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Respon
         "interactions": [views.added_interaction(row, existed) for row, existed in added]}}}, status=201)
 
 
-@router.post(BASE + "/{queue_id}/interactions/delete")
+@router.post(BASE + "/{queue_id}/interactions/delete", openapi_extra=json_body(DeleteInteractionsRequest))
 def delete_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
     ids = _body(DeleteInteractionsRequest, raw).data.attributes.interaction_ids
     service.delete_interactions(session, queue_id=_id(queue_id), interaction_ids=ids)
     return no_content()
 
 
-@router.post(BASE + "/{queue_id}/annotations")
+@router.post(BASE + "/{queue_id}/annotations", openapi_extra=json_body(AnnotationsRequest))
 def upsert_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     items = _body(AnnotationsRequest, raw).data.attributes.annotations
     stored, errors = service.upsert_annotations(session, queue_id=_id(queue_id), items=items, actor=actor)
@@ -124,7 +125,7 @@ def upsert_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw:
         "annotations": [views.upserted_annotation(a) for a in stored], "errors": errors}}})
 
 
-@router.post(BASE + "/{queue_id}/annotations/delete")
+@router.post(BASE + "/{queue_id}/annotations/delete", openapi_extra=json_body(DeleteAnnotationsRequest))
 def delete_annotations(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
     ids = _body(DeleteAnnotationsRequest, raw).data.attributes.annotation_ids
     deleted, errors = service.delete_annotations(session, queue_id=_id(queue_id), annotation_ids=ids)
@@ -144,7 +145,7 @@ def get_annotated_interaction(
     queue_id: str,
     interaction_id: str,
     session: SessionDep,
-    limit: Annotated[str | None, Query()] = None,
+    limit: Annotated[str | None, Query(json_schema_extra=integer(1, 1000))] = None,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
     size = page_limit(limit, default=10, maximum=1000, parameter="limit")
@@ -165,8 +166,8 @@ def get_annotated_interaction(
 def get_annotated_interactions_by_content(
     session: SessionDep,
     content_ids: Annotated[list[str] | None, Query(alias="contentIds")] = None,
-    offset: Annotated[str | None, Query()] = None,
-    limit: Annotated[str | None, Query()] = None,
+    offset: Annotated[str | None, Query(json_schema_extra=integer(0))] = None,
+    limit: Annotated[str | None, Query(json_schema_extra=integer(1, 1000))] = None,
 ) -> Response:
     ids = list(dict.fromkeys(_split(content_ids)))
     if not ids:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response, StreamingResponse
 
@@ -26,14 +27,16 @@ from kennel.errors import ClientClosedRequest, Invalid, KennelError, out_of_spac
 from kennel.gate import Admission
 from kennel.jsonapi import RawBody, bool_param, dual_route, int_param, iso, parse_body, respond
 from kennel.keys.service import Actor
+from kennel.openapi import BOOLEAN, integer
 
 log = logging.getLogger("kennel")
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
 
 
-def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return dual_route(router, method, path)
+def route(method: str, path: str,
+          body: type[BaseModel] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return dual_route(router, method, path, body=body)
 
 
 def _check_body_id(body_id: str | None, dataset_id: str) -> None:
@@ -41,7 +44,7 @@ def _check_body_id(body_id: str | None, dataset_id: str) -> None:
         raise Invalid(f"data.id {body_id!r} does not match the dataset in the path ({dataset_id})", pointer="/data/id")
 
 
-@route("POST", "/v1/{project_id}/datasets/{dataset_id}/restore")
+@route("POST", "/v1/{project_id}/datasets/{dataset_id}/restore", RestoreRequest)
 def restore(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     data = parse_body(RestoreRequest, raw).data
     _check_body_id(data.id, dataset_id)
@@ -51,7 +54,7 @@ def restore(project_id: str, dataset_id: str, session: SessionDep, actor: ActorD
     return respond({"data": dataset_resource(dataset, project_id)})
 
 
-@route("POST", "/v1/{project_id}/datasets/{dataset_id}/clone")
+@route("POST", "/v1/{project_id}/datasets/{dataset_id}/clone", CloneRequest)
 def clone(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     data = parse_body(CloneRequest, raw).data
     _check_body_id(data.id, dataset_id)
@@ -102,7 +105,7 @@ def export(
     request: Request,
     session: SessionDep,
     format: Annotated[str | None, Query()] = None,
-    version: Annotated[str | None, Query()] = None,
+    version: Annotated[str | None, Query(json_schema_extra=integer(0))] = None,
 ) -> Response:
     fmt = (format or "csv").strip().lower()
     if fmt not in transfer.FORMATS:
@@ -137,8 +140,8 @@ class UploadOptions:
 
 
 def upload_options(
-    deduplicate: Annotated[str | None, Query()] = None,
-    overwrite: Annotated[str | None, Query()] = None,
+    deduplicate: Annotated[str | None, Query(json_schema_extra=BOOLEAN)] = None,
+    overwrite: Annotated[str | None, Query(json_schema_extra=BOOLEAN)] = None,
     tags: Annotated[list[str] | None, Query()] = None,
     format: Annotated[str | None, Query()] = None,
 ) -> UploadOptions:

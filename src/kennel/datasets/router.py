@@ -4,6 +4,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from kennel.auth import ActorDep, SessionDep, require_keys
@@ -22,21 +23,23 @@ from kennel.errors import JSONAPI, Invalid
 from kennel.ids import require_unique_ids
 from kennel.jsonapi import (RawBody, decode_cursor, dual_route, dumps, encode_cursor, int_param, list_meta,
                             no_content, page_limit, parse_body, respond)
+from kennel.openapi import integer, json_body
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
 
 UNSTABLE = "/api/unstable/llm-obs/v1"
 
 
-def route(method: str, path: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return dual_route(router, method, "/v1" + path)
+def route(method: str, path: str,
+          body: type[BaseModel] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return dual_route(router, method, "/v1" + path, body=body)
 
 
 def _split(values: list[str] | None) -> list[str]:
     return [v for raw in values or [] for v in raw.split(",") if v]
 
 
-@route("POST", "/{project_id}/datasets")
+@route("POST", "/{project_id}/datasets", DatasetRequest)
 def create_dataset(project_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(DatasetRequest, raw).data.attributes
     dataset, _ = service.create_or_get_dataset(session, project_id=project_id, name=attrs.name,
@@ -51,7 +54,7 @@ def list_datasets(
     filter_name: Annotated[str | None, Query(alias="filter[name]")] = None,
     filter_id: Annotated[list[str] | None, Query(alias="filter[id]")] = None,
     cursor: Annotated[str | None, Query(alias="page[cursor]")] = None,
-    limit: Annotated[str | None, Query(alias="page[limit]")] = None,
+    limit: Annotated[str | None, Query(alias="page[limit]", json_schema_extra=integer(1, 1000))] = None,
 ) -> Response:
     size = page_limit(limit, default=100, maximum=1000)
     before = decode_cursor(cursor, (int,))[0] if cursor else None
@@ -61,7 +64,7 @@ def list_datasets(
     return respond({"data": [dataset_resource(d, project_id) for d in rows[:size]], "meta": list_meta(after)})
 
 
-@route("PATCH", "/{project_id}/datasets/{dataset_id}")
+@route("PATCH", "/{project_id}/datasets/{dataset_id}", DatasetUpdateRequest)
 def update_dataset(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(DatasetUpdateRequest, raw).data.attributes
     changes = {name: getattr(attrs, name) for name in attrs.model_fields_set}
@@ -70,14 +73,14 @@ def update_dataset(project_id: str, dataset_id: str, session: SessionDep, actor:
     return respond({"data": dataset_resource(dataset, project_id)})
 
 
-@route("POST", "/{project_id}/datasets/delete")
+@route("POST", "/{project_id}/datasets/delete", DeleteDatasetsRequest)
 def delete_datasets(project_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(DeleteDatasetsRequest, raw).data.attributes
     service.delete_datasets(session, dataset_ids=attrs.dataset_ids, project_id=project_id, actor=actor)
     return no_content()
 
 
-@router.post(UNSTABLE + "/datasets/delete")
+@router.post(UNSTABLE + "/datasets/delete", openapi_extra=json_body(DeleteDatasetsRequest))
 def delete_datasets_unstable(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     """ddtrace's delete: no project in the path, and 200 with the deleted datasets."""
     attrs = parse_body(DeleteDatasetsRequest, raw).data.attributes
@@ -96,10 +99,10 @@ def list_records(
     project_id: str,
     dataset_id: str,
     session: SessionDep,
-    filter_version: Annotated[str | None, Query(alias="filter[version]")] = None,
+    filter_version: Annotated[str | None, Query(alias="filter[version]", json_schema_extra=integer(0))] = None,
     filter_tags: Annotated[list[str] | None, Query(alias="filter[tags]")] = None,
     cursor: Annotated[str | None, Query(alias="page[cursor]")] = None,
-    limit: Annotated[str | None, Query(alias="page[limit]")] = None,
+    limit: Annotated[str | None, Query(alias="page[limit]", json_schema_extra=integer(1, 10000))] = None,
 ) -> Response:
     size = page_limit(limit, default=1000, maximum=10000)
     position = None
@@ -131,7 +134,7 @@ class _MutationResponse:
         return Response(self.body, media_type=JSONAPI)
 
 
-@route("POST", "/{project_id}/datasets/{dataset_id}/records")
+@route("POST", "/{project_id}/datasets/{dataset_id}/records", AppendRequest)
 def append_records(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(AppendRequest, raw).data.attributes
     if not attrs.records:
@@ -143,7 +146,7 @@ def append_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     return answer.response(result)
 
 
-@route("PATCH", "/{project_id}/datasets/{dataset_id}/records")
+@route("PATCH", "/{project_id}/datasets/{dataset_id}/records", UpdateRecordsRequest)
 def update_records(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(UpdateRecordsRequest, raw).data.attributes
     if not attrs.records:
@@ -155,7 +158,7 @@ def update_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     return answer.response(result)
 
 
-@route("POST", "/{project_id}/datasets/{dataset_id}/records/delete")
+@route("POST", "/{project_id}/datasets/{dataset_id}/records/delete", DeleteRecordsRequest)
 def delete_records(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(DeleteRecordsRequest, raw).data.attributes
     require_unique_ids(attrs.record_ids, pointer="/data/attributes/record_ids", what="record")
@@ -165,7 +168,7 @@ def delete_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     return no_content()
 
 
-@route("POST", "/{project_id}/datasets/{dataset_id}/batch_update")
+@route("POST", "/{project_id}/datasets/{dataset_id}/batch_update", BatchUpdateRequest)
 def batch_update(project_id: str, dataset_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     body = parse_body(BatchUpdateRequest, raw).data
     if body.id != dataset_id:

@@ -1,0 +1,79 @@
+"""Request bodies in /openapi.json for routes that validate their body themselves.
+
+Handlers read the raw body and validate it with jsonapi.parse_body, so that a bad body is a JSON:API
+400 naming its field rather than FastAPI's 422; FastAPI therefore sees no body parameter and documents
+none. A route passes `openapi_extra=json_body(Model)` (or `dual_route(..., body=Model)`) to name its
+model, and `install(app)` puts the schemas those names refer to into components/schemas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+REF = "#/components/schemas/{model}"
+
+_models: dict[str, type[BaseModel]] = {}
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The `openapi_extra` of a route whose JSON body `model` validates."""
+    name = model.__name__
+    known = _models.setdefault(name, model)
+    if known is not model:
+        # Both would be components/schemas/<name>; one route would be documented with the other's body.
+        raise RuntimeError(f"two request models are named {name}: {known.__module__} and {model.__module__}")
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": REF.format(model=name)}}}}}
+
+
+def _schemas() -> dict[str, Any]:
+    refs, top = models_json_schema([(m, "validation") for m in _models.values()], ref_template=REF)
+    for (model, _), ref in refs.items():
+        # pydantic renames models whose names clash; json_body's refs would then point elsewhere.
+        if ref.get("$ref") != REF.format(model=model.__name__):
+            raise RuntimeError(f"{model.__name__} would be documented as {ref}")
+    return top.get("$defs", {})
+
+
+def install(app: FastAPI) -> None:
+    """Make `app.openapi()` include the schemas of every model named by json_body."""
+    generate: Callable[[], dict[str, Any]] = app.openapi
+    cache: dict[frozenset[str], dict[str, Any]] = {}
+
+    def openapi() -> dict[str, Any]:
+        doc = generate()
+        key = frozenset(_models)
+        if key not in cache:
+            cache.clear()
+            cache[key] = _schemas()
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in cache[key].items():
+            if schemas.setdefault(name, schema) != schema:
+                raise RuntimeError(f"components/schemas/{name} is both a FastAPI schema and a request model's")
+        doc["components"]["schemas"] = dict(sorted(schemas.items()))
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def shown_as(**schema: Any) -> Callable[[dict[str, Any]], None]:
+    """`json_schema_extra` for a query parameter declared as a string and checked by the handler (so that
+    a bad value is a JSON:API 400 naming it, not FastAPI's 422): /openapi.json shows what the check
+    accepts, e.g. an integer in a range, rather than any string. Validation is unchanged."""
+    def document(target: dict[str, Any]) -> None:
+        target.pop("anyOf", None)
+        target.update(schema)
+    return document
+
+
+BOOLEAN = shown_as(type="boolean")
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[dict[str, Any]], None]:
+    bounds = {k: v for k, v in (("minimum", minimum), ("maximum", maximum)) if v is not None}
+    return shown_as(type="integer", **bounds)
