@@ -205,7 +205,7 @@ def new_dataset_via_services(factory, actor) -> tuple[str, str]:
     from kennel.projects.service import create_or_get_project
 
     with unit_of_work(factory, write=True) as s:
-        project = create_or_get_project(s, name=unique("svc"), description=None, author_id=actor.key_id)[0]
+        project = create_or_get_project(s, name=unique("svc"), description=None, author_id=actor.id)[0]
         ds = create_or_get_dataset(s, project_id=project.id, name="d", description=None, metadata=None,
                                    actor=actor)[0]
         return project.id, ds.id

@@ -16,7 +16,7 @@ from kennel.db.session import unit_of_work
 from kennel.keys.service import Actor
 from tests.conftest import new_dataset_via_services
 
-ACTOR = Actor(key_id="k-test", name="test")
+ACTOR = Actor(id="k-test", name="test")
 
 
 class Boom(Exception):

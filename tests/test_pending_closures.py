@@ -24,7 +24,7 @@ from kennel.errors import NotFound
 from kennel.keys.service import Actor
 from tests.conftest import new_dataset_via_services
 
-ACTOR = Actor(key_id="k-test", name="test")
+ACTOR = Actor(id="k-test", name="test")
 
 
 def _ids(prefix: str, n: int) -> list[str]:

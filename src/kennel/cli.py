@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kennel.cli_datasets import datasets_app
+from kennel.cli_people import users_app
 from kennel.config import Settings
 
 app = typer.Typer(help="Kennel: a self-hosted Datadog LLM Observability evaluation API.",
@@ -22,6 +23,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 app.add_typer(datasets_app, name="datasets")
+app.add_typer(users_app, name="users")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -102,23 +104,34 @@ def _redact(url: str) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    name: Annotated[str, typer.Option("--name", help="Who or what uses this key (shown as created_by).")],
+    name: Annotated[str, typer.Option("--name", help="What uses this key pair (e.g. ci, laptop).")],
+    user: Annotated[Optional[str], typer.Option(
+        "--user", help="The person the pair acts as, with their role. Without it the pair belongs to no one "
+                       "and has every right (an admin's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line {api_key, app_key}.")] = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create a key pair. The keys are printed once; only their hashes are stored."""
     from kennel.db.session import unit_of_work
+    from kennel.errors import KennelError
     from kennel.keys.service import create_key
+    from kennel.people.service import get_user
 
     if not name.strip():
         _fail("--name must not be empty")
     _, factory = _open(database_url)
-    with unit_of_work(factory, write=True) as session:
-        key = create_key(session, name=name.strip())
+    try:
+        with unit_of_work(factory, write=True) as session:
+            owner = get_user(session, who=user) if user else None
+            key = create_key(session, name=name.strip(), user_pk=owner.pk if owner else None)
+    except KennelError as exc:
+        _fail(exc.detail)
     if as_json:
         sys.stdout.write(orjson.dumps({"api_key": key.api_key, "app_key": key.app_key}).decode() + "\n")
         return
-    console.print(f"Created key pair [bold]{key.name}[/] (id {key.id}). Store these now; they are not shown again.")
+    whose = f" for {owner.username} ({owner.role})" if owner else " (no user: it has every right)"
+    console.print(f"Created key pair [bold]{key.name}[/]{whose}, id {key.id}. Store these now; they are not shown "
+                  f"again.")
     console.print(f"  DD-API-KEY:         {key.api_key}")
     console.print(f"  DD-APPLICATION-KEY: {key.app_key}")
 
@@ -132,20 +145,23 @@ def keys_list(
     """List key pairs (never the keys themselves)."""
     from kennel.db.session import unit_of_work
     from kennel.keys.service import list_keys
+    from kennel.people.service import list_users
 
     _, factory = _open(database_url)
     with unit_of_work(factory, write=False) as session:
         rows = list_keys(session, include_revoked=all_keys)
+        owners = {u.pk: u.username for u in list_users(session)}
     if as_json:
         for r in rows:
             sys.stdout.write(orjson.dumps({
-                "id": r.id, "name": r.name, "api_key_last4": r.api_key_last4,
+                "id": r.id, "name": r.name, "user": owners.get(r.user_pk) if r.user_pk else None,
+                "api_key_last4": r.api_key_last4,
                 "created_at": r.created_at.isoformat(),
                 "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None}).decode() + "\n")
         return
-    table = Table("id", "name", "api key", "app key", "created", "revoked")
+    table = Table("id", "name", "user", "api key", "app key", "created", "revoked")
     for r in rows:
-        table.add_row(r.id, r.name, f"…{r.api_key_last4}", f"…{r.app_key_last4}",
+        table.add_row(r.id, r.name, owners.get(r.user_pk, "") if r.user_pk else "(none: admin)", f"…{r.api_key_last4}", f"…{r.app_key_last4}",
                       r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                       r.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if r.revoked_at else "")
     console.print(table)

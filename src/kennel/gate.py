@@ -34,7 +34,9 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kennel.errors import Invalid, KennelError, PayloadTooLarge, RequestTimeout, Unavailable, error_response
+from kennel.errors import (Forbidden, Invalid, KennelError, PayloadTooLarge, RequestTimeout, Unavailable,
+                           error_response)
+from kennel.people.roles import Permission, permission_for
 
 log = logging.getLogger("kennel")
 
@@ -60,6 +62,7 @@ class Limits:
 class RouteNeeds:
     keys: str | None          # "both", "api" (intake: DD-API-KEY only) or None
     database: bool
+    permission: Permission = Permission.READ
 
 
 def busy(detail: str) -> Unavailable:
@@ -165,9 +168,13 @@ class Gate:
         self.app = app
         self.routes: list[tuple[BaseRoute, RouteNeeds]] = []
         for route in routes:
-            calls = _calls(route.dependant) if isinstance(route, APIRoute) else set()
-            keys = "both" if require_keys in calls else "api" if require_api_key in calls else None
-            self.routes.append((route, RouteNeeds(keys, get_session in calls)))
+            if isinstance(route, APIRoute):
+                calls = _calls(route.dependant)
+                keys = "both" if require_keys in calls else "api" if require_api_key in calls else None
+                needs = RouteNeeds(keys, get_session in calls, permission_for(route.path, min(route.methods)))
+            else:
+                needs = RouteNeeds(None, False)
+            self.routes.append((route, needs))
         self.limits = admission.limits
         self.authenticate = authenticate
         self.budget = admission.budget
@@ -204,6 +211,9 @@ class Gate:
                 actor = await self.authenticate(headers, needs.keys == "both")
             finally:
                 self.checks.give()
+            if not actor.may(needs.permission):
+                raise Forbidden(f"{actor.name} has the {actor.role} role, which lacks the `{needs.permission}` "
+                                f"permission this request needs; nothing was changed")
             scope.setdefault("state", {})["actor"] = actor
         held = 0
         try:

@@ -64,6 +64,7 @@ def create_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response
 @router.get(BASE)
 def list_queues(
     session: SessionDep,
+    actor: ActorDep,
     project_id: Annotated[str | None, Query(alias="projectId")] = None,
     queue_ids: Annotated[list[str] | None, Query(alias="queueIds")] = None,
 ) -> Response:
@@ -72,7 +73,8 @@ def list_queues(
         raise Invalid("projectId and queueIds cannot be used together", parameter="queueIds")
     if (ids and not _matchable(ids)) or (project_id and "\x00" in project_id):
         return respond({"data": []})
-    rows = service.list_queues(session, project_id=project_id or None, queue_ids=_matchable(ids) or None)
+    rows = service.list_queues(session, project_id=project_id or None, queue_ids=_matchable(ids) or None,
+                               actor=actor)
     return respond({"data": [views.queue_resource(q, pid) for q, pid in rows]})
 
 
@@ -90,7 +92,8 @@ def delete_queue(queue_id: str, session: SessionDep) -> Response:
 
 
 @router.get(BASE + "/{queue_id}/label-schema")
-def get_label_schema(queue_id: str, session: SessionDep) -> Response:
+def get_label_schema(queue_id: str, session: SessionDep, actor: ActorDep) -> Response:
+    service.check_visible(session, queue_id=_id(queue_id), actor=actor)
     queue, _ = service.get_queue(session, queue_id=_id(queue_id))
     return respond({"data": views.label_schema_resource(queue)})
 
@@ -126,15 +129,16 @@ def upsert_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw:
 
 
 @router.post(BASE + "/{queue_id}/annotations/delete", openapi_extra=json_body(DeleteAnnotationsRequest))
-def delete_annotations(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
+def delete_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     ids = _body(DeleteAnnotationsRequest, raw).data.attributes.annotation_ids
-    deleted, errors = service.delete_annotations(session, queue_id=_id(queue_id), annotation_ids=ids)
+    deleted, errors = service.delete_annotations(session, queue_id=_id(queue_id), annotation_ids=ids, actor=actor)
     return respond({"data": {"id": queue_id, "type": "annotations",
                              "attributes": {"annotation_ids": deleted, "errors": errors}}})
 
 
 @router.get(BASE + "/{queue_id}/annotated-interactions")
-def get_annotated_interactions(queue_id: str, session: SessionDep) -> Response:
+def get_annotated_interactions(queue_id: str, session: SessionDep, actor: ActorDep) -> Response:
+    service.check_visible(session, queue_id=_id(queue_id), actor=actor)
     interactions, annotations = service.annotated_interactions(session, queue_id=_id(queue_id))
     return respond({"data": {"id": queue_id, "type": "annotated_interactions", "attributes": {
         "annotated_interactions": views.annotated_interaction_items(interactions, annotations)}}})
@@ -145,10 +149,12 @@ def get_annotated_interaction(
     queue_id: str,
     interaction_id: str,
     session: SessionDep,
+    actor: ActorDep,
     limit: Annotated[str | None, Query(json_schema_extra=integer(1, 1000))] = None,
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
     size = page_limit(limit, default=10, maximum=1000, parameter="limit")
+    service.check_visible(session, queue_id=_id(queue_id), actor=actor)
     row, annotations = service.annotated_interaction(session, queue_id=_id(queue_id),
                                                      interaction_id=_id(interaction_id))
     spans, next_cursor = [], None

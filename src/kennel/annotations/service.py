@@ -26,9 +26,10 @@ from kennel.annotations.validation import (
     normalize_label_schemas,
 )
 from kennel.db.base import new_id, utcnow
-from kennel.errors import Invalid, NotFound
+from kennel.errors import Forbidden, Invalid, NotFound
 from kennel.ids import listing, require_unique_ids
 from kennel.keys.service import Actor
+from kennel.people.roles import Permission
 from kennel.projects.models import Project
 
 ATTRS = "/data/attributes"
@@ -67,6 +68,24 @@ def get_queue(session: Session, *, queue_id: str, lock: bool = False) -> tuple[A
     return row[0], row[1]
 
 
+def may_annotate(queue: AnnotationQueue, actor: Actor) -> bool:
+    """A queue restricted to its reviewers takes annotations only from people whose email it lists."""
+    if not queue.restrict_to_reviewers:
+        return True
+    return actor.email is not None and actor.email.lower() in {e.lower() for e in queue.reviewer_emails or []}
+
+
+def may_see(queue: AnnotationQueue, actor: Actor) -> bool:
+    """Whoever may read the project sees every queue; an annotator, the queues they may annotate."""
+    return actor.may(Permission.READ) or may_annotate(queue, actor)
+
+
+def check_visible(session: Session, *, queue_id: str, actor: Actor) -> None:
+    """404, as for a queue that does not exist, when this person may not see the queue."""
+    if not actor.may(Permission.READ) and not may_see(get_queue(session, queue_id=queue_id)[0], actor):
+        raise NotFound(f"annotation queue {queue_id!r} not found")
+
+
 def _schema(schema: AnnotationSchemaIn, existing: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return normalize_label_schemas(schema.label_schemas, existing,
                                    pointer=f"{ATTRS}/annotation_schema/label_schemas")
@@ -84,20 +103,20 @@ def create_queue(session: Session, *, attrs: QueueAttributesIn, actor: Actor) ->
         project_pk=project.pk, name=attrs.name, description=attrs.description or "", label_schemas=labels,
         reviewer_emails=emails, restrict_to_assignees=bool(attrs.restrict_to_assignees),
         restrict_to_reviewers=bool(attrs.restrict_to_reviewers), created_by=actor.name, modified_by=actor.name,
-        owned_by=actor.name, owner_key_id=actor.key_id, created_at=now, modified_at=now)
+        owned_by=actor.name, owner_key_id=actor.id, created_at=now, modified_at=now)
     session.add(queue)
     session.flush()
     return queue, project.id
 
 
-def list_queues(session: Session, *, project_id: str | None,
-                queue_ids: Sequence[str] | None) -> list[tuple[AnnotationQueue, str]]:
+def list_queues(session: Session, *, project_id: str | None, queue_ids: Sequence[str] | None,
+                actor: Actor) -> list[tuple[AnnotationQueue, str]]:
     stmt = _queue_select()
     if project_id is not None:
         stmt = stmt.where(Project.id == project_id)
     if queue_ids:
         stmt = stmt.where(AnnotationQueue.id.in_(queue_ids))
-    return [(q, pid) for q, pid in session.execute(stmt.order_by(AnnotationQueue.pk.desc()))]
+    return [(q, pid) for q, pid in session.execute(stmt.order_by(AnnotationQueue.pk.desc())) if may_see(q, actor)]
 
 
 def update_queue(session: Session, *, queue_id: str, attrs: QueueUpdateAttributesIn,
@@ -226,6 +245,11 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
         raise Invalid(f"at most {MAX_ANNOTATIONS_PER_REQUEST} annotations per request, got {len(items)}",
                       pointer=pointer)
     queue, _ = get_queue(session, queue_id=queue_id, lock=True)
+    if not may_see(queue, actor):
+        raise NotFound(f"annotation queue {queue_id!r} not found")
+    if not may_annotate(queue, actor):
+        raise Forbidden(f"queue {queue_id} takes annotations only from its reviewers (reviewer_emails), and "
+                        f"{actor.name} ({actor.email or 'no email'}) is not one of them; nothing was changed")
     labels_by_id = {label["id"]: label for label in queue.label_schemas}
     required = [label for label in queue.label_schemas if label.get("is_required")]
     wanted_ids = {item.interaction_id for item in items}
@@ -255,7 +279,7 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
         return [], errors
 
     now = utcnow()
-    rows = [{"id": new_id(), "queue_pk": queue.pk, "interaction_pk": pk, "author_key_id": actor.key_id,
+    rows = [{"id": new_id(), "queue_pk": queue.pk, "interaction_pk": pk, "author_key_id": actor.id,
              "created_by": actor.name, "modified_by": actor.name, "label_values": stored,
              "created_at": now, "modified_at": now} for _, pk, stored in accepted]
     table = Annotation.__table__
@@ -276,16 +300,20 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
     return out, errors
 
 
-def delete_annotations(session: Session, *, queue_id: str,
-                       annotation_ids: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """Delete what exists in this queue; every other id comes back as an error (the call still succeeds)."""
+def delete_annotations(session: Session, *, queue_id: str, annotation_ids: list[str],
+                       actor: Actor) -> tuple[list[str], list[dict[str, str]]]:
+    """Delete what exists in this queue; every other id comes back as an error (the call still succeeds).
+    Someone who may only review deletes only their own annotations."""
     pointer = f"{ATTRS}/annotation_ids"
     require_unique_ids(annotation_ids, pointer=pointer, what="annotation")
     if len(annotation_ids) > MAX_IDS_PER_REQUEST:
         raise Invalid(f"at most {MAX_IDS_PER_REQUEST} annotation ids per request", pointer=pointer)
     queue, _ = get_queue(session, queue_id=queue_id)
+    if not may_see(queue, actor):
+        raise NotFound(f"annotation queue {queue_id!r} not found")
+    mine = [] if actor.may(Permission.WRITE) else [Annotation.author_key_id == actor.id]
     found = dict(session.execute(select(Annotation.id, Annotation.pk).where(
-        Annotation.queue_pk == queue.pk, Annotation.id.in_(annotation_ids))).tuples().all())
+        Annotation.queue_pk == queue.pk, Annotation.id.in_(annotation_ids), *mine)).tuples().all())
     if found:
         session.execute(delete(Annotation).where(Annotation.pk.in_(list(found.values()))))
         session.flush()

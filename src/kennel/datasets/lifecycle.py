@@ -130,7 +130,7 @@ def lock_draft(session: Session, *, project_id: str, dataset_id: str, actor: Act
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
     ensure_writable(dataset, actor)
     if dataset.draft_holder_id is None:
-        dataset.draft_holder_id = actor.key_id
+        dataset.draft_holder_id = actor.id
         dataset.draft_holder_name = actor.name
         dataset.drafting_since = utcnow()
         session.flush()

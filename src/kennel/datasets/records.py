@@ -309,7 +309,7 @@ def apply_changes(
             seq=base.seq if base else None,
             input=rec.input, expected_output=rec.expected_output, metadata=rec.metadata, tags=tags,
             created_at=base.created_at if base else now, updated_at=now, content_hash=digest,
-            author_id=actor.key_id, pk=base.pk if base else None, valid_from=base.valid_from if base else None)
+            author_id=actor.id, pk=base.pk if base else None, valid_from=base.valid_from if base else None)
 
     # Updates (null leaves a field unchanged), on top of this batch's inserts.
     missing: list[str] = []
@@ -329,7 +329,7 @@ def apply_changes(
         new.tags = normalize_tags(state.tags, upd.tag_operations, pointer=f"{upd_ptr}/{i}/tag_operations")
         new.content_hash = content_hash(new.input, new.expected_output, new.metadata, pointer=f"{upd_ptr}/{i}")
         new.updated_at = now
-        new.author_id = actor.key_id
+        new.author_id = actor.id
         touch(upd.id)
         states[upd.id] = new
     if missing:
@@ -397,7 +397,7 @@ def _insert_new(session: Session, dataset: Dataset, actor: Actor, inserts: Seque
     first = dataset.next_seq
     uuids = uuid4_stream()
     record_ids = time_ordered_ids()
-    author = actor.key_id
+    author = actor.id
 
     def state(rec: RecordIn | NewRecord, tags: list[str], digest: str) -> RecordState:
         # By position: keyword arguments cost twice as much, for a thousand records a request.

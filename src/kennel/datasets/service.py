@@ -60,7 +60,7 @@ def create_or_get_dataset(session: Session, *, project_id: str, name: str, descr
     if existing is not None:
         return existing, False
     dataset = Dataset(project_pk=project.pk, name=name, description=description, metadata_=metadata,
-                      current_version=0, next_seq=1, author_id=actor.key_id)
+                      current_version=0, next_seq=1, author_id=actor.id)
     try:
         with session.begin_nested():
             session.add(dataset)
@@ -157,6 +157,6 @@ def mark_version_used(session: Session, *, dataset_pk: int, version: int) -> Non
 
 def ensure_writable(dataset: Dataset, actor: Actor) -> None:
     """A dataset whose draft lock is held by another key pair is read-only for everyone else."""
-    if dataset.draft_holder_id is not None and dataset.draft_holder_id != actor.key_id:
+    if dataset.draft_holder_id is not None and dataset.draft_holder_id != actor.id:
         raise Conflict(f"dataset {dataset.id} is locked for editing by {dataset.draft_holder_name!r} "
                        f"since {dataset.drafting_since:%Y-%m-%dT%H:%M:%SZ}; ask them to unlock it")

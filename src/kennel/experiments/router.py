@@ -32,7 +32,7 @@ def _one(session, exp: Experiment) -> Response:
 @router.post(UNSTABLE, openapi_extra=json_body(ExperimentRequest))
 def create_experiment(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(ExperimentRequest, raw).data.attributes
-    exp = service.create_experiment(session, attrs=attrs, author_id=actor.key_id)
+    exp = service.create_experiment(session, attrs=attrs, author_id=actor.id)
     # 200, not 201: ddtrace accepts nothing else.
     return _one(session, exp)
 

@@ -13,14 +13,25 @@ from sqlalchemy.orm import Session
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, Invalid, NotFound
 from kennel.keys.models import ApiKey
+from kennel.people.models import User
+from kennel.people.roles import ROLES, Permission
 
 
 @dataclass(frozen=True)
 class Actor:
-    """Who made a request: the key pair's id and name (shown as created_by / lock holder)."""
+    """Who made a request. `id` and `name` are the person's when the key pair (or browser session)
+    belongs to a user, so alice's keys and alice in the app are one author; a key pair made before
+    people existed is its own author and acts as an admin."""
 
-    key_id: str
+    id: str
     name: str
+    role: str = "admin"
+    email: str | None = None
+    user_pk: int | None = None
+    key_id: str | None = None
+
+    def may(self, permission: Permission) -> bool:
+        return permission in ROLES.get(self.role, frozenset())
 
 
 @dataclass(frozen=True)
@@ -35,7 +46,7 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(session: Session, *, name: str) -> NewKey:
+def create_key(session: Session, *, name: str, user_pk: int | None = None) -> NewKey:
     api_key = secrets.token_hex(16)  # 32 hex chars, like a Datadog API key
     app_key = secrets.token_hex(20)  # 40 hex chars, like a Datadog application key
     row = ApiKey(
@@ -44,6 +55,7 @@ def create_key(session: Session, *, name: str) -> NewKey:
         app_key_hash=digest(app_key),
         api_key_last4=api_key[-4:],
         app_key_last4=app_key[-4:],
+        user_pk=user_pk,
     )
     session.add(row)
     session.flush()
@@ -87,16 +99,22 @@ def revoke_keys(session: Session, *, key: str, all_named: bool = False) -> list[
 
 def authenticate(session: Session, *, api_key: str | None, app_key: str | None,
                  require_app_key: bool) -> Actor | None:
-    """Return the actor for these keys, or None when they do not authorise the request."""
+    """Return the actor for these keys, or None when they do not authorise the request (a disabled
+    user's key pairs authorise nothing)."""
     if not api_key:
         return None
     row = session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.app_key_hash).where(
-            ApiKey.api_key_hash == digest(api_key), ApiKey.revoked_at.is_(None)
-        )
+        select(ApiKey.id, ApiKey.name, ApiKey.app_key_hash, User.pk, User.id.label("user_id"), User.username,
+               User.email, User.role, User.disabled_at)
+        .outerjoin(User, User.pk == ApiKey.user_pk)
+        .where(ApiKey.api_key_hash == digest(api_key), ApiKey.revoked_at.is_(None))
     ).first()
     if row is None:
         return None
     if require_app_key and (not app_key or not secrets.compare_digest(row.app_key_hash, digest(app_key))):
         return None
-    return Actor(key_id=row.id, name=row.name)
+    if row.pk is None:
+        return Actor(id=row.id, name=row.name, key_id=row.id)
+    if row.disabled_at is not None:
+        return None
+    return Actor(id=row.user_id, name=row.username, role=row.role, email=row.email, user_pk=row.pk, key_id=row.id)

@@ -20,7 +20,7 @@ router = APIRouter(dependencies=[Depends(require_keys)], tags=["projects"])
 def create_project(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = parse_body(ProjectRequest, raw).data.attributes
     project, _created = service.create_or_get_project(
-        session, name=attrs.name, description=attrs.description, author_id=actor.key_id)
+        session, name=attrs.name, description=attrs.description, author_id=actor.id)
     # 200 whether created or found: ddtrace accepts nothing else, and the typed client takes any 2xx.
     return respond({"data": project_resource(project)})
 

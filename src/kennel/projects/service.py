@@ -79,7 +79,7 @@ def _ensure_no_foreign_locks(session: Session, projects: list[Project], actor: A
     locked = session.execute(
         select(Dataset.project_pk, Dataset.id, Dataset.name, Dataset.draft_holder_name, Dataset.drafting_since)
         .where(Dataset.project_pk.in_(by_pk), Dataset.deleted_at.is_(None), Dataset.draft_holder_id.is_not(None),
-               Dataset.draft_holder_id != actor.key_id)
+               Dataset.draft_holder_id != actor.id)
         .order_by(Dataset.pk)).all()
     if not locked:
         return

@@ -1,0 +1,1 @@
+"""People: user accounts, their roles, and their browser sessions."""

@@ -1,0 +1,39 @@
+"""Roles and what each may do, for the API and the app alike.
+
+Every route needs one permission, decided here from its path and method so that the whole policy can
+be read in one place: reads need `read`, changes need `write`, except in annotation queues, where
+reading a queue and writing one's own annotations need only `review`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Permission(StrEnum):
+    READ = "read"          # projects, datasets, experiments, spans
+    WRITE = "write"        # create, change and delete those, and queues and their interactions
+    REVIEW = "review"      # see annotation queues, their interactions and traces; annotate
+    PEOPLE = "people"      # users and everyone's key pairs
+
+
+ROLES: dict[str, frozenset[Permission]] = {
+    "admin": frozenset(Permission),
+    "member": frozenset({Permission.READ, Permission.WRITE, Permission.REVIEW}),
+    "annotator": frozenset({Permission.REVIEW}),
+}
+
+def permission_for(path: str, method: str) -> Permission:
+    """The permission a request needs, from its route template and method. (The search for annotations
+    across queues, /annotated-interactions outside a queue, needs `read`: it would show restricted queues.)"""
+    if "/annotation-queues" in path:
+        if method == "GET" or path.endswith(("/annotations", "/annotations/delete")):
+            return Permission.REVIEW
+        return Permission.WRITE
+    return Permission.READ if method in ("GET", "HEAD") else Permission.WRITE
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    return role
