@@ -66,14 +66,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     install_openapi(app)
+    from kennel.web.router import install as install_web
+    from kennel.web.router import router as web_router
+
+    install_web(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    app.add_middleware(Gate, routes=[r for router in routers for r in router.routes], admission=app.state.admission,
-                       authenticate=gate_authenticator(app.state.sessionmaker))
+    app.add_middleware(Gate, routes=[r for router in (*routers, web_router) for r in router.routes],
+                       admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     return app
 
 

@@ -74,13 +74,18 @@ def serve(
     """Run the HTTP server (migrating the database first)."""
     import uvicorn
 
+    from kennel.db.session import unit_of_work
+    from kennel.people.service import issue_setup_token
+
     settings = Settings.from_env(database_url=database_url, max_body_bytes=max_body_bytes,
                                  body_timeout=body_timeout, bodies_in_flight_bytes=max_bodies_in_flight_bytes,
                                  queue_timeout=queue_timeout)
     for name, value in (("body_timeout", settings.body_timeout), ("queue_timeout", settings.queue_timeout)):
         if not value > 0:
             _fail(f"--{name.replace('_', '-')} must be above 0")
-    engine, _ = _open(settings.database_url)
+    engine, factory = _open(settings.database_url)
+    with unit_of_work(factory, write=True) as session:
+        setup_token = issue_setup_token(session)
     engine.dispose()
     # Workers are separate processes that build the app from the environment.
     os.environ["KENNEL_DATABASE_URL"] = settings.database_url
@@ -89,6 +94,11 @@ def serve(
     os.environ["KENNEL_MAX_BODIES_IN_FLIGHT_BYTES"] = str(settings.bodies_in_flight_bytes)
     os.environ["KENNEL_QUEUE_TIMEOUT"] = str(settings.queue_timeout)
     console.print(f"kennel serving on http://{host}:{port} (database: {_redact(settings.database_url)})")
+    if setup_token:
+        # Printed once per start while nobody can sign in; each start's link replaces the last one.
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        console.print(f"No one can sign in yet. Open this link once to create the first admin:\n"
+                      f"  http://{shown}:{port}/setup/{setup_token}", soft_wrap=True)
     uvicorn.run("kennel.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=30)
 

@@ -10,6 +10,8 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT = 60.0
 DEFAULT_BODIES_IN_FLIGHT_BYTES = 256 * 1024 * 1024
 DEFAULT_QUEUE_TIMEOUT = 10.0
+DEFAULT_SESSION_IDLE_MINUTES = 8 * 60.0
+DEFAULT_SESSION_MAX_HOURS = 7 * 24.0
 
 
 def _int_env(name: str, default: int) -> int:
@@ -22,7 +24,7 @@ def _int_env(name: str, default: int) -> int:
         raise SystemExit(f"{name} must be an integer, got {raw!r}") from exc
 
 
-def _seconds_env(name: str, default: float) -> float:
+def _positive_env(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -31,7 +33,7 @@ def _seconds_env(name: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value > 0:
-        raise SystemExit(f"{name} must be a number of seconds above 0, got {raw!r}")
+        raise SystemExit(f"{name} must be a number above 0, got {raw!r}")
     return value
 
 
@@ -45,6 +47,9 @@ class Settings:
     bodies_in_flight_bytes: int = DEFAULT_BODIES_IN_FLIGHT_BYTES
     # How long a request may wait for its turn at the database before a 503 with Retry-After.
     queue_timeout: float = DEFAULT_QUEUE_TIMEOUT
+    # A browser session ends after this long unused, and this long after sign-in whatever happens.
+    session_idle_minutes: float = DEFAULT_SESSION_IDLE_MINUTES
+    session_max_hours: float = DEFAULT_SESSION_MAX_HOURS
     # Applied on every start; turned off only by tests that migrate once up front.
     migrate_on_start: bool = True
 
@@ -53,9 +58,11 @@ class Settings:
         base = cls(
             database_url=os.environ.get("KENNEL_DATABASE_URL") or DEFAULT_DATABASE_URL,
             max_body_bytes=_int_env("KENNEL_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-            body_timeout=_seconds_env("KENNEL_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
+            body_timeout=_positive_env("KENNEL_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT),
             bodies_in_flight_bytes=_int_env("KENNEL_MAX_BODIES_IN_FLIGHT_BYTES", DEFAULT_BODIES_IN_FLIGHT_BYTES),
-            queue_timeout=_seconds_env("KENNEL_QUEUE_TIMEOUT", DEFAULT_QUEUE_TIMEOUT),
+            queue_timeout=_positive_env("KENNEL_QUEUE_TIMEOUT", DEFAULT_QUEUE_TIMEOUT),
+            session_idle_minutes=_positive_env("KENNEL_SESSION_IDLE_MINUTES", DEFAULT_SESSION_IDLE_MINUTES),
+            session_max_hours=_positive_env("KENNEL_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),
         )
         clean = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)

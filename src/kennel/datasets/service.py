@@ -76,13 +76,16 @@ def create_or_get_dataset(session: Session, *, project_id: str, name: str, descr
 
 
 def list_datasets(session: Session, *, project_id: str, ids: Sequence[str] | None, name: str | None,
-                  before_pk: int | None, limit: int) -> list[Dataset]:
+                  before_pk: int | None, limit: int, search: str | None = None) -> list[Dataset]:
+    """Newest first; `name` matches exactly (the API's filter), `search` a part of the name, any case."""
     project = get_project(session, project_id=project_id)
     stmt = select(Dataset).where(Dataset.project_pk == project.pk, _live())
     if ids:
         stmt = stmt.where(Dataset.id.in_(ids))
     if name is not None:
         stmt = stmt.where(Dataset.name == name)
+    if search:
+        stmt = stmt.where(Dataset.name.icontains(search, autoescape=True))
     if before_pk is not None:
         stmt = stmt.where(Dataset.pk < before_pk)
     return list(session.scalars(stmt.order_by(Dataset.pk.desc()).limit(limit)))

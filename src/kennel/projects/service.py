@@ -54,12 +54,15 @@ def create_or_get_project(session: Session, *, name: str, description: str | Non
 
 
 def list_projects(session: Session, *, ids: Sequence[str] | None, name: str | None,
-                  before_pk: int | None, limit: int) -> list[Project]:
+                  before_pk: int | None, limit: int, search: str | None = None) -> list[Project]:
+    """Newest first; `name` matches exactly (the API's filter), `search` a part of the name, any case."""
     stmt = select(Project).where(_live())
     if ids:
         stmt = stmt.where(Project.id.in_(ids))
     if name is not None:
         stmt = stmt.where(Project.name == name)
+    if search:
+        stmt = stmt.where(Project.name.icontains(search, autoescape=True))
     if before_pk is not None:
         stmt = stmt.where(Project.pk < before_pk)
     return list(session.scalars(stmt.order_by(Project.pk.desc()).limit(limit)))
