@@ -79,11 +79,39 @@ EDGE_CURSORS = [_cursor([2**63]), _cursor([10**20, 1]), _cursor(["x"]), _cursor(
                 _cursor([None, None]), _cursor({}), _cursor([[2**63], "x"]), _cursor([2**63, 2**63])]
 
 
+def _integer_body_paths(spec: dict[str, Any]) -> list[str]:
+    """Where request bodies hold integers, as schemathesis body paths (`data.attributes.x`, `a[*].b`):
+    bound to EDGE_INTEGERS there, since its type-wide binding reaches parameters only."""
+    def resolve(node: Any) -> Any:
+        while isinstance(node, dict) and "$ref" in node:
+            node = spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    def walk(node: Any, path: str, depth: int) -> Iterator[str]:
+        node = resolve(node)
+        if not isinstance(node, dict) or depth > 8:
+            return
+        for option in node.get("anyOf", []):
+            yield from walk(option, path, depth + 1)
+        if node.get("type") == "integer" and path:
+            yield path
+        if node.get("type") == "array":
+            yield from walk(node.get("items"), path + "[*]", depth + 1)
+        for name, child in node.get("properties", {}).items():
+            if name.replace("_", "").replace("-", "").isalnum():
+                yield from walk(child, f"{path}.{name}" if path else name, depth + 1)
+
+    found = {path for item in spec["paths"].values() for op in item.values()
+             for media in op.get("requestBody", {}).get("content", {}).values()
+             for path in walk(media.get("schema"), "", 0)}
+    return sorted(found)
+
+
 def _toml(value: Any) -> str:
     return json.dumps(value)  # the JSON of strings, integers and lists of them is TOML too
 
 
-def _config(ids: dict[str, str]) -> str:
+def _config(ids: dict[str, str], spec: dict[str, Any]) -> str:
     lines = ["[parameters]"]
     lines += [f'"path.{name}" = {_toml(value)}' for name, value in ids.items() if name != "spare_queue_id"]
     # Bodies naming a project or dataset name the real one half the time, unknown ones otherwise.
@@ -93,6 +121,8 @@ def _config(ids: dict[str, str]) -> str:
               for name in ("page[cursor]", "cursor")]
     lines += [f'"query.{name}" = {{ dictionary = "edge_times", probability = 0.3 }}'
               for name in ("filter[from]", "filter[to]")]
+    lines += [f'"body.{path}" = {{ dictionary = "edge_integers", probability = 0.6 }}'
+              for path in _integer_body_paths(spec)]
     lines += ["", "[generation.dictionaries]",
               # Integers only: the string parameters are `anyOf: [string, null]`, which a type binding skips.
               'integer = { dictionary = "edge_integers", probability = 0.5 }',
@@ -111,7 +141,9 @@ def _config(ids: dict[str, str]) -> str:
 
 def test_no_generated_request_gets_a_server_error(fuzz_server: Server, tmp_path: Path):
     config = tmp_path / "schemathesis.toml"
-    config.write_text(_config(_seed_ids(fuzz_server)))
+    with fuzz_server.client() as http:
+        spec = http.get("/openapi.json").json()
+    config.write_text(_config(_seed_ids(fuzz_server), spec))
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color",
         "run", f"{fuzz_server.base_url}/openapi.json",
