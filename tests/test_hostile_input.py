@@ -293,3 +293,15 @@ def test_display_block_integers_beyond_64_bits_are_refused_where_they_are(http, 
            b'"display_block": [{"type": "json", "content": {"x": [%s]}}]}]}}}' % str(2**64).encode()
     resp = _post_raw(http, f"{QUEUES}/{ids['queue_id']}/interactions", body)
     _bad(resp, pointer="/data/attributes/interactions/0/display_block/0/content/x/0", says="64 bits")
+
+
+def test_experiment_dataset_version_beyond_64_bits_is_refused(http) -> None:
+    """Found by the fuzzer: SQLite could not store 2^63 and answered 500."""
+    project = http.post("/api/v2/llm-obs/v1/projects", json={"data": {"type": "projects", "attributes": {
+        "name": "version-overflow"}}}).json()["data"]["id"]
+    for path in ("/api/v2/llm-obs/v1/experiments", "/api/unstable/llm-obs/v1/experiments"):
+        r = http.post(path, json={"data": {"type": "experiments", "attributes": {
+            "name": "overflow", "project_id": project,
+            "dataset_version": 2**63}}})
+        assert r.status_code == 400, r.text
+        assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/dataset_version"

@@ -13,7 +13,8 @@ class ExperimentAttributesIn(BaseModel):
     name: str = Field(min_length=1, max_length=480)
     project_id: str = Field(min_length=1)
     dataset_id: str | None = None
-    dataset_version: int | None = Field(default=None, ge=0)
+    # A version number is stored as a 64-bit integer on both databases.
+    dataset_version: int | None = Field(default=None, ge=0, le=2**63 - 1)
     description: str | None = None
     config: StorableObject | None = None
     metadata: StorableObject | None = None
