@@ -105,8 +105,9 @@ class Server:
 def start_server(database_url: str, backend: str, log_dir: Path, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
+    # The same code as the server makes the keys (a benchmark may run an older version from PYTHONPATH).
     keys = orjson.loads(kennel_cli("keys", "create", "--name", "test-suite", "--json",
-                                   "--database-url", database_url).stdout)
+                                   "--database-url", database_url, env=env).stdout)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kennel.cli", "serve", "--port", str(port), "--database-url", database_url,
