@@ -25,7 +25,7 @@ from kennel.datasets import service as datasets
 from kennel.errors import KennelError, NotFound
 from kennel.experiments import service as experiments
 from kennel.jsonapi import decode_cursor, encode_cursor
-from kennel.keys.service import create_key, revoke_keys
+from kennel.keys.service import authenticate, create_key, revoke_keys
 from kennel.people import service as people
 from kennel.people.roles import ROLES, Permission
 from kennel.projects import service as projects
@@ -35,6 +35,8 @@ from kennel.web.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, PageForbidden, P
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 PAGE = 50
+# A key pair just created, on its way to the one settings page that shows it.
+NEW_KEY_COOKIE = "kennel_new_key"
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -75,8 +77,10 @@ def _secure(request: Request) -> bool:
 
 
 def _safe_next(target: str) -> str:
-    # Only paths on this server: `//evil.example` and `https://...` would send the person elsewhere.
-    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/"
+    # Only paths on this server: `//evil.example` and `https://...` would send the person elsewhere, and so
+    # would `/\t/evil.example` wherever it is not percent-encoded (browsers drop tabs and newlines in URLs).
+    return target if (target.startswith("/") and not target.startswith("//") and "\\" not in target
+                      and not any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in target)) else "/"
 
 
 def _page_cursor(raw: str | None) -> int | None:
@@ -250,9 +254,23 @@ def _settings(request: Request, session: SessionDep, person: Any, new_key: Any =
     return render(request, "settings.html", person=person, keys=keys, new_key=new_key, flashes=flashes or [])
 
 
+def _new_key(request: Request, session: SessionDep, person: Any) -> dict[str, str] | None:
+    """The pair just created, from the one-time cookie, if it is a live pair of this person's."""
+    api_key, _, app_key = request.cookies.get(NEW_KEY_COOKIE, "").partition(".")
+    actor = authenticate(session, api_key=api_key, app_key=app_key, require_app_key=True) if api_key else None
+    if actor is None or actor.user_pk is None or actor.user_pk != person.actor.user_pk:
+        return None
+    return {"api_key": api_key, "app_key": app_key}
+
+
 @router.get("/settings")
 def settings_page(request: Request, session: SessionDep, person: PersonDep) -> Response:
-    return _settings(request, session, person)
+    response = _settings(request, session, person, new_key=_new_key(request, session, person))
+    if NEW_KEY_COOKIE in request.cookies:
+        # Shown once: the keys leave the cookie jar with this page, which no browser or proxy may keep.
+        response.delete_cookie(NEW_KEY_COOKIE, path="/settings")
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @router.post("/settings/keys")
@@ -261,8 +279,11 @@ def create_my_key(request: Request, session: SessionDep, person: PersonDep, form
     if not name:
         return _settings(request, session, person, flashes=["Give the key pair a name."])
     key = create_key(session, name=name, user_pk=person.actor.user_pk)
-    response = _settings(request, session, person, new_key=key)
-    # The keys are on this page once; it must not be kept by the browser or a proxy.
+    # Post/Redirect/Get, so that reloading the page cannot create (and show) another pair: the new keys
+    # travel to the settings page once, in a short-lived cookie only that page reads, and clears.
+    response = RedirectResponse("/settings", status_code=303)
+    response.set_cookie(NEW_KEY_COOKIE, f"{key.api_key}.{key.app_key}", max_age=120, httponly=True,
+                        samesite="strict", secure=_secure(request), path="/settings")
     response.headers["Cache-Control"] = "no-store"
     return response
 
