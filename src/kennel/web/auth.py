@@ -32,9 +32,11 @@ class SignInNeeded(Exception):
 
 
 class PageForbidden(Exception):
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, person: Person | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        # Who was refused, so the page still shows their navigation and menu.
+        self.person = person
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Person:
     def require(self, permission: Permission, doing: str) -> None:
         if not self.may(permission):
             raise PageForbidden(f"You are signed in as {self.actor.name}, whose role ({self.actor.role}) does not "
-                                f"allow {doing}. An admin can change your role.")
+                                f"allow {doing}. An admin can change your role.", self)
 
 
 def session_limits(request: Request) -> SessionLimits:

@@ -386,7 +386,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PageForbidden)
     async def _forbidden(request: Request, exc: PageForbidden) -> Response:
-        return render(request, "message.html", 403, heading="Not allowed", text=exc.reason)
+        return render(request, "message.html", 403, heading="Not allowed", text=exc.reason, person=exc.person)
 
     api_errors = app.exception_handlers[KennelError]
 
