@@ -375,7 +375,10 @@ class SecurityHeaders:
 
 
 def install(app: FastAPI) -> None:
+    from kennel.web.traces import router as traces_router
+
     app.include_router(router)
+    app.include_router(traces_router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
 
