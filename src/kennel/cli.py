@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kennel.cli_datasets import datasets_app
+from kennel.cli_options import DatabaseOpt
 from kennel.cli_people import users_app
 from kennel.config import Settings
 
@@ -28,11 +29,6 @@ app.add_typer(users_app, name="users")
 console = Console()
 err_console = Console(stderr=True)
 
-DatabaseOpt = Annotated[
-    Optional[str],
-    typer.Option("--database-url", envvar="KENNEL_DATABASE_URL",
-                 help="sqlite:///PATH (default ./kennel.db) or postgresql://user:pass@host:port/db"),
-]
 
 
 def _open(database_url: str | None):

@@ -12,16 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kennel.cli_options import DatabaseOpt
+
 users_app = typer.Typer(help="People who sign in to the web app, and whose key pairs act with their role.",
                         no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
 
-DatabaseOpt = Annotated[
-    Optional[str],
-    typer.Option("--database-url", envvar="KENNEL_DATABASE_URL",
-                 help="sqlite:///PATH (default ./kennel.db) or postgresql://user:pass@host:port/db"),
-]
 ROLE_HELP = "admin (everything, people and keys included), member (projects, datasets, experiments, queues) " \
             "or annotator (review the queues they may review)"
 
