@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, JSONType, UTCDateTime, utcnow
@@ -51,6 +51,9 @@ class Span(Base):
         Index("ix_llmobs_spans_ml_app_start", "ml_app", "start_ns", "pk"),
         Index("ix_llmobs_spans_span_id", "span_id"),
         Index("ix_llmobs_spans_experiment", "experiment_id", "start_ns", "pk"),
+        # A session's traces, for the session page; most spans have no session, so they are left out.
+        Index("ix_llmobs_spans_session", "session_id", "start_ns", "pk",
+              sqlite_where=text("session_id IS NOT NULL"), postgresql_where=text("session_id IS NOT NULL")),
     )
 
 
