@@ -1,118 +1,597 @@
-"""The trace view: a trace's spans as a collapsible tree, each with its input, output, metadata, tags and
-evaluation metrics. Rendered on the server into nested <details>, so it works without any script."""
+"""The trace view (/traces/{id}), one span in full (/traces/{id}/spans/{span_id}) and a session as the
+transcript of its traces (/sessions/{id}).
+
+A trace is rendered on the server as nested <details>: it opens and closes without any script, under the
+CSP. Every value comes from programs and people outside, so it only ever reaches the HTML through Jinja2's
+autoescaping. Long values are cut on the server; the rest is one click away (a nested <details>), or, past
+INLINE_MAX, on the span's own page, so that a page's size stays bounded whatever the spans hold.
+
+Who may look: whoever may `read` sees every trace and session; an annotator (`review` only) sees a trace
+or session that is an interaction of a queue they may see (a trace also through its session), and is
+told "not found" for any other, as for one that does not exist.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import case, func, or_, select, tuple_
+from sqlalchemy.orm import Session
 from starlette.responses import Response
 
+from kennel.annotations.models import AnnotationInteraction, AnnotationQueue
+from kennel.annotations.service import may_see
 from kennel.auth import SessionDep
-from kennel.errors import NotFound
+from kennel.jsonapi import decode_cursor, encode_cursor
 from kennel.people.roles import Permission
-from kennel.spans.service import spans_for_trace
-from kennel.web.auth import PersonDep
+from kennel.projects.models import Project
+from kennel.spans.models import Span, SpanMetric
+from kennel.spans.views import evaluation_map
+from kennel.web.auth import Person, PersonDep
 
 router = APIRouter(include_in_schema=False)
 
-# Longer values are cut on the server; the whole value stays one click away.
+# A value longer than CUT characters shows its first CUT; the rest is behind "show all" (in the page up
+# to INLINE_MAX characters, on the span's own page beyond).
 CUT = 2000
-# Spans nested deeper than this are shown at this depth, so a pathological chain cannot exhaust the
-# template's recursion.
-MAX_DEPTH = 60
+INLINE_MAX = 50_000
+# An error message in a span's one-line summary.
+SUMMARY_CUT = 160
+# Spans nested deeper than this are listed flat at this depth (browsers stop nesting elements at ~512,
+# and a pathological parent chain must not make a page that cannot be read).
+MAX_DEPTH = 40
+# A page shows at most this many spans of a trace, the earliest, and the fields of spans (in page order)
+# only while their values add up to BODY_BUDGET characters; the fields of the rest are a link away.
 MAX_SPANS = 10_000
+BODY_BUDGET = 3_000_000
+# A trace this small opens fully (every span with children); a larger one opens two levels and the way to
+# each error.
+OPEN_ALL_UPTO = 100
+OPEN_DEPTH = 2
+SESSION_PAGE = 50
+TRACE_TYPES = ("trace", "experiment_trace")
+ROW_COLUMNS = (Span.pk, Span.trace_id, Span.span_id, Span.parent_id, Span.name, Span.span_kind, Span.ml_app,
+               Span.session_id, Span.status, Span.start_ns, Span.duration, Span.meta, Span.body)
 
 
-@dataclass
+# Values -------------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
 class Value:
-    text: str
+    """A value as text: `head` always shown; `rest` behind "show all", or (`elsewhere`) only on the span's
+    own page."""
+
+    head: str
+    rest: str = ""
+    total: int = 0
+    elsewhere: bool = False
 
     @property
-    def cut(self) -> str | None:
-        return self.text[:CUT] if len(self.text) > CUT else None
+    def total_text(self) -> str:
+        return f"{self.total:,}"
+
+
+def text_value(text: str, *, whole: bool = False) -> Value:
+    n = len(text)
+    if whole or n <= CUT:
+        return Value(text, total=n)
+    if n <= INLINE_MAX:
+        return Value(text[:CUT], text[CUT:], n)
+    return Value(text[:CUT], "", n, True)
+
+
+def json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):  # pragma: no cover - stored spans are JSON already
+        return repr(value)
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    content: Value | None
+    extra: Value | None  # tool calls and other fields of the message, as JSON
+
+
+@dataclass(slots=True)
+class IO:
+    """A span's input or output: chat messages, a text value, and whatever else it holds (as JSON)."""
+
+    messages: list[Message] = field(default_factory=list)
+    text: Value | None = None
+    other: Value | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.messages) or self.text is not None or self.other is not None
+
+
+def io_of(raw: Any, *, whole: bool) -> IO:
+    def val(v: Any) -> Value:
+        return text_value(json_text(v), whole=whole)
+
+    out = IO()
+    if raw is None or raw == {} or raw == []:
+        return out
+    if not isinstance(raw, dict):
+        out.text = val(raw)
+        return out
+    rest = dict(raw)
+    messages = rest.pop("messages", None)
+    if isinstance(messages, list):
+        for m in messages:
+            if isinstance(m, dict):
+                extra = {k: v for k, v in m.items() if k not in ("role", "content")}
+                content = m.get("content")
+                out.messages.append(Message(str(m.get("role") or ""),
+                                            val(content) if content not in (None, "") else None,
+                                            val(extra) if extra else None))
+            else:
+                out.messages.append(Message("", val(m), None))
+    elif messages is not None:
+        rest["messages"] = messages
+    if "value" in rest and rest["value"] is not None:
+        out.text = val(rest.pop("value"))
+    rest.pop("value", None)
+    if rest:
+        out.other = val(rest)
+    return out
+
+
+def format_ns(ns: float) -> str:
+    if ns < 1e3:
+        return f"{ns:,.0f} ns"
+    if ns < 1e6:
+        return f"{ns / 1e3:,.1f} µs"
+    if ns < 1e9:
+        return f"{ns / 1e6:,.1f} ms"
+    if ns < 60e9:
+        return f"{ns / 1e9:,.2f} s"
+    return f"{int(ns // 60e9)} min {ns % 60e9 / 1e9:,.0f} s"
+
+
+def utc(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+
+
+# Spans and their tree ----------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class SpanError:
+    type: str
+    message: str
+    stack: str
+
+
+def error_of(status: str, meta: dict[str, Any]) -> SpanError | None:
+    """ddtrace 4 sends meta.error {message, type, stack}; older tracers sent flat `error.*` keys."""
+    if status != "error":
+        return None
+    err = meta.get("error")
+    metadata = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else {}
+    if isinstance(err, dict):
+        got = {k: err.get(k) for k in ("type", "message", "stack")}
+    else:
+        got = {k: meta.get(f"error.{k}", metadata.get(f"error.{k}")) for k in ("type", "message", "stack")}
+        if isinstance(err, str) and not got["message"]:
+            got["message"] = err
+    return SpanError(*(v if isinstance(v, str) else json_text(v) if v is not None else ""
+                       for v in (got["type"], got["message"], got["stack"])))
+
+
+@dataclass(slots=True)
+class Evaluation:
+    label: str
+    type: str
+    value: Value
+    short: str  # for the span's one-line summary
+    assessment: str
+    reasoning: Value | None
+
+
+# A titled part of a span's fields (Input, Output, Metadata): its values, each with the role of the chat
+# message it is (or None).
+Section = tuple[str, list[tuple[str | None, Value]]]
+
+
+def io_items(io: IO) -> list[tuple[str | None, Value]]:
+    items: list[tuple[str | None, Value]] = []
+    for m in io.messages:
+        if m.content is not None:
+            items.append((m.role or "message", m.content))
+        if m.extra is not None:
+            items.append((None if m.content is not None else m.role or "message", m.extra))
+    items.extend((None, v) for v in (io.text, io.other) if v is not None)
+    return items
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    span_id: str
+    parent_id: str | None
+    trace_id: str
+    name: str
+    kind: str
+    status: str
+    start_ns: int
+    duration: float
+    ml_app: str
+    session_id: str | None
+    model: str
+    error: SpanError | None
+    input: IO
+    output: IO
+    sections: list[Section]
+    metrics: list[tuple[str, str]]
+    tags: list[str]
+    evaluations: list[Evaluation]
+    size: int  # characters of the values shown inline
+    inline: bool = True  # False: past the page's budget, the fields are on the span's own page only
+    children: list[Node] = field(default_factory=list)
+    orphan: bool = False  # its parent is not in the trace (yet)
+    loop: bool = False  # its parent is below it (a parent loop), so it is shown as a root
+    flattened: int = 0  # how many spans nested deeper than MAX_DEPTH are listed as its children
+    has_error_below: bool = False
+    open: bool = True
+    bar_x: float = 0.0
+    bar_w: float = 0.0
+
+    @property
+    def duration_text(self) -> str:
+        return format_ns(self.duration)
+
+    # When it started: on the trace page, after the trace's start (set by load_trace); else the time.
+    start_text: str = ""
+
+    @property
+    def started(self) -> str:
+        return self.start_text or utc(self.start_ns)
+
+    @property
+    def url(self) -> str:
+        return span_url(self.trace_id, self.span_id)
+
+    @property
+    def error_line(self) -> str:
+        if self.error is None:
+            return ""
+        line = ": ".join(p for p in (self.error.type, self.error.message.split("\n", 1)[0]) if p)
+        return line if len(line) <= SUMMARY_CUT else line[:SUMMARY_CUT] + "…"
+
+
+def session_url(session_id: str) -> str:
+    return f"/sessions/{quote(session_id, safe='')}"
+
+
+def span_url(trace_id: str, span_id: str) -> str:
+    return f"/traces/{quote(trace_id, safe='')}/spans/{quote(span_id, safe='')}"
+
+
+def node_of(row: Any, metrics: list[dict[str, Any]] | None, *, whole: bool = False) -> Node:
+    meta = row.meta if isinstance(row.meta, dict) else {}
+    body = row.body if isinstance(row.body, dict) else {}
+    model = " / ".join(str(meta[k]) for k in ("model_provider", "model_name") if isinstance(meta.get(k), str))
+    evaluations = []
+    for label, e in sorted(evaluation_map(metrics).items()) if metrics else ():
+        v = e.get("value")
+        reasoning = e.get("reasoning")
+        evaluations.append(Evaluation(label, str(e.get("eval_metric_type") or ""),
+                                      text_value(json_text(v), whole=whole), _short(v),
+                                      str(e.get("assessment") or ""),
+                                      text_value(reasoning, whole=whole) if reasoning else None))
+    inp = io_of(meta.get("input"), whole=whole)
+    out = io_of(meta.get("output"), whole=whole)
+    sections: list[Section] = [(label, io_items(io)) for label, io in (("Input", inp), ("Output", out)) if io]
+    metadata = meta.get("metadata")
+    if metadata not in (None, {}):
+        sections.append(("Metadata", [(None, text_value(json_text(metadata), whole=whole))]))
+    size = sum(len(v.head) + len(v.rest) for _, items in sections for _, v in items)
+    span_metrics = body.get("metrics")
+    tags = body.get("tags")
+    return Node(
+        span_id=row.span_id, parent_id=row.parent_id, trace_id=row.trace_id, name=row.name,
+        kind=row.span_kind or "", status=row.status, start_ns=row.start_ns, duration=row.duration or 0.0,
+        ml_app=row.ml_app or "", session_id=row.session_id, model=model, error=error_of(row.status, meta),
+        input=inp, output=out, sections=sections,
+        metrics=[(str(k), _short(v)) for k, v in span_metrics.items()] if isinstance(span_metrics, dict) else [],
+        tags=[t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
+        evaluations=evaluations, size=size)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return "true" if value is True else "false" if value is False else "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = value if isinstance(value, str) else json_text(value) if not isinstance(value, int) else str(value)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def metrics_for(session: Session, trace_id: str, span_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Evaluation metrics of these spans of this trace (span ids alone are not unique across traces)."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    ids = list(span_ids)
+    for at in range(0, len(ids), 1000):
+        stmt = (select(SpanMetric.span_id, SpanMetric.body)
+                .where(SpanMetric.span_id.in_(ids[at:at + 1000]), SpanMetric.trace_id == trace_id)
+                .order_by(SpanMetric.pk))
+        for span_id, body in session.execute(stmt):
+            grouped.setdefault(span_id, []).append(body)
+    return grouped
 
 
 @dataclass
-class Node:
-    span: dict[str, Any]
-    children: list[Node] = field(default_factory=list)
+class Trace:
+    trace_id: str
+    roots: list[Node]
+    count: int
+    errors: int
+    truncated: bool
+    start_ns: int
+    end_ns: int
+    session_ids: list[str]
+    steps: list[Node | None] = field(default_factory=list)  # a node opens, None closes the last one opened
+    inline_all: bool = True  # every span's fields are in the page
+    small: bool = True  # opens fully by default
 
     @property
-    def a(self) -> dict[str, Any]:
-        return self.span["attributes"]
+    def duration_text(self) -> str:
+        return format_ns(self.end_ns - self.start_ns)
 
     @property
-    def duration_ms(self) -> str:
-        ns = self.a.get("duration") or 0
-        if ns < 1e6:
-            return f"{ns / 1e3:,.1f} µs"
-        return f"{ns / 1e6:,.1f} ms" if ns < 1e10 else f"{ns / 1e9:,.2f} s"
-
-    def show(self, key: str) -> Value | None:
-        value = self.a.get(key)
-        if value in (None, {}, []):
-            return None
-        if isinstance(value, dict) and set(value) == {"value"} and isinstance(value["value"], str):
-            return Value(value["value"])
-        return Value(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+    def started(self) -> str:
+        return utc(self.start_ns)
 
     @property
-    def error(self) -> str | None:
-        return self.a.get("status") == "error" and (self.a.get("metadata") or {}).get("error.message") or None
+    def root(self) -> Node:
+        """The span that began the trace (the earliest without a parent), or else its earliest span."""
+        return next((r for r in self.roots if r.parent_id is None), self.roots[0])
 
 
-def build_tree(spans: list[dict[str, Any]]) -> list[Node]:
-    nodes = {s["id"]: Node(s) for s in spans}
+def load_trace(session: Session, trace_id: str, *, open_mode: str = "auto") -> Trace | None:
+    rows = session.execute(select(*ROW_COLUMNS).where(Span.trace_id == trace_id)
+                           .order_by(Span.start_ns, Span.pk).limit(MAX_SPANS + 1)).all()
+    if not rows:
+        return None
+    truncated = len(rows) > MAX_SPANS
+    rows = rows[:MAX_SPANS]
+    metrics = metrics_for(session, trace_id, [r.span_id for r in rows])
+    nodes = [node_of(r, metrics.get(r.span_id)) for r in rows]
+    roots = build_tree(nodes)
+    start = min(n.start_ns for n in nodes)
+    end = max(n.start_ns + n.duration for n in nodes)
+    trace = Trace(trace_id, roots, len(nodes), sum(1 for n in nodes if n.status == "error"), truncated, start,
+                  int(end), sorted({n.session_id for n in nodes if n.session_id}))
+    total = max(end - start, 1)
+    for n in nodes:
+        n.bar_x = round((n.start_ns - start) / total * 1000, 1)
+        n.bar_w = round(max(n.duration / total * 1000, 3), 1)
+        n.start_text = f"+{format_ns(n.start_ns - start)} into the trace"
+    trace.small = len(nodes) <= OPEN_ALL_UPTO
+    trace.steps = steps_of(roots, open_mode=open_mode, small=trace.small)
+    shown = 0
+    for n in trace.steps:
+        if n is not None:
+            shown += n.size
+            n.inline = shown <= BODY_BUDGET
+    trace.inline_all = shown <= BODY_BUDGET
+    return trace
+
+
+def build_tree(nodes: list[Node]) -> list[Node]:
+    """Nodes (oldest first) → the roots, each holding its children oldest first.
+
+    A span whose parent is not in the trace is a root (marked `orphan`); so is the earliest span of a
+    parent cycle, which otherwise no root would reach."""
+    by_id = {n.span_id: n for n in nodes}
     roots: list[Node] = []
-    for node in nodes.values():
-        parent = nodes.get(node.a.get("parent_id") or "")
-        if parent is None or parent is node:
-            roots.append(node)
+    for n in nodes:
+        parent = by_id.get(n.parent_id) if n.parent_id is not None else None
+        if parent is None or parent is n:
+            n.orphan = n.parent_id is not None and parent is None
+            roots.append(n)
         else:
-            parent.children.append(node)
-    _flatten_deep(roots, 0)
+            parent.children.append(n)
+    reached = _walk(roots)
+    if len(reached) < len(nodes):
+        for n in nodes:  # oldest first: the earliest span of each cycle becomes a root
+            if n not in reached:
+                parent = by_id[n.parent_id]  # type: ignore[index]
+                parent.children.remove(n)
+                n.loop = True
+                roots.append(n)
+                reached |= _walk([n])
+        roots.sort(key=lambda r: r.start_ns)
     return roots
 
 
-def _flatten_deep(level: list[Node], depth: int) -> None:
-    # Iterative, and bounded: below MAX_DEPTH every descendant is listed flat under its ancestor there.
-    stack = [(level, depth)]
+def _walk(roots: Iterable[Node]) -> set[Node]:
+    seen: set[Node] = set()
+    stack = list(roots)
     while stack:
-        nodes, d = stack.pop()
-        for node in nodes:
-            if d >= MAX_DEPTH and node.children:
-                flat, todo = [], list(node.children)
-                while todo:
-                    child = todo.pop()
-                    flat.append(child)
-                    todo.extend(child.children)
-                    child.children = []
-                node.children = sorted(flat, key=lambda n: n.a.get("start_ns") or 0)
-            else:
-                stack.append((node.children, d + 1))
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        stack.extend(n.children)
+    return seen
 
 
-def trace_spans(session: Any, trace_id: str) -> list[dict[str, Any]]:
-    spans: list[dict[str, Any]] = []
-    cursor = None
-    while len(spans) < MAX_SPANS:
-        page, cursor = spans_for_trace(session, trace_id=trace_id, cursor=cursor, limit=1000)
-        spans.extend(page)
-        if not cursor:
-            break
-    return spans
+def steps_of(roots: list[Node], *, open_mode: str, small: bool) -> list[Node | None]:
+    """The tree as a flat walk (a node: open it; None: close the last one opened), so that the template
+    renders any depth without recursion. Also flattens below MAX_DEPTH and decides which nodes open."""
+    # Post-order: does an error sit below each node?
+    order: list[tuple[Node, int]] = []
+    stack = [(r, 0) for r in reversed(roots)]
+    while stack:
+        n, depth = stack.pop()
+        if depth == MAX_DEPTH and n.children:
+            flat, todo = [], list(n.children)
+            while todo:
+                c = todo.pop()
+                flat.append(c)
+                todo.extend(c.children)
+                c.children = []
+            n.flattened = len(flat)
+            n.children = sorted(flat, key=lambda c: c.start_ns)
+        order.append((n, depth))
+        stack.extend((c, depth + 1) for c in reversed(n.children))
+    for n, _ in reversed(order):
+        n.has_error_below = any(c.status == "error" or c.has_error_below for c in n.children)
+    # A span with children opens onto them; a leaf opens onto its fields, so leaves start closed.
+    for n, depth in order:
+        n.open = bool(n.children) and (open_mode == "all" or (
+            open_mode == "auto" and (small or depth < OPEN_DEPTH or n.has_error_below)))
+    steps: list[Node | None] = []
+    walk: list[Node | None] = [r for r in reversed(roots)]
+    while walk:
+        n = walk.pop()
+        steps.append(n)
+        if n is not None and n.children:
+            walk.append(None)
+            walk.extend(reversed(n.children))
+    return steps
 
 
-@router.get("/traces/{trace_id}")
-def trace_page(request: Request, session: SessionDep, person: PersonDep, trace_id: str) -> Response:
+# Who may see what ---------------------------------------------------------------------------------
+
+def visible_interactions(session: Session, person: Person, *, trace_ids: Sequence[str] = (),
+                         session_ids: Sequence[str] = ()) -> set[tuple[str, str]]:
+    """(kind, id) of these traces and sessions that are interactions of a queue this person may see;
+    kind is "trace" or "session"."""
+    wanted = []
+    if trace_ids:
+        wanted.append((AnnotationInteraction.type.in_(TRACE_TYPES)) & AnnotationInteraction.content_id.in_(trace_ids))
+    if session_ids:
+        wanted.append((AnnotationInteraction.type == "session") & AnnotationInteraction.content_id.in_(session_ids))
+    if not wanted:
+        return set()
+    stmt = (select(AnnotationInteraction.type, AnnotationInteraction.content_id, AnnotationQueue)
+            .join(AnnotationQueue, AnnotationQueue.pk == AnnotationInteraction.queue_pk)
+            .join(Project, Project.pk == AnnotationQueue.project_pk)
+            .where(Project.deleted_at.is_(None), or_(*wanted)))
+    return {("session" if kind == "session" else "trace", content_id)
+            for kind, content_id, queue in session.execute(stmt) if may_see(queue, person.actor)}
+
+
+def may_view_trace(session: Session, person: Person, trace: Trace) -> bool:
+    if person.may(Permission.READ):
+        return True
+    if not person.may(Permission.REVIEW):
+        return False
+    return bool(visible_interactions(session, person, trace_ids=[trace.trace_id], session_ids=trace.session_ids))
+
+
+def may_view_session(session: Session, person: Person, session_id: str) -> bool:
+    if person.may(Permission.READ):
+        return True
+    return person.may(Permission.REVIEW) and bool(visible_interactions(session, person, session_ids=[session_id]))
+
+
+def _require_some_access(person: Person, doing: str) -> None:
+    if not (person.may(Permission.READ) or person.may(Permission.REVIEW)):
+        person.require(Permission.READ, doing)
+
+
+def _not_found(request: Request, person: Person, heading: str, text: str) -> Response:
     from kennel.web.router import render
 
-    person.require(Permission.READ, "reading traces")
-    spans = trace_spans(session, trace_id)
-    if not spans:
-        raise NotFound(f"no spans of trace {trace_id!r} have arrived")
-    return render(request, "trace.html", person=person, trace_id=trace_id, roots=build_tree(spans),
-                  count=len(spans), errors=sum(1 for s in spans if s["attributes"].get("status") == "error"))
+    return render(request, "message.html", 404, person=person, heading=heading, text=text,
+                  back="/" if person.may(Permission.READ) else "/queues")
+
+
+def _missing_trace(request: Request, person: Person, trace_id: str) -> Response:
+    where = "" if person.may(Permission.READ) else ", or it is not in an annotation queue you review"
+    return _not_found(request, person, "Trace not found",
+                      f"No spans of trace {trace_id} have arrived{where}.")
+
+
+# Pages --------------------------------------------------------------------------------------------
+
+@router.get("/traces/{trace_id}")
+def trace_page(request: Request, session: SessionDep, person: PersonDep, trace_id: str,
+               open_mode: Annotated[str, Query(alias="open")] = "auto") -> Response:
+    from kennel.web.router import render
+
+    _require_some_access(person, "reading traces")
+    open_mode = open_mode if open_mode in ("auto", "all", "none") else "auto"
+    trace = load_trace(session, trace_id, open_mode=open_mode)
+    if trace is None or not may_view_trace(session, person, trace):
+        return _missing_trace(request, person, trace_id)
+    sessions = trace.session_ids if person.may(Permission.READ) else sorted(
+        sid for _, sid in visible_interactions(session, person, session_ids=trace.session_ids))
+    sessions = [(sid, session_url(sid)) for sid in sessions[:5]]
+    return render(request, "trace.html", person=person, trace=trace, open_mode=open_mode, sessions=sessions,
+                  page_url=f"/traces/{quote(trace_id, safe='')}")
+
+
+@router.get("/traces/{trace_id}/spans/{span_id:path}")
+def span_page(request: Request, session: SessionDep, person: PersonDep, trace_id: str, span_id: str) -> Response:
+    """One span with every value whole (where "show all" leads for the longest values)."""
+    from kennel.web.router import render
+
+    _require_some_access(person, "reading traces")
+    row = session.execute(select(*ROW_COLUMNS).where(Span.trace_id == trace_id, Span.span_id == span_id)).first()
+    if row is None:
+        return _missing_trace(request, person, trace_id)
+    if not person.may(Permission.READ):
+        sessions = session.execute(select(Span.session_id).where(Span.trace_id == trace_id,
+                                                                 Span.session_id.is_not(None))
+                                   .distinct().limit(100)).scalars().all()
+        if not visible_interactions(session, person, trace_ids=[trace_id], session_ids=list(sessions)):
+            return _missing_trace(request, person, trace_id)
+    node = node_of(row, metrics_for(session, trace_id, [span_id]).get(span_id), whole=True)
+    return render(request, "span.html", person=person, n=node, trace_url=f"/traces/{quote(trace_id, safe='')}")
+
+
+@dataclass
+class Turn:
+    root: Node
+    spans: int
+    errors: int
+
+    @property
+    def trace_url(self) -> str:
+        return f"/traces/{quote(self.root.trace_id, safe='')}"
+
+
+@router.get("/sessions/{session_id:path}")
+def session_page(request: Request, session: SessionDep, person: PersonDep, session_id: str,
+                 cursor: str | None = None) -> Response:
+    """A session as a transcript: each trace's root span (its input and output), oldest first."""
+    from kennel.web.router import render
+
+    _require_some_access(person, "reading sessions")
+    if not may_view_session(session, person, session_id):
+        return _not_found(request, person, "Session not found",
+                          f"Session {session_id} is not in an annotation queue you review.")
+    stmt = select(*ROW_COLUMNS).where(Span.session_id == session_id, Span.parent_id.is_(None))
+    if cursor:
+        start_ns, pk = decode_cursor(cursor, (int, int), "cursor")
+        stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
+    rows = session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(SESSION_PAGE + 1)).all()
+    next_url = None
+    if len(rows) > SESSION_PAGE:
+        last = rows[SESSION_PAGE - 1]
+        next_url = f"{session_url(session_id)}?{urlencode({'cursor': encode_cursor(last.start_ns, last.pk)})}"
+    rows = rows[:SESSION_PAGE]
+    if not rows and not cursor:
+        return _not_found(request, person, "Session not found",
+                          f"No trace of session {session_id} has arrived, or none has a root span yet.")
+    counts: dict[str, tuple[int, int]] = {}
+    trace_ids = list({r.trace_id for r in rows})
+    if trace_ids:
+        stmt = (select(Span.trace_id, func.count(), func.sum(case((Span.status == "error", 1), else_=0)))
+                .where(Span.trace_id.in_(trace_ids)).group_by(Span.trace_id))
+        counts = {t: (n, int(e or 0)) for t, n, e in session.execute(stmt)}
+    turns = [Turn(node_of(r, None), *counts.get(r.trace_id, (1, 0))) for r in rows]
+    return render(request, "session.html", person=person, session_id=session_id, turns=turns, next_url=next_url,
+                  first_page=not cursor)
