@@ -13,11 +13,10 @@ from html.parser import HTMLParser
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import Server, kennel_cli
 from tests.test_intake import EVAL, INTAKE, event, make_span
-from tests.test_web import CHROMIUM_ARGS, SHOTS, browser  # noqa: F401  - the Chromium fixture, shared
+from tests.test_web import SHOTS, browser, expect  # noqa: F401  - the Chromium fixture, shared
 
 V2 = "/api/v2/llm-obs/v1"
 PASSWORD = "trace view pw"
@@ -178,8 +177,9 @@ def test_tree_fields_and_escaping(server: Server, http: httpx.Client) -> None:
     # Fields: messages with their roles, metadata, metrics, tags and evaluations.
     assert '<span class="role">system</span><pre>Be brief</pre>' in text
     assert "&#34;temperature&#34;: 0.1" in text or "&quot;temperature&quot;: 0.1" in text
-    assert "<dt>input_tokens</dt><dd>3</dd>" in text
-    assert "<li>env:test</li>" in text
+    assert '<p class="line">input_tokens 3</p>' in text
+    assert '<p class="line tags-line">ml_app:tv  env:test</p>' in text
+    assert "span 3 (tool) · parent 2 · started +20.0 µs into the trace, took 1.2 µs · model p / m · ML app tv" in text
     assert '<span class="eval">faithfulness 0.875</span>' in text and "3 evaluations" in text
     assert "<td>faithfulness</td><td>0.875</td><td></td>" in text and "<td>polite</td><td>pass</td>" in text
     assert "&#34;cited&#34;: &#34;&lt;b&gt;no&lt;/b&gt;&#34;" in text, "a JSON evaluation, pretty-printed and escaped"
@@ -228,13 +228,59 @@ def test_a_trace_too_large_for_one_page_links_the_rest(server: Server, http: htt
     page = web.get(f"/traces/{trace}")
     assert page.status_code == 200
     assert len(tree_of(page.text)) == 70
-    assert len(page.text) < 3_300_000 and "the fields of its later spans are each on the span’s own page" in page.text
+    assert len(page.text) < 3_300_000 and "the fields of its later spans load when you open them" in page.text
     inline = [f"{i:02d}" + "z" * 1998 in page.text for i in range(70)]
     first_out = inline.index(False)
     assert 60 <= first_out < 70 and not any(inline[first_out:]), "the earliest spans' fields, up to the budget"
     for i in range(first_out, 70):
         assert f'<a href="/traces/{trace}/spans/s{i:02d}">This span’s fields</a>' in page.text
+        assert f'hx-get="/traces/{trace}/spans/s{i:02d}?part=fields"' in page.text
     assert "69" + "z" * 44_998 in web.get(f"/traces/{trace}/spans/s69").text
+
+
+def seed_large_trace(http: httpx.Client, spans: int = 250) -> str:
+    """A root and `spans - 1` children: one with hostile input and two evaluations, one with an error."""
+    trace = uuid.uuid4().hex
+    base = time.time_ns() - 10**9
+    batch = [make_span("tv", trace_id=trace, span_id="root", name="large-root", kind="agent", start_ns=base)]
+    for i in range(1, spans):
+        span = make_span("tv", trace_id=trace, span_id=f"c{i}", name=f"child-{i}", kind="tool", start_ns=base + i,
+                         parent_id="root")
+        span["meta"]["input"] = {"value": f"input of child {i} " + "q" * 200}
+        batch.append(span)
+    batch[7]["name"] = HOSTILE_NAME
+    batch[7]["meta"]["input"] = {"value": HOSTILE_INPUT}
+    batch[9]["status"] = "error"
+    batch[9]["meta"]["error"] = {"type": "ValueError", "message": "bad <i>value</i>", "stack": "Traceback ..."}
+    send(http, *batch)
+    r = http.post(EVAL, json={"data": {"type": "evaluation_metric", "attributes": {"metrics": [
+        metric(batch[7], "tone", "categorical", "rude", reasoning=HOSTILE_REASONING)]}}})
+    assert r.status_code == 202 and r.json()["meta"]["rejected"] == 0, r.text
+    return trace
+
+
+def test_a_large_trace_fetches_each_span_when_opened(server: Server, http: httpx.Client) -> None:
+    """Past 200 spans the page is a tree of summaries; a span's fields come from ?part=fields when opened."""
+    trace = seed_large_trace(http)
+    web = person(server)
+    page = web.get(f"/traces/{trace}")
+    assert page.status_code == 200
+    text = page.text
+    boxes = tree_of(text)
+    assert len(boxes) == 250 and len(boxes["large-root"].children) == 249
+    assert "input of child" not in text, "no span's input is read for the page"
+    assert "each span’s input, output and other fields load when you open it" in text
+    assert "ValueError: bad &lt;i&gt;value&lt;/i&gt;" in text and '<span class="eval">tone rude</span>' in text
+    assert HOSTILE_NAME not in text and HOSTILE_INPUT not in text
+    assert f'hx-get="/traces/{trace}/spans/c7?part=fields" hx-trigger="toggle once"' in text
+    assert f'<a href="/traces/{trace}/spans/c7">This span’s fields</a>' in text, "without script, a link"
+    part = web.get(f"/traces/{trace}/spans/c7", params={"part": "fields"})
+    assert part.status_code == 200 and "<html" not in part.text and "<body" not in part.text
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in part.text and HOSTILE_INPUT not in part.text
+    assert HOSTILE_REASONING not in part.text and "&lt;svg onload=" in part.text
+    assert "script-src 'self'" in part.headers["content-security-policy"]
+    with httpx.Client(base_url=server.base_url) as anonymous:
+        assert anonymous.get(f"/traces/{trace}/spans/c7", params={"part": "fields"}).status_code == 303
 
 
 def test_odd_shapes_and_the_open_modes(server: Server, http: httpx.Client) -> None:
@@ -374,7 +420,7 @@ def test_session_transcript(server: Server, http: httpx.Client) -> None:
 # In a real browser --------------------------------------------------------------------------------
 
 def test_trace_view_in_chromium_runs_nothing_injected(server: Server, http: httpx.Client, browser: Any) -> None:
-    sent = seed_trace(http)
+    sent, large = seed_trace(http), seed_large_trace(http)
     web = person(server)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
@@ -411,6 +457,14 @@ def test_trace_view_in_chromium_runs_nothing_injected(server: Server, http: http
         assert page.evaluate("document.querySelectorAll('img, svg[onload], script:not([src])').length") == 0
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{server.backend}-trace.png"), full_page=True)
+        # A large trace fetches a span's fields when it is opened (htmx), and they run nothing either.
+        page.goto(f"{server.base_url}/traces/{large}")
+        hostile = page.locator("details.span", has=page.locator(":scope > summary", has_text=HOSTILE_NAME))
+        hostile.locator(":scope > summary").click()
+        expect(hostile.get_by_text(HOSTILE_INPUT, exact=True)).to_be_visible()
+        expect(hostile.get_by_text(HOSTILE_REASONING, exact=True)).to_be_visible()
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        page.screenshot(path=str(SHOTS / f"{server.backend}-trace-large.png"))
         page.goto(f"{server.base_url}/sessions/{sent.session}")
         assert page.get_by_role("link", name="workflow-root").is_visible()
         page.screenshot(path=str(SHOTS / f"{server.backend}-session.png"), full_page=True)

@@ -4,7 +4,8 @@ transcript of its traces (/sessions/{id}).
 A trace is rendered on the server as nested <details>: it opens and closes without any script, under the
 CSP. Every value comes from programs and people outside, so it only ever reaches the HTML through Jinja2's
 autoescaping. Long values are cut on the server; the rest is one click away (a nested <details>), or, past
-INLINE_MAX, on the span's own page, so that a page's size stays bounded whatever the spans hold.
+INLINE_MAX, on the span's own page. A trace of more than INLINE_SPANS spans is a tree of summaries whose
+spans fetch their fields when opened, so a page's cost and size stay bounded whatever the trace holds.
 
 Who may look: whoever may `read` sees every trace and session; an annotator (`review` only) sees a trace
 or session that is an interaction of a queue they may see (a trace also through its session), and is
@@ -13,6 +14,7 @@ told "not found" for any other, as for one that does not exist.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,9 +48,13 @@ SUMMARY_CUT = 160
 # Spans nested deeper than this are listed flat at this depth (browsers stop nesting elements at ~512,
 # and a pathological parent chain must not make a page that cannot be read).
 MAX_DEPTH = 40
-# A page shows at most this many spans of a trace, the earliest, and the fields of spans (in page order)
-# only while their values add up to BODY_BUDGET characters; the fields of the rest are a link away.
+# A page shows at most this many spans of a trace, the earliest. A trace of up to INLINE_SPANS spans
+# carries every span's fields in the page (while their values add up to BODY_BUDGET characters; later
+# spans' are a link away); a larger one is a tree of summaries, and a span's fields are fetched when it
+# is opened (htmx; without script, a link to the span's page). So a page costs about the same at 1,000
+# spans as at 10,000: no span's input and output are read until someone opens it.
 MAX_SPANS = 10_000
+INLINE_SPANS = 200
 BODY_BUDGET = 3_000_000
 # A trace this small opens fully (every span with children); a larger one opens two levels and the way to
 # each error.
@@ -230,11 +236,12 @@ class Node:
     input: IO
     output: IO
     sections: list[Section]
-    metrics: list[tuple[str, str]]
-    tags: list[str]
+    metrics_text: str  # the span's own metrics (token counts...), "name value · name value"
+    tags_text: str
     evaluations: list[Evaluation]
     size: int  # characters of the values shown inline
-    inline: bool = True  # False: past the page's budget, the fields are on the span's own page only
+    inline: bool = True  # False: the fields are fetched when the span is opened, or on the span's page
+    seq: int = 0  # its place in the page, for element ids
     children: list[Node] = field(default_factory=list)
     orphan: bool = False  # its parent is not in the trace (yet)
     loop: bool = False  # its parent is below it (a parent loop), so it is shown as a root
@@ -260,6 +267,20 @@ class Node:
         return span_url(self.trace_id, self.span_id)
 
     @property
+    def facts(self) -> str:
+        """Its ids, times, model and app in one line (one escaped string: a page has thousands)."""
+        parts = [f"span {self.span_id}" + (f" ({self.kind})" if self.kind else "")]
+        if self.parent_id is not None:
+            parts.append(f"parent {self.parent_id}" + (" (not in this trace)" if self.orphan else
+                                                       " (below this span: a parent loop)" if self.loop else ""))
+        parts.append(f"started {self.started}, took {self.duration_text}")
+        if self.model:
+            parts.append(f"model {self.model}")
+        if self.ml_app:
+            parts.append(f"ML app {self.ml_app}")
+        return " · ".join(parts)
+
+    @property
     def error_line(self) -> str:
         if self.error is None:
             return ""
@@ -271,38 +292,55 @@ def session_url(session_id: str) -> str:
     return f"/sessions/{quote(session_id, safe='')}"
 
 
+def _segment(text: str) -> str:
+    return text if text.isascii() and text.isalnum() else quote(text, safe="")
+
+
 def span_url(trace_id: str, span_id: str) -> str:
-    return f"/traces/{quote(trace_id, safe='')}/spans/{quote(span_id, safe='')}"
+    return f"/traces/{_segment(trace_id)}/spans/{_segment(span_id)}"
 
 
 def node_of(row: Any, metrics: list[dict[str, Any]] | None, *, whole: bool = False) -> Node:
-    meta = row.meta if isinstance(row.meta, dict) else {}
-    body = row.body if isinstance(row.body, dict) else {}
-    model = " / ".join(str(meta[k]) for k in ("model_provider", "model_name") if isinstance(meta.get(k), str))
+    """A span row (ROW_COLUMNS) as a node, its values ready to show. Called for each of up to 10,000 spans of
+    a page, so it does the least it can."""
+    _, trace_id, span_id, parent_id, name, kind, ml_app, session_id, status, start_ns, duration, meta, body = row
+    if not isinstance(meta, dict):
+        meta = {}
+    if not isinstance(body, dict):
+        body = {}
     evaluations = []
-    for label, e in sorted(evaluation_map(metrics).items()) if metrics else ():
-        v = e.get("value")
-        reasoning = e.get("reasoning")
-        evaluations.append(Evaluation(label, str(e.get("eval_metric_type") or ""),
-                                      text_value(json_text(v), whole=whole), _short(v),
-                                      str(e.get("assessment") or ""),
-                                      text_value(reasoning, whole=whole) if reasoning else None))
+    if metrics:
+        for label, e in sorted(evaluation_map(metrics).items()):
+            v = e.get("value")
+            reasoning = e.get("reasoning")
+            evaluations.append(Evaluation(label, str(e.get("eval_metric_type") or ""),
+                                          text_value(json_text(v), whole=whole), _short(v),
+                                          str(e.get("assessment") or ""),
+                                          text_value(reasoning, whole=whole) if reasoning else None))
     inp = io_of(meta.get("input"), whole=whole)
     out = io_of(meta.get("output"), whole=whole)
-    sections: list[Section] = [(label, io_items(io)) for label, io in (("Input", inp), ("Output", out)) if io]
+    sections: list[Section] = []
+    size = 0
+    for label, io in (("Input", inp), ("Output", out)):
+        if io:
+            items = io_items(io)
+            sections.append((label, items))
+            size += sum(len(v.head) + len(v.rest) for _, v in items)
     metadata = meta.get("metadata")
-    if metadata not in (None, {}):
-        sections.append(("Metadata", [(None, text_value(json_text(metadata), whole=whole))]))
-    size = sum(len(v.head) + len(v.rest) for _, items in sections for _, v in items)
-    span_metrics = body.get("metrics")
-    tags = body.get("tags")
+    if metadata is not None and metadata != {}:
+        v = text_value(json_text(metadata), whole=whole)
+        sections.append(("Metadata", [(None, v)]))
+        size += len(v.head) + len(v.rest)
+    provider, model = meta.get("model_provider"), meta.get("model_name")
+    span_metrics, tags = body.get("metrics"), body.get("tags")
     return Node(
-        span_id=row.span_id, parent_id=row.parent_id, trace_id=row.trace_id, name=row.name,
-        kind=row.span_kind or "", status=row.status, start_ns=row.start_ns, duration=row.duration or 0.0,
-        ml_app=row.ml_app or "", session_id=row.session_id, model=model, error=error_of(row.status, meta),
-        input=inp, output=out, sections=sections,
-        metrics=[(str(k), _short(v)) for k, v in span_metrics.items()] if isinstance(span_metrics, dict) else [],
-        tags=[t for t in tags if isinstance(t, str)] if isinstance(tags, list) else [],
+        span_id=span_id, parent_id=parent_id, trace_id=trace_id, name=name, kind=kind or "", status=status,
+        start_ns=start_ns, duration=duration or 0.0, ml_app=ml_app or "", session_id=session_id,
+        model=" / ".join(m for m in (provider, model) if isinstance(m, str)) if provider or model else "",
+        error=error_of(status, meta) if status == "error" else None, input=inp, output=out, sections=sections,
+        metrics_text=" · ".join(f"{k} {_short(v)}" for k, v in span_metrics.items())
+        if isinstance(span_metrics, dict) else "",
+        tags_text="  ".join(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else "",
         evaluations=evaluations, size=size)
 
 
@@ -340,11 +378,17 @@ class Trace:
     session_ids: list[str]
     steps: list[Node | None] = field(default_factory=list)  # a node opens, None closes the last one opened
     inline_all: bool = True  # every span's fields are in the page
+    light: bool = False  # too many spans to carry their fields: each is fetched when its span is opened
     small: bool = True  # opens fully by default
 
     @property
     def duration_text(self) -> str:
         return format_ns(self.end_ns - self.start_ns)
+
+    @property
+    def dom_id(self) -> str:
+        """A prefix for the ids of this trace's elements, so that a page may embed several traces."""
+        return "t" + hashlib.blake2s(self.trace_id.encode(), digest_size=5).hexdigest()
 
     @property
     def started(self) -> str:
@@ -356,20 +400,58 @@ class Trace:
         return next((r for r in self.roots if r.parent_id is None), self.roots[0])
 
 
+# The columns of a span's one-line summary in the tree of a large trace: its JSON (input, output...) is
+# not read at all, but for the spans that ended in an error.
+SUMMARY_COLUMNS = (Span.pk, Span.trace_id, Span.span_id, Span.parent_id, Span.name, Span.span_kind, Span.ml_app,
+                   Span.session_id, Span.status, Span.start_ns, Span.duration)
+NO_IO = IO()
+
+
+def summary_node(row: Any, error_meta: dict[str, Any] | None, metrics: list[dict[str, Any]] | None) -> Node:
+    """A span of a large trace: what its summary shows; its fields are fetched when it is opened."""
+    _, trace_id, span_id, parent_id, name, kind, ml_app, session_id, status, start_ns, duration = row
+    evaluations = []
+    if metrics:
+        for label, e in sorted(evaluation_map(metrics).items()):
+            v = e.get("value")
+            evaluations.append(Evaluation(label, str(e.get("eval_metric_type") or ""), Value(""), _short(v),
+                                          str(e.get("assessment") or ""), None))
+    return Node(
+        span_id=span_id, parent_id=parent_id, trace_id=trace_id, name=name, kind=kind or "", status=status,
+        start_ns=start_ns, duration=duration or 0.0, ml_app=ml_app or "", session_id=session_id,
+        model="", error=error_of(status, error_meta or {}) if status == "error" else None, input=NO_IO, output=NO_IO,
+        sections=[], metrics_text="", tags_text="", evaluations=evaluations, size=0, inline=False)
+
+
 def load_trace(session: Session, trace_id: str, *, open_mode: str = "auto") -> Trace | None:
-    rows = session.execute(select(*ROW_COLUMNS).where(Span.trace_id == trace_id)
-                           .order_by(Span.start_ns, Span.pk).limit(MAX_SPANS + 1)).all()
-    if not rows:
+    count = session.scalar(select(func.count()).select_from(
+        select(Span.pk).where(Span.trace_id == trace_id).limit(INLINE_SPANS + 1).subquery()))
+    if not count:
+        return None
+    light = count > INLINE_SPANS
+    by_start = (Span.start_ns, Span.pk)
+    if light:
+        rows = session.execute(select(*SUMMARY_COLUMNS).where(Span.trace_id == trace_id)
+                               .order_by(*by_start).limit(MAX_SPANS + 1)).all()
+    else:
+        rows = session.execute(select(*ROW_COLUMNS).where(Span.trace_id == trace_id)
+                               .order_by(*by_start).limit(MAX_SPANS + 1)).all()
+    if not rows:  # deleted in between
         return None
     truncated = len(rows) > MAX_SPANS
     rows = rows[:MAX_SPANS]
     metrics = metrics_for(session, trace_id, [r.span_id for r in rows])
-    nodes = [node_of(r, metrics.get(r.span_id)) for r in rows]
+    if light:
+        errors = dict(session.execute(select(Span.span_id, Span.meta).where(
+            Span.trace_id == trace_id, Span.status == "error")).all())
+        nodes = [summary_node(r, errors.get(r.span_id), metrics.get(r.span_id)) for r in rows]
+    else:
+        nodes = [node_of(r, metrics.get(r.span_id)) for r in rows]
     roots = build_tree(nodes)
     start = min(n.start_ns for n in nodes)
     end = max(n.start_ns + n.duration for n in nodes)
     trace = Trace(trace_id, roots, len(nodes), sum(1 for n in nodes if n.status == "error"), truncated, start,
-                  int(end), sorted({n.session_id for n in nodes if n.session_id}))
+                  int(end), sorted({n.session_id for n in nodes if n.session_id}), light=light)
     total = max(end - start, 1)
     for n in nodes:
         n.bar_x = round((n.start_ns - start) / total * 1000, 1)
@@ -377,12 +459,15 @@ def load_trace(session: Session, trace_id: str, *, open_mode: str = "auto") -> T
         n.start_text = f"+{format_ns(n.start_ns - start)} into the trace"
     trace.small = len(nodes) <= OPEN_ALL_UPTO
     trace.steps = steps_of(roots, open_mode=open_mode, small=trace.small)
-    shown = 0
+    shown = seq = 0
     for n in trace.steps:
         if n is not None:
-            shown += n.size
-            n.inline = shown <= BODY_BUDGET
-    trace.inline_all = shown <= BODY_BUDGET
+            seq += 1
+            n.seq = seq
+            if not light:
+                shown += n.size
+                n.inline = shown <= BODY_BUDGET
+    trace.inline_all = not light and shown <= BODY_BUDGET
     return trace
 
 
@@ -534,8 +619,10 @@ def trace_page(request: Request, session: SessionDep, person: PersonDep, trace_i
 
 
 @router.get("/traces/{trace_id}/spans/{span_id:path}")
-def span_page(request: Request, session: SessionDep, person: PersonDep, trace_id: str, span_id: str) -> Response:
-    """One span with every value whole (where "show all" leads for the longest values)."""
+def span_page(request: Request, session: SessionDep, person: PersonDep, trace_id: str, span_id: str,
+              part: str = "") -> Response:
+    """One span with every value whole (where "show all" leads for the longest values); `?part=fields`: its
+    fields alone, cut as in the trace, for the tree of a large trace to fetch when the span is opened."""
     from kennel.web.router import render
 
     _require_some_access(person, "reading traces")
@@ -548,7 +635,10 @@ def span_page(request: Request, session: SessionDep, person: PersonDep, trace_id
                                    .distinct().limit(100)).scalars().all()
         if not visible_interactions(session, person, trace_ids=[trace_id], session_ids=list(sessions)):
             return _missing_trace(request, person, trace_id)
-    node = node_of(row, metrics_for(session, trace_id, [span_id]).get(span_id), whole=True)
+    fragment = part == "fields"
+    node = node_of(row, metrics_for(session, trace_id, [span_id]).get(span_id), whole=not fragment)
+    if fragment:
+        return render(request, "_span_part.html", n=node)
     return render(request, "span.html", person=person, n=node, trace_url=f"/traces/{quote(trace_id, safe='')}")
 
 
