@@ -305,3 +305,203 @@ def test_experiment_dataset_version_beyond_64_bits_is_refused(http) -> None:
             "dataset_version": 2**63}}})
         assert r.status_code == 400, r.text
         assert r.json()["errors"][0]["source"]["pointer"] == "/data/attributes/dataset_version"
+
+
+NUL_QUERY_PARAMETERS = [
+    ("{V1}/projects", "filter[id]"), ("{V1}/projects", "filter[name]"),
+    ("{V1}/{pid}/datasets", "filter[id]"), ("{V1}/{pid}/datasets", "filter[name]"),
+    ("{V1}/{pid}/datasets/{did}/records", "filter[tags]"),
+    ("{V1}/experiments", "filter[id]"), ("{V1}/experiments", "filter[name]"),
+    ("{V1}/experiments", "filter[project_id]"), ("{V1}/experiments", "filter[dataset_id]"),
+    ("{V1}/experiments", "filter[experiment]"), ("{V1}/experiments", "filter[parent_experiment_id]"),
+    ("{V1}/spans/events", "filter[ml_app]"), ("{V1}/spans/events", "filter[trace_id]"),
+    ("{V1}/spans/events", "filter[span_name]"), ("{V1}/spans/events", "filter[tag][team]"),
+    ("{V1}/spans/events", "filter[query]"),
+    ("{QUEUES}", "queueIds"), ("{QUEUES}", "projectId"), ("{V1}/annotated-interactions", "contentIds"),
+]
+
+
+@pytest.mark.parametrize(("url", "name"), NUL_QUERY_PARAMETERS, ids=lambda p: p.split("/")[-1])
+def test_nul_in_a_query_parameter_is_a_400_naming_it(http, ids, url, name):
+    """SQLite compared and found nothing while PostgreSQL refused to bind the value, a 400 naming nothing."""
+    url = url.format(V1=V1, QUEUES=QUEUES, pid=ids["project_id"], did=ids["dataset_id"])
+    for value in ("a\x00b", "\x00", "ok,\x00"):
+        _bad(http.get(url, params={name: value}), parameter=name, says="NUL")
+    # In the parameter's name too: spans take any filter[tag][<key>].
+    key = "filter[tag][te\x00am]"
+    _bad(http.get(f"{V1}/spans/events", params={key: "x"}), parameter=key, says="NUL")
+
+
+def test_escaped_nul_in_the_metadata_filter_is_a_400_naming_it(http):
+    for raw in ('{"a": "x\\u0000"}', '{"a\\u0000": 1}', '{"tags": ["\\u0000"]}'):
+        _bad(http.get(f"{V1}/experiments", params={"filter[metadata]": raw}), parameter="filter[metadata]",
+             says="NUL")
+    # A backslash followed by the text u0000 is no NUL.
+    resp = http.get(f"{V1}/experiments", params={"filter[metadata]": '{"a": "\\\\u0000"}'})
+    assert resp.status_code == 200 and resp.json()["data"] == [], resp.text[:300]
+
+
+def test_nul_in_a_path_id_is_a_404_on_both_databases(http, ids):
+    pid, did, eid = ids["project_id"], ids["dataset_id"], ids["experiment_id"]
+    for url in (f"{V1}/a%00b/datasets", f"{V1}/{pid}/datasets/a%00b/records", f"{V1}/experiments/a%00b/events",
+                f"/api/v2/llm-obs/v3/experiments/a%00b/events", f"{V1}/{pid}/datasets/{did}/export?x=1".replace(
+                    did, did + "%00"), f"{QUEUES}/a%00b/label-schema"):
+        resp = http.get(url)
+        assert resp.status_code == 404, (url, resp.text[:300])
+        assert "NUL" in resp.json()["errors"][0]["detail"]
+    resp = http.patch(f"{V1}/experiments/{eid}%00", json={"data": {"type": "experiments", "attributes": {}}})
+    assert resp.status_code == 404, resp.text[:300]
+
+
+def test_nul_in_stored_json_objects_is_refused_on_both_databases(http, ids):
+    """SQLite stored these and PostgreSQL refused them with a 400 naming nothing."""
+    pid, eid = ids["project_id"], ids["experiment_id"]
+    attrs = {"type": "experiments", "attributes": {"project_id": pid, "name": unique("nul")}}
+    cases = [
+        ("POST", f"{V1}/{pid}/datasets", {"data": {"type": "datasets", "attributes": {
+            "name": unique("nul"), "metadata": {"a": ["x\x00"]}}}}, "/data/attributes/metadata/a/0"),
+        ("PATCH", f"{V1}/{pid}/datasets/{ids['dataset_id']}", {"data": {"type": "datasets", "attributes": {
+            "metadata": {"k\x00": 1}}}}, "/data/attributes/metadata/k\x00"),
+        ("POST", f"{V1}/experiments", {"data": {**attrs, "attributes": {**attrs["attributes"],
+                                                                        "config": {"c": "\x00"}}}},
+         "/data/attributes/config/c"),
+        ("POST", f"{V1}/experiments/{eid}/events", {"data": {"type": "events", "attributes": {"spans": [
+            {"trace_id": "t", "span_id": "s", "name": "n", "start_ns": 1, "duration": 1, "meta": {"x": "\x00"}}]}}},
+         "/data/attributes/spans/0/meta/x"),
+    ]
+    for method, url, body, pointer in cases:
+        _bad(http.request(method, url, json=body), pointer=pointer, says="NUL")
+    # The text \u0000 (a backslash, then u0000) is kept as it was sent.
+    resp = http.post(f"{V1}/{pid}/datasets", json={"data": {"type": "datasets", "attributes": {
+        "name": unique("text"), "metadata": {"a": "\\u0000"}}}})
+    assert resp.status_code == 200 and resp.json()["data"]["attributes"]["metadata"] == {"a": "\\u0000"}
+
+
+def test_storage_checks_find_nul_characters():
+    from kennel.jsonapi import storable, unstorable
+
+    assert unstorable({"a": [1, "x\x00"]}) == ("/a/1", unstorable("\x00")[1])
+    assert unstorable({"ok": 2**64, "k\x00": 1})[0] == "/ok"  # document order
+    assert unstorable({"k\x00": {"deep": 1}})[0] == "/k\x00" and "key" in unstorable({"k\x00": 1})[1]
+    for text in ("\\u0000", "\\\\u0000", "\\\\\\u0000x"):
+        assert storable({"t": text}), text
+    for text in ("\\\x00", "\\\\\x00", "a\n\x00"):
+        assert not storable({"t": text}), text
+
+
+NOT_INTEGERS = [" 5", "5 ", "1_0", "\u0663", "\uff15", "5\n", "+ 5", "0x5", "1e3", "--5"]
+
+
+@pytest.mark.parametrize("value", NOT_INTEGERS, ids=repr)
+def test_integer_parameters_take_ascii_digits_only(http, ids, value):
+    """int() reads surrounding spaces, underscores and any script's digits; no HTTP client means those."""
+    pid, did = ids["project_id"], ids["dataset_id"]
+    records = f"{V1}/{pid}/datasets/{did}/records"
+    by_content = f"{V1}/annotated-interactions"
+    cases = [(records, "filter[version]", {}), (records, "page[limit]", {}),
+             (f"{V1}/projects", "page[limit]", {}), (f"{V1}/{pid}/datasets", "page[limit]", {}),
+             (f"{V1}/experiments", "page[limit]", {}),  # documented to clamp, but not to guess
+             (f"{V1}/spans/events", "page[limit]", {}),
+             (f"{V1}/{pid}/datasets/{did}/export", "version", {}),
+             (by_content, "offset", {"contentIds": "x"}), (by_content, "limit", {"contentIds": "x"})]
+    for url, name, extra in cases:
+        _bad(http.get(url, params={**extra, name: value}), parameter=name, says="ASCII digits")
+
+
+def test_integer_parameters_take_a_sign_and_leading_zeros(http, ids):
+    for value in ("+2", "002", "+0002"):
+        resp = http.get(f"{V1}/projects", params={"page[limit]": value})
+        assert resp.status_code == 200 and len(resp.json()["data"]) <= 2, resp.text[:300]
+    resp = http.get(f"{V1}/annotated-interactions", params={"contentIds": "x", "offset": "-0"})
+    assert resp.status_code == 200, resp.text[:300]
+
+
+@pytest.mark.parametrize("value", ["\u0663", "now-\u0663d", "\uff11\uff12\uff13", "now-\u0661h"], ids=repr)
+def test_span_time_bounds_take_ascii_digits_only(http, value):
+    _bad(http.get(f"{V1}/spans/events", params={"filter[from]": value}), parameter="filter[from]")
+    body = {"data": {"type": "spans", "attributes": {"filter": {"from": value}}}}
+    _bad(http.post(f"{V1}/spans/events/search", json=body), pointer="/data/attributes/filter/from")
+
+
+def _upload(http, pid: str, did: str, body: bytes, filename: str):
+    from tests.test_upload import upload
+
+    return upload(http, pid, did, body, filename=filename, ctype="application/octet-stream")
+
+
+@pytest.mark.parametrize("big", BIG, ids=str)
+def test_uploads_refuse_integers_beyond_64_bits(http, big):
+    """orjson read them as floats: the upload stored a changed number without a word."""
+    from tests.test_dataset_lifecycle_helpers import dataset_attrs, make_dataset, make_project, ok_batch, records
+    from tests.test_upload import csv_bytes
+
+    pid = make_project(http)
+    did = make_dataset(http, pid)
+    ok_batch(http, pid, did, inserts=[{"id": "keep", "input": 1}])
+    n = str(big)
+    files = [
+        ("d.csv", csv_bytes([["a", "1", "", "", ""], ["b", f'{{"x": [1, {n}]}}', "", "", ""]]), "row 2", "/input/x/1"),
+        ("d.csv", csv_bytes([["a", "1", "", f'{{"n": {n}}}', ""]]), "row 1", "/metadata/n"),
+        ("d.csv", csv_bytes([["a", n, "", "", ""]]), "row 1", "/input"),
+        # Every cell quoted, as some writers do: the quote opens a number here, not a JSON string.
+        ("d.csv", b'"id","input"\r\n"a","%s"\r\n' % n.encode(), "row 1", "/input"),
+        # Digits in a string make the whole file suspect; each row is still looked at on its own.
+        ("d.csv", csv_bytes([["a", '"see 123456789012345678901234"', "", "", ""], ["b", f"[1, {n}]", "", "", ""]]),
+         "row 2", "/input/1"),
+        ("d.jsonl", b'{"input": 1}\n{"input": 1, "expected_output": {"a": %s}}\n' % n.encode(), "line 2",
+         "/expected_output/a"),
+        ("d.jsonl", b'{"input": [%s]}\n' % n.encode(), "line 1", "/input/0"),
+    ]
+    ddtrace = f"/api/unstable/llm-obs/v1/datasets/{did}/records/upload"
+    for filename, body, row, pointer in files:
+        status, payload = _upload(http, pid, did, body, filename)
+        assert status == 400, (filename, body, payload)
+        detail = payload["errors"][0]["detail"]
+        assert f"{row} " in detail or f"{row}:" in detail, detail
+        assert pointer in detail and "64 bits" in detail, detail
+        resp = http.post(ddtrace, files={"file": (filename, body, "application/octet-stream")})
+        assert resp.status_code == 400, resp.text[:300]
+        detail = resp.json()["errors"][0]["detail"]
+        assert row in detail and pointer in detail and "64 bits" in detail, detail
+    # Past the first chunk the typed route has started its stream: an `error` event names the row.
+    late = csv_bytes([[f"r{i}", str(i), "", "", ""] for i in range(5000)] + [["z", f"[{n}]", "", "", ""]])
+    status, events = _upload(http, pid, did, late, "d.csv")
+    assert status == 200 and events[-1][0] == "error", events[-2:]
+    assert "row 5001" in events[-1][1]["message"] and "64 bits" in events[-1][1]["message"], events[-1]
+    assert set(records(http, pid, did)) == {"keep"}
+    assert dataset_attrs(http, pid, did)["current_version"] == 1
+
+
+def test_uploads_keep_integers_at_the_64_bit_edge_exactly(http):
+    from tests.test_dataset_lifecycle_helpers import make_dataset, make_project, records
+    from tests.test_upload import csv_bytes
+
+    pid = make_project(http)
+    hi, lo = EDGE
+    text = "12345678901234567890123"  # digits in a string, not a number
+    for filename, body in (
+        ("d.csv", csv_bytes([["a", str(hi), f'"{text}"', f'{{"lo": {lo}}}', ""]])),
+        ("d.jsonl", b'{"id": "a", "input": %d, "expected_output": "%s", "metadata": {"lo": %d}}\n' % (hi, text.encode(),
+                                                                                                        lo)),
+    ):
+        did = make_dataset(http, pid)
+        status, events = _upload(http, pid, did, body, filename)
+        assert status == 200 and events[-1][0] == "completed", events[-2:]
+        got = records(http, pid, did)["a"]
+        assert (got["input"], got["expected_output"], got["metadata"]) == (hi, text, {"lo": lo}), got
+
+
+def test_wide_integer_scan_sees_literals_across_its_blocks():
+    from kennel.jsonapi import _SCAN_BLOCK, exact_loads, may_hold_wide_int
+
+    for offset in range(-25, 3):
+        pad = b"x" * (_SCAN_BLOCK + offset)
+        assert may_hold_wide_int(pad + b",18446744073709551616,"), offset
+        assert may_hold_wide_int(pad + b",-9223372036854775809,"), offset
+        assert not may_hold_wide_int(pad + b',"18446744073709551616",1844674407370955161'), offset
+    assert may_hold_wide_int(b"18446744073709551616") and exact_loads("18446744073709551616") == 2**64
+    quoted = b'"id","input"\r\n"a","-9223372036854775809"\r\n'
+    assert may_hold_wide_int(quoted, csv=True) and not may_hold_wide_int(quoted)
+    assert exact_loads(b"[-9223372036854775809]") == [-2**63 - 1]
+    with pytest.raises(orjson.JSONDecodeError):
+        exact_loads("[NaN, 18446744073709551616]")

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from kennel import __version__
 from kennel.config import Settings
@@ -17,6 +17,7 @@ from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
 from kennel.auth import gate_authenticator
 from kennel.errors import install_error_handlers
+from kennel.jsonapi import plain_parameters
 from kennel.gate import Admission, Gate, Limits
 
 log = logging.getLogger("kennel")
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
                spans_router)
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import datetime, timezone
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
@@ -15,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 from starlette.responses import Response
 
-from kennel.errors import JSONAPI, Invalid, error_item
+from kennel.errors import JSONAPI, Invalid, NotFound, error_item
 from kennel.openapi import json_body
 
 M = TypeVar("M", bound=BaseModel)
@@ -67,6 +68,41 @@ def _pointer(loc: tuple[Any, ...]) -> str:
 # literal too wide for orjson is a space (what precedes a JSON number once translated) followed by 20
 # zeros, or by a minus and 19. Digits inside strings rarely match, and a match only costs a second parse.
 _DIGIT_RUNS = bytes(ord("0") if 48 <= c <= 57 else c if c in b'"-' else ord(" ") for c in range(256))
+# In a CSV file a quote may open a cell that is a bare number, not only a JSON string.
+_CSV_DIGIT_RUNS = _DIGIT_RUNS.replace(b'"', b" ")
+_WIDE, _WIDE_NEGATIVE = b" " + b"0" * 20, b" -" + b"0" * 19
+# Both hold this run, which is looked for first: in a short text, bytes.find sets up a mixed needle (space
+# or minus, then zeros) in ~3 us, and a uniform one in a tenth of that.
+_RUN = b"0" * 19
+# Translated a block at a time, so a 100 MB upload is never copied whole; blocks overlap by a pattern's
+# length less one, so a literal across a boundary is seen whole in one of them.
+_SCAN_BLOCK = 1 << 20
+_SCAN_OVERLAP = len(_WIDE) - 1
+
+
+def may_hold_wide_int(raw: bytes, *, csv: bool = False) -> bool:
+    """Whether `raw` (JSON or JSON lines, or with `csv` a CSV file whose cells may be JSON) may hold an
+    integer literal orjson would read as a float; False means it certainly does not. At C speed, about a
+    seventh of an orjson parse."""
+    table = _CSV_DIGIT_RUNS if csv else _DIGIT_RUNS
+    for start in range(0, len(raw), _SCAN_BLOCK):
+        # At the very start nothing precedes a literal: a space stands in for it.
+        block = raw[max(start - _SCAN_OVERLAP, 0):start + _SCAN_BLOCK] if start else b" " + raw[:_SCAN_BLOCK]
+        translated = block.translate(table)
+        if _RUN in translated and (_WIDE in translated or _WIDE_NEGATIVE in translated):
+            return True
+    return False
+
+
+def _exact_ints(raw: bytes | str, tree: Any) -> Any:
+    # `tree` is orjson's reading of `raw`, so `raw` is strict JSON; the standard library reads it alike
+    # but for integers beyond 64 bits, which it keeps exact for check_storable to refuse.
+    if not may_hold_wide_int(raw if isinstance(raw, bytes) else raw.encode()):
+        return tree
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise Invalid("malformed JSON: nested too deep", pointer="") from None
 
 
 def strict_loads(raw: bytes) -> Any:
@@ -74,16 +110,17 @@ def strict_loads(raw: bytes) -> Any:
 
     orjson reads integers beyond 64 bits as floats, a changed number stored without a word; a body that
     may hold one is parsed again by the standard library, which keeps them exact for check_storable to
-    refuse. Looking for one costs about a seventh of the orjson parse.
+    refuse.
     """
-    tree = _strict_orjson(raw)
-    translated = raw.translate(_DIGIT_RUNS)
-    if b" " + b"0" * 20 in translated or b" -" + b"0" * 19 in translated:
-        try:
-            return json.loads(raw)
-        except RecursionError:
-            raise Invalid("malformed JSON: nested too deep", pointer="") from None
-    return tree
+    return _exact_ints(raw, _strict_orjson(raw))
+
+
+def exact_loads(raw: bytes | str) -> Any:
+    """orjson.loads, raising orjson.JSONDecodeError as it does, but with integers beyond 64 bits exact
+    (as strict_loads) rather than floats; Invalid if such a document is nested too deep to read again.
+    For callers that treat what is not JSON otherwise than as a 400 (an upload's CSV cell is then text);
+    worth calling only where may_hold_wide_int found something, as the check costs a copy per call."""
+    return _exact_ints(raw, orjson.loads(raw))
 
 
 def _strict_orjson(raw: bytes) -> Any:
@@ -146,17 +183,28 @@ def _deeper_than(value: Any, depth: int) -> Any:
     return value
 
 
+# An escaped NUL in orjson's output: `\u0000` after an even number of backslashes (after an odd number,
+# it is the text "u0000" following a backslash).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def storable(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> bool:
-    """Whether `value` nests at most `max_depth` arrays and objects and holds only integers orjson writes."""
+    """Whether `value` nests at most `max_depth` arrays and objects, holds only integers orjson writes,
+    and no NUL character in a string or key."""
     try:
-        orjson.dumps(_deeper_than(value, ORJSON_MAX_DEPTH - max_depth))
+        blob = orjson.dumps(_deeper_than(value, ORJSON_MAX_DEPTH - max_depth))
     except orjson.JSONEncodeError:
         return False
-    return True
+    # PostgreSQL's jsonb cannot hold a NUL where SQLite stores it, so both refuse it, alike. Looking for
+    # a backslash first is a memchr; most JSON has no escape at all.
+    return b"\\" not in blob or b"\\u0000" not in blob or not _NUL_ESCAPE.search(blob)
 
 
 def _escape(key: Any) -> str:
     return str(key).replace("~", "~0").replace("/", "~1")
+
+
+_NUL_KEY = object()  # stands, on unstorable's stack, for the value of a key holding a NUL
 
 
 def unstorable(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
@@ -170,10 +218,17 @@ def unstorable(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str
         if isinstance(item, (dict, list)):
             if depth > max_depth:
                 return path, f"JSON nested too deep: at most {max_depth} levels of arrays and objects"
-            children = item.items() if isinstance(item, dict) else enumerate(item)
-            stack.extend(reversed([(v, f"{path}/{_escape(k)}", depth + 1) for k, v in children]))
+            if isinstance(item, dict):
+                children = [(_NUL_KEY if isinstance(k, str) and "\x00" in k else v, f"{path}/{_escape(k)}",
+                             depth + 1) for k, v in item.items()]
+            else:
+                children = [(v, f"{path}/{k}", depth + 1) for k, v in enumerate(item)]
+            stack.extend(reversed(children))
         elif isinstance(item, int) and not JSON_INT_MIN <= item <= JSON_INT_MAX:
             return path, "integer too large to store: integers must fit in 64 bits (-2^63 to 2^64 - 1)"
+        elif item is _NUL_KEY or (isinstance(item, str) and "\x00" in item):
+            where = "key" if item is _NUL_KEY else "string"
+            return path, f"a {where} holds a NUL character (\\u0000), which cannot be stored"
     return "", "value cannot be written as JSON"
 
 
@@ -251,21 +306,49 @@ def page_limit(raw: str | None, *, default: int, maximum: int, parameter: str = 
     return value
 
 
+# What an integer in a URL looks like. int() also reads surrounding whitespace, underscores between
+# digits and any script's decimal digits (Arabic-Indic, fullwidth, ...): none is an integer to any other
+# HTTP server or client, so a value that only Python reads as one is refused, not guessed at.
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def int_param(raw: str | None, name: str, *, default: int | None = None, minimum: int | None = INT64_MIN,
               maximum: int | None = INT64_MAX) -> int | None:
-    """An optional integer query parameter; anything else is a 400 naming it. By default it must fit
-    in 64 bits, as both databases' integers do: SQLite cannot bind a wider one at all."""
+    """An optional integer query parameter: an optional sign and ASCII digits; anything else is a 400
+    naming it. By default it must fit in 64 bits, as both databases' integers do: SQLite cannot bind a
+    wider one at all."""
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        if not _INTEGER.fullmatch(raw):
+            raise ValueError(raw)
+        value = int(raw)  # ValueError beyond 4,300 digits
     except ValueError:
-        raise Invalid(f"{name} must be an integer, got {raw!r}", parameter=name) from None
+        raise Invalid(f"{name} must be an integer (ASCII digits, optionally signed), got {raw!r}",
+                      parameter=name) from None
     if minimum is not None and value < minimum:
         raise Invalid(f"{name} must be >= {minimum}, got {value}", parameter=name)
     if maximum is not None and value > maximum:
         raise Invalid(f"{name} must be <= {maximum}, got {value}", parameter=name)
     return value
+
+
+async def plain_parameters(request: Request) -> None:
+    """Every API route's query and path parameters, checked for NUL characters before any handler runs.
+
+    Neither database holds a name, id or tag with a NUL (writes refuse them on both), but the two differ
+    on a query holding one: SQLite compares and finds nothing, PostgreSQL refuses to bind it at all.
+    Checked here once, for every parameter a route has now or gets later, so both answer alike: a query
+    parameter is the client's mistake, a 400 naming it; a path names a resource, and no resource has
+    such a name (404). Async: a sync dependency would take a worker thread per request.
+    """
+    for key, value in request.query_params.multi_items():
+        if "\x00" in key or "\x00" in value:
+            raise Invalid(f"{key} contains a NUL character (%00); no name, id or tag can hold one",
+                          parameter=key)
+    for key, value in request.path_params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise NotFound(f"no {key} {value!r}: no name or id can hold a NUL character (%00)")
 
 
 def bool_param(raw: str | None, name: str, default: bool) -> bool:

@@ -18,7 +18,7 @@ from kennel.annotations.schemas import (
     QueueUpdateRequest,
 )
 from kennel.auth import ActorDep, SessionDep, require_keys
-from kennel.errors import Invalid, NotFound
+from kennel.errors import Invalid
 from kennel.jsonapi import RawBody, int_param, no_content, page_limit, parse_body, respond
 from kennel.openapi import integer, json_body
 from kennel.spans.service import spans_for_trace
@@ -37,21 +37,9 @@ def _body(model: type[M], raw: bytes) -> M:
     return parse_body(model, raw)
 
 
-def _id(value: str) -> str:
-    """Path ids: one with a NUL character cannot name anything (and PostgreSQL refuses to compare it)."""
-    if "\x00" in value:
-        raise NotFound(f"no such id {value!r}")
-    return value
-
-
 def _split(raw: list[str] | None) -> list[str]:
     """Repeated parameters and comma-separated values both work, and mix."""
     return [part.strip() for value in raw or [] for part in value.split(",") if part.strip()]
-
-
-def _matchable(ids: list[str]) -> list[str]:
-    # No stored id contains NUL, and PostgreSQL refuses to compare with one: such an id matches nothing.
-    return [i for i in ids if "\x00" not in i]
 
 
 @router.post(BASE, openapi_extra=json_body(QueueRequest))
@@ -71,9 +59,7 @@ def list_queues(
     ids = _split(queue_ids)
     if project_id and ids:
         raise Invalid("projectId and queueIds cannot be used together", parameter="queueIds")
-    if (ids and not _matchable(ids)) or (project_id and "\x00" in project_id):
-        return respond({"data": []})
-    rows = service.list_queues(session, project_id=project_id or None, queue_ids=_matchable(ids) or None,
+    rows = service.list_queues(session, project_id=project_id or None, queue_ids=ids or None,
                                actor=actor)
     return respond({"data": [views.queue_resource(q, pid) for q, pid in rows]})
 
@@ -81,34 +67,34 @@ def list_queues(
 @router.patch(BASE + "/{queue_id}", openapi_extra=json_body(QueueUpdateRequest))
 def update_queue(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     attrs = _body(QueueUpdateRequest, raw).data.attributes
-    queue, project_id = service.update_queue(session, queue_id=_id(queue_id), attrs=attrs, actor=actor)
+    queue, project_id = service.update_queue(session, queue_id=queue_id, attrs=attrs, actor=actor)
     return respond({"data": views.queue_resource(queue, project_id)})
 
 
 @router.delete(BASE + "/{queue_id}")
 def delete_queue(queue_id: str, session: SessionDep) -> Response:
-    service.delete_queue(session, queue_id=_id(queue_id))
+    service.delete_queue(session, queue_id=queue_id)
     return no_content()
 
 
 @router.get(BASE + "/{queue_id}/label-schema")
 def get_label_schema(queue_id: str, session: SessionDep, actor: ActorDep) -> Response:
-    service.check_visible(session, queue_id=_id(queue_id), actor=actor)
-    queue, _ = service.get_queue(session, queue_id=_id(queue_id))
+    service.check_visible(session, queue_id=queue_id, actor=actor)
+    queue, _ = service.get_queue(session, queue_id=queue_id)
     return respond({"data": views.label_schema_resource(queue)})
 
 
 @router.put(BASE + "/{queue_id}/label-schema", openapi_extra=json_body(LabelSchemaUpdateRequest))
 def update_label_schema(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     schema = _body(LabelSchemaUpdateRequest, raw).data.attributes.annotation_schema
-    queue = service.replace_label_schema(session, queue_id=_id(queue_id), schema=schema, actor=actor)
+    queue = service.replace_label_schema(session, queue_id=queue_id, schema=schema, actor=actor)
     return respond({"data": views.label_schema_resource(queue)})
 
 
 @router.post(BASE + "/{queue_id}/interactions", openapi_extra=json_body(InteractionsRequest))
 def add_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
     items = _body(InteractionsRequest, raw).data.attributes.interactions
-    added = service.add_interactions(session, queue_id=_id(queue_id), items=items)
+    added = service.add_interactions(session, queue_id=queue_id, items=items)
     return respond({"data": {"id": queue_id, "type": "interactions", "attributes": {
         "interactions": [views.added_interaction(row, existed) for row, existed in added]}}}, status=201)
 
@@ -116,14 +102,14 @@ def add_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Respon
 @router.post(BASE + "/{queue_id}/interactions/delete", openapi_extra=json_body(DeleteInteractionsRequest))
 def delete_interactions(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
     ids = _body(DeleteInteractionsRequest, raw).data.attributes.interaction_ids
-    service.delete_interactions(session, queue_id=_id(queue_id), interaction_ids=ids)
+    service.delete_interactions(session, queue_id=queue_id, interaction_ids=ids)
     return no_content()
 
 
 @router.post(BASE + "/{queue_id}/annotations", openapi_extra=json_body(AnnotationsRequest))
 def upsert_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     items = _body(AnnotationsRequest, raw).data.attributes.annotations
-    stored, errors = service.upsert_annotations(session, queue_id=_id(queue_id), items=items, actor=actor)
+    stored, errors = service.upsert_annotations(session, queue_id=queue_id, items=items, actor=actor)
     return respond({"data": {"id": queue_id, "type": "annotations", "attributes": {
         "annotations": [views.upserted_annotation(a) for a in stored], "errors": errors}}})
 
@@ -131,15 +117,15 @@ def upsert_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw:
 @router.post(BASE + "/{queue_id}/annotations/delete", openapi_extra=json_body(DeleteAnnotationsRequest))
 def delete_annotations(queue_id: str, session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     ids = _body(DeleteAnnotationsRequest, raw).data.attributes.annotation_ids
-    deleted, errors = service.delete_annotations(session, queue_id=_id(queue_id), annotation_ids=ids, actor=actor)
+    deleted, errors = service.delete_annotations(session, queue_id=queue_id, annotation_ids=ids, actor=actor)
     return respond({"data": {"id": queue_id, "type": "annotations",
                              "attributes": {"annotation_ids": deleted, "errors": errors}}})
 
 
 @router.get(BASE + "/{queue_id}/annotated-interactions")
 def get_annotated_interactions(queue_id: str, session: SessionDep, actor: ActorDep) -> Response:
-    service.check_visible(session, queue_id=_id(queue_id), actor=actor)
-    interactions, annotations = service.annotated_interactions(session, queue_id=_id(queue_id))
+    service.check_visible(session, queue_id=queue_id, actor=actor)
+    interactions, annotations = service.annotated_interactions(session, queue_id=queue_id)
     return respond({"data": {"id": queue_id, "type": "annotated_interactions", "attributes": {
         "annotated_interactions": views.annotated_interaction_items(interactions, annotations)}}})
 
@@ -154,9 +140,9 @@ def get_annotated_interaction(
     cursor: Annotated[str | None, Query()] = None,
 ) -> Response:
     size = page_limit(limit, default=10, maximum=1000, parameter="limit")
-    service.check_visible(session, queue_id=_id(queue_id), actor=actor)
-    row, annotations = service.annotated_interaction(session, queue_id=_id(queue_id),
-                                                     interaction_id=_id(interaction_id))
+    service.check_visible(session, queue_id=queue_id, actor=actor)
+    row, annotations = service.annotated_interaction(session, queue_id=queue_id,
+                                                     interaction_id=interaction_id)
     spans, next_cursor = [], None
     if row.type in TRACE_EVENT_TYPES:
         spans, next_cursor = spans_for_trace(session, trace_id=row.content_id, cursor=cursor or None, limit=size)
@@ -183,7 +169,7 @@ def get_annotated_interactions_by_content(
                       parameter="contentIds")
     start = int_param(offset, "offset", default=0, minimum=0)
     size = page_limit(limit, default=100, maximum=1000, parameter="limit")
-    total, page, annotations = service.annotated_by_content_ids(session, content_ids=_matchable(ids),
+    total, page, annotations = service.annotated_by_content_ids(session, content_ids=ids,
                                                                 offset=start, limit=size)
     return respond({"data": {"id": views.by_content_response_id(ids), "type": "annotated_interactions_by_trace",
                              "attributes": {"annotated_interactions": views.by_content_items(page, annotations),

@@ -11,7 +11,10 @@ from datetime import datetime, timezone
 from kennel.errors import Invalid
 from kennel.jsonapi import INT64_MAX, INT64_MIN
 
-_RELATIVE = re.compile(r"^now(?:\s*-\s*(\d+)\s*(s|m|h|d|w|M|y))?$")
+# [0-9], not \d: \d and int() also read other scripts' digits, which no client means as a number
+# (int_param refuses them too).
+_RELATIVE = re.compile(r"^now(?:\s*-\s*([0-9]+)\s*(s|m|h|d|w|M|y))?$")
+_EPOCH_MS = re.compile(r"[0-9]+")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
 
 # `@field` names a query may use, and the span column each reads.
@@ -29,12 +32,12 @@ def parse_time(raw: str, *, name: str, pointer: bool = False, now_ns: int | None
     value = raw.strip()
     where = {"pointer": f"/data/attributes/filter/{name}"} if pointer else {"parameter": f"filter[{name}]"}
     try:
-        # int() refuses digits it cannot read (superscripts) and more than 4,300 of them.
+        # int() refuses more than 4,300 digits.
         match = _RELATIVE.match(value)
         if match:
             amount, unit = match.groups()
             return now_ns - (int(amount) * _UNIT_SECONDS[unit] * 1_000_000_000 if amount else 0)
-        if value.isdigit():
+        if _EPOCH_MS.fullmatch(value):
             # Epoch milliseconds, the third form ddtrace documents.
             return int(value) * 1_000_000
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
