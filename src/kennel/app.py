@@ -19,6 +19,7 @@ from kennel.auth import gate_authenticator
 from kennel.errors import install_error_handlers
 from kennel.jsonapi import plain_parameters
 from kennel.gate import Admission, Gate, Limits
+from kennel.logs import AccessLog
 
 log = logging.getLogger("kennel")
 
@@ -47,8 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 checkpointer.stop()
             engine.dispose()
 
-    app = FastAPI(title="Kennel", version=__version__, lifespan=lifespan,
-                  description="Self-hosted Datadog LLM Observability evaluation API")
+    # /docs and /redoc come from kennel.docs, which serves their assets itself (no CDN).
+    app = FastAPI(title="Kennel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Self-hosted Datadog LLM Observability evaluation API. Authorize with a key "
+                              "pair from `kennel keys create` to try the routes.")
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -58,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
     from kennel.experiments.router import router as experiments_router
+    from kennel.docs import install as install_docs
     from kennel.openapi import install as install_openapi
     from kennel.projects.router import router as projects_router
     from kennel.spans.router import router as spans_router
@@ -67,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
+    install_docs(app)
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
     from kennel.web.traces import router as traces_router
@@ -80,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
     app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
+    # Outermost, so that its duration covers the gate's queue and its status every refusal.
+    app.add_middleware(AccessLog)
     return app
 
 
