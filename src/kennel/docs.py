@@ -1,12 +1,14 @@
 """/docs (Swagger UI) and /redoc, served with no network: Kennel is for air-gapped networks too.
 
 The scripts and styles come from the `fastapi-offline` package, which ships Swagger UI's and ReDoc's
-builds as package data; they are served from /docs-assets. The pages carry no inline script (the
+builds as package data; they are served from /docs-assets (ReDoc's from /redoc/redoc.js, with the one
+outside address in it, its footer's logo, pointed at our own icon). The pages carry no inline script (the
 web app's Content-Security-Policy forbids it), so Swagger UI starts from a small script of our own.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import fastapi_offline
@@ -38,6 +40,7 @@ SWAGGER_HTML = f"""<!doctype html>
 </html>
 """
 
+# validatorUrl: null, or Swagger UI would send the schema to validator.swagger.io for its badge.
 # persistAuthorization keeps the keys typed into "Authorize" across reloads (in this browser only).
 SWAGGER_START = """window.ui = SwaggerUIBundle({
   url: "/openapi.json",
@@ -45,7 +48,8 @@ SWAGGER_START = """window.ui = SwaggerUIBundle({
   deepLinking: true,
   persistAuthorization: true,
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
-  layout: "BaseLayout"
+  layout: "BaseLayout",
+  validatorUrl: null
 });
 """
 
@@ -58,10 +62,19 @@ REDOC_HTML = f"""<!doctype html>
 </head>
 <body>
 <redoc spec-url="/openapi.json"></redoc>
-<script src="{ASSETS_URL}/redoc.standalone.js"></script>
+<script src="/redoc/redoc.js"></script>
 </body>
 </html>
 """
+
+
+# ReDoc's one outside address: the logo of its "API docs by Redocly" footer.
+REDOC_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+
+
+@lru_cache(maxsize=1)
+def _redoc_js() -> bytes:
+    return (ASSETS / "redoc.standalone.js").read_bytes().replace(REDOC_LOGO, f"{ASSETS_URL}/favicon.png".encode())
 
 
 def _page(html: str) -> HTMLResponse:
@@ -83,3 +96,8 @@ def install(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> Response:
         return _page(REDOC_HTML)
+
+    @app.get("/redoc/redoc.js", include_in_schema=False)
+    def redoc_js() -> Response:
+        return Response(_redoc_js(), media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=3600"})

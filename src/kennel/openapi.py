@@ -8,7 +8,7 @@ model, and `install(app)` puts the schemas those names refer to into components/
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -57,9 +57,17 @@ def _security(app: FastAPI) -> dict[tuple[str, str], list[dict[str, list[str]]]]
     from kennel.auth import require_api_key, require_keys
     from kennel.gate import _calls
 
+    def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                yield route
+            # Newer FastAPI keeps an included router as one route holding the original router.
+            elif getattr(route, "original_router", None) is not None:
+                yield from api_routes(route.original_router.routes)
+
     needs: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in api_routes(app.routes):
+        if not route.include_in_schema:
             continue
         calls = _calls(route.dependant)
         if require_keys in calls:
