@@ -68,27 +68,25 @@ def ensure_env(kind: str) -> None:
             STAMPS["serve"].write_text(_fingerprint())
 
 
-def run(command: list[str]) -> int:
-    """Run `command` in its own process group and pass it every stop signal this wrapper gets.
+def run(command: list[str], *, server: bool = False) -> int:
+    """Run `command` and pass it the stop signals this wrapper gets, so that stopping the wrapper by its
+    pid stops the server too and nothing is left holding the port.
 
-    In its own group, Ctrl-C reaches the child once (from us) rather than twice (from the terminal and
-    from us, which uvicorn would take as "exit now" instead of a graceful stop); stopping this wrapper
-    by its pid stops the server too, so nothing is left holding the port.
+    The server runs in its own process group: Ctrl-C then reaches it once (from us) rather than twice
+    (from the terminal and from us), which uvicorn would take as "exit now" instead of a graceful stop.
+    Other commands stay in the terminal's group, where they may prompt (`kennel users create` asks for a
+    password) and get Ctrl-C from the terminal themselves; the wrapper just waits for them.
     """
-    child = subprocess.Popen(command, process_group=0)
+    child = subprocess.Popen(command, process_group=0 if server else None)
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         if child.poll() is None:
             child.send_signal(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signal.SIGINT, forward if server else signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, forward)
-    while True:
-        try:
-            code = child.wait()
-            break
-        except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
-            continue
+    code = child.wait()
     # A child stopped by a signal we forwarded has stopped as asked.
     return 0 if code in (-signal.SIGINT, -signal.SIGTERM, -signal.SIGHUP) else code
 
@@ -106,11 +104,14 @@ def main(argv: list[str]) -> int:
     except subprocess.CalledProcessError as exc:
         _say(f"installing into .venv failed (exit {exc.returncode}); see pip's message above")
         return 1
+    if command == "kennel":
+        # The database `dev.py serve` serves, wherever this runs from; files named on the command line
+        # (`-o golden.csv`) stay relative to where the user is.
+        os.environ.setdefault("KENNEL_DATABASE_URL", f"sqlite:///{ROOT / 'kennel.db'}")
+        return run([str(BIN / "kennel"), *rest])
     os.chdir(ROOT)
     if command == "serve":
-        return run([str(BIN / "kennel"), "serve", *rest])
-    if command == "kennel":
-        return run([str(BIN / "kennel"), *rest])
+        return run([str(BIN / "kennel"), "serve", *rest], server=True)
     return run([str(BIN / "python"), "-m", "pytest", *rest])
 
 
