@@ -148,8 +148,8 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield from create_database(backend, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
-def server(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serving(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on this database for as long as the generator is held (the body of a fixture)."""
     srv = start_server(database_url, backend, tmp_path_factory.mktemp("logs"))
     try:
         yield srv
@@ -157,6 +157,11 @@ def server(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFac
         stop_server(srv)
         # Any traceback in the server log is a bug: the API must answer errors as JSON:API, not crash.
         assert "Traceback" not in srv.log(), srv.log()
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serving(database_url, backend, tmp_path_factory)
 
 
 @pytest.fixture

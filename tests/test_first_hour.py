@@ -25,7 +25,15 @@ import httpx
 import orjson
 import pytest
 
-from tests.conftest import PG_ENV, ROOT, Server, _pg_admin, create_database, free_port, kennel_cli
+from tests.conftest import (
+    PG_ENV,
+    ROOT,
+    Server,
+    _pg_admin,
+    create_database,
+    free_port,
+    kennel_cli,
+)
 
 V2 = "/api/v2/llm-obs/v1"
 
@@ -176,7 +184,8 @@ def test_keys_create_names_the_new_database_on_stderr(fresh_url: str, backend: s
 
 
 def test_a_sqlite_file_in_another_directory_is_named_in_full(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "kennel.cli", "keys", "list", "--json"], capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "kennel.cli", "keys", "list", "--json"], check=False,
+                          capture_output=True,
                           text=True, cwd=tmp_path, env={k: v for k, v in os.environ.items()
                                                         if k != "KENNEL_DATABASE_URL"}, timeout=120)
     assert proc.returncode == 0 and proc.stdout == ""
@@ -285,12 +294,12 @@ def test_dev_py_passes_stop_signals_to_the_server(stop: signal.Signals, tmp_path
         return
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
     assert re.search(rf"^{stamp} INFO +kennel\.access GET {V2}/projects\?filter\[name\]=x&api_key=… 200 "
-                     rf"[\d.]+ms key=log-reader$", text, re.M), text
-    assert re.search(rf"^{stamp} INFO +kennel\.access GET /setup/… 404 [\d.]+ms key=-$", text, re.M), text
+                     rf"[\d.]+ms key=log-reader$", text, re.MULTILINE), text
+    assert re.search(rf"^{stamp} INFO +kennel\.access GET /setup/… 404 [\d.]+ms key=-$", text, re.MULTILINE), text
     # Not wrapped: the long path is whole on one line, as is the first admin's link.
-    assert re.search(rf"^{stamp} INFO +kennel\.access GET {long_path} 404 [\d.]+ms key=-$", text, re.M), text
-    assert re.search(r"create the first admin: http://127\.0\.0\.1:\d+/setup/\S+$", text, re.M), text
-    assert re.search(rf"^{stamp} INFO +kennel\.startup database: sqlite:///", text, re.M), text
+    assert re.search(rf"^{stamp} INFO +kennel\.access GET {long_path} 404 [\d.]+ms key=-$", text, re.MULTILINE), text
+    assert re.search(r"create the first admin: http://127\.0\.0\.1:\d+/setup/\S+$", text, re.MULTILINE), text
+    assert re.search(rf"^{stamp} INFO +kennel\.startup database: sqlite:///", text, re.MULTILINE), text
     for secret in (keys["api_key"], keys["app_key"], "SECRETVALUE", "SETUPTOKENVALUE"):
         assert secret not in text
 

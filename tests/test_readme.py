@@ -27,13 +27,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Server, create_database, free_port, start_server, stop_server
+from tests.conftest import (
+    ROOT,
+    Server,
+    create_database,
+    free_port,
+    serving,
+)
 
 README = ROOT / "README.md"
 RUN = {"bash": "shell", "sh": "shell", "shell": "shell", "python": "python"}
 NOT_RUN = {"console", "text", "nginx", ""}
 FENCE = re.compile(r"(?:<!--\s*not-tested:(?P<reason>[^>]*?)-->\s*\n)?^```(?P<lang>[\w-]*)\n(?P<code>.*?)^```\s*$",
-                   re.S | re.M)
+                   re.DOTALL | re.MULTILINE)
 MOST_UNTESTED = 4
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -93,9 +99,9 @@ class Session:
         self.env.update(KENNEL_DATABASE_URL=server.database_url,
                         DD_TRACE_AGENT_URL=f"http://127.0.0.1:{free_port()}")
         self.log = workdir / "python.log"
-        self.python = subprocess.Popen([sys.executable, "-c", WORKER], cwd=workdir, text=True,
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       stderr=open(self.log, "w"))
+        with open(self.log, "w") as log:
+            self.python = subprocess.Popen([sys.executable, "-c", WORKER], cwd=workdir, text=True,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
 
     def adapt(self, code: str) -> str:
         return code.replace(DEFAULT_URL, self.server.base_url).replace("python3 dev.py", f"python3 {ROOT}/dev.py")
@@ -103,7 +109,7 @@ class Session:
     def shell(self, block: Block) -> None:
         env_file = self.workdir / ".env-after"
         script = f"set -euo pipefail\n{self.adapt(block.code)}\nenv -0 > {env_file}\n"
-        proc = subprocess.run(["bash", "-c", script], cwd=self.workdir, env=self.env, capture_output=True,
+        proc = subprocess.run(["bash", "-c", script], check=False, cwd=self.workdir, env=self.env, capture_output=True,
                               text=True, timeout=300)
         assert proc.returncode == 0, (f"README line {block.line}: exit {proc.returncode}\n{block.code}\n"
                                       f"STDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-3000:]}")
@@ -132,12 +138,7 @@ class Session:
 @pytest.fixture
 def fresh_server(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for url in create_database(backend, tmp_path_factory):
-        server = start_server(url, backend, tmp_path_factory.mktemp("readme-logs"))
-        try:
-            yield server
-        finally:
-            stop_server(server)
-            assert "Traceback" not in server.log(), server.log()
+        yield from serving(url, backend, tmp_path_factory)
 
 
 def test_the_examples_run_as_written(fresh_server: Server, tmp_path: Path) -> None:

@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from kennel import __version__
+from kennel.auth import gate_authenticator
 from kennel.config import Settings
 from kennel.datasets.storage import unsettled
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
-from kennel.auth import gate_authenticator
 from kennel.errors import install_error_handlers
-from kennel.jsonapi import plain_parameters
 from kennel.gate import Admission, Gate, Limits
+from kennel.jsonapi import plain_parameters
 from kennel.logs import AccessLog
 
 log = logging.getLogger("kennel")
@@ -60,8 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.annotations.router import router as annotations_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
-    from kennel.experiments.router import router as experiments_router
     from kennel.docs import install as install_docs
+    from kennel.experiments.router import router as experiments_router
     from kennel.openapi import install as install_openapi
     from kennel.projects.router import router as projects_router
     from kennel.spans.router import router as spans_router

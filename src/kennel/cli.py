@@ -87,7 +87,7 @@ def serve(
     log_config = logs.config(log_format, "DEBUG" if log_level.lower() == "trace" else log_level)
     logging.config.dictConfig(log_config)
     announce = logging.getLogger(logs.STARTUP).info
-    startup.say = announce
+    startup.log_to(logging.getLogger(logs.STARTUP))
 
     settings = Settings.from_env(database_url=database_url, max_body_bytes=max_body_bytes,
                                  body_timeout=body_timeout, bodies_in_flight_bytes=max_bodies_in_flight_bytes,

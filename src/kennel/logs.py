@@ -11,7 +11,7 @@ import logging
 import logging.config
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,12 +21,12 @@ FORMATS = ("text", "json")
 ACCESS = "kennel.access"
 # Printed whatever the log level: where the server listens, which database, the first admin's link.
 STARTUP = "kennel.startup"
-_SECRET_NAME = re.compile(r"key|token|secret|pass|sig|auth|session|code", re.I)
+_SECRET_NAME = re.compile(r"key|token|secret|pass|sig|auth|session|code", re.IGNORECASE)
 _SETUP_PATH = re.compile(r"^/setup/[^/]+")
 
 
 def _timestamp(created: float) -> str:
-    return datetime.fromtimestamp(created, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class TextFormatter(logging.Formatter):

@@ -70,13 +70,14 @@ def _security(app: FastAPI) -> dict[tuple[str, str], list[dict[str, list[str]]]]
         if not route.include_in_schema:
             continue
         calls = _calls(route.dependant)
+        security: list[dict[str, list[str]]]
         if require_keys in calls:
             security = [{"apiKeyAuth": [], "appKeyAuth": []}]
         elif require_api_key in calls:
             security = [{"apiKeyAuth": []}]
         else:
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             needs[(route.path_format, method.lower())] = security
     return needs
 

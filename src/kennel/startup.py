@@ -10,6 +10,7 @@ traceback only with --debug).
 from __future__ import annotations
 
 import errno
+import logging
 import re
 import socket
 import sys
@@ -141,7 +142,7 @@ def check_contents(engine: Engine, shown: str) -> bool:
     known = _known_revisions()
     unknown = revisions - set(known)
     if unknown:
-        revision = sorted(unknown)[0]
+        revision = min(unknown)
         if re.fullmatch(r"\d{4}(_\w+)?", revision):
             raise StartupError(f"{shown} was written by a newer Kennel (schema {revision}); this Kennel "
                                f"knows schemas up to {known[-1]}",
@@ -203,6 +204,18 @@ def check_port(host: str, port: int) -> None:
     sock.close()
 
 
+_logger: logging.Logger | None = None
+
+
+def log_to(logger: logging.Logger) -> None:
+    """Send `say` through the server's log (timestamps, JSON) from now on; commands print plain lines."""
+    global _logger
+    _logger = logger
+
+
 def say(message: str) -> None:
     """A line for the person at the terminal; stdout stays the command's machine-readable answer."""
-    print(message, file=sys.stderr, flush=True)
+    if _logger is not None:
+        _logger.info(message)
+    else:
+        print(message, file=sys.stderr, flush=True)
