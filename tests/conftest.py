@@ -149,8 +149,8 @@ def database_url(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     yield from create_database(backend, tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
-def server(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def serving(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server on this database for as long as the generator is held (the body of a fixture)."""
     srv = start_server(database_url, backend, tmp_path_factory.mktemp("logs"))
     try:
         yield srv
@@ -158,6 +158,11 @@ def server(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFac
         stop_server(srv)
         # Any traceback in the server log is a bug: the API must answer errors as JSON:API, not crash.
         assert "Traceback" not in srv.log(), srv.log()
+
+
+@pytest.fixture(scope="session")
+def server(database_url: str, backend: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    yield from serving(database_url, backend, tmp_path_factory)
 
 
 @pytest.fixture
@@ -253,6 +258,34 @@ def run_ddtrace(server: Server, script: str, *, ml_app: str = "kennel-tests", ti
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.strip()]
     assert lines, f"ddtrace script printed nothing; stderr:\n{proc.stderr[-4000:]}"
     return orjson.loads(lines[-1])
+
+
+def _on_postgres(item: pytest.Item) -> bool:
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "postgres" in callspec.params.values()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without KENNEL_TEST_POSTGRES_URL the PostgreSQL half is left out, and said so in one line at the end
+    (rather than one SKIPPED line per test, which makes a healthy run look broken)."""
+    if os.environ.get(PG_ENV):
+        return
+    left_out = [item for item in items if _on_postgres(item)]
+    if left_out:
+        items[:] = [item for item in items if not _on_postgres(item)]
+        config.hook.pytest_deselected(items=left_out)
+        config.stash[_LEFT_OUT] = len(left_out)
+
+
+_LEFT_OUT = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    left_out = config.stash.get(_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"PostgreSQL half not run ({left_out} tests): set {PG_ENV}=postgresql://postgres@127.0.0.1:5432/test "
+            f"to include it", yellow=True)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

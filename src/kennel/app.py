@@ -19,6 +19,7 @@ from kennel.db.session import make_sessionmaker, unit_of_work
 from kennel.errors import install_error_handlers
 from kennel.gate import Admission, Gate, Limits
 from kennel.jsonapi import plain_parameters
+from kennel.logs import AccessLog
 
 log = logging.getLogger("kennel")
 
@@ -47,8 +48,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 checkpointer.stop()
             engine.dispose()
 
-    app = FastAPI(title="Kennel", version=__version__, lifespan=lifespan,
-                  description="Self-hosted Datadog LLM Observability evaluation API")
+    # /docs and /redoc come from kennel.docs, which serves their assets itself (no CDN).
+    app = FastAPI(title="Kennel", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Self-hosted Datadog LLM Observability evaluation API. Authorize with a key "
+                              "pair from `kennel keys create` to try the routes.")
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
@@ -57,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.annotations.router import router as annotations_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
+    from kennel.docs import install as install_docs
     from kennel.experiments.router import router as experiments_router
     from kennel.openapi import install as install_openapi
     from kennel.people.router import router as people_router
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
+    install_docs(app)
     from kennel.web.people import router as web_people_router
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
@@ -83,6 +88,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     pages = (web_router, web_people_router, traces_router)
     app.add_middleware(Gate, routes=[r for router in (*routers, *pages) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
+    # Outermost, so that its duration covers the gate's queue and its status every refusal.
+    app.add_middleware(AccessLog)
     return app
 
 

@@ -17,7 +17,8 @@ from kennel.cli_options import DatabaseOpt
 from kennel.cli_people import users_app
 from kennel.config import Settings
 
-app = typer.Typer(help="Kennel: a self-hosted Datadog LLM Observability evaluation API.",
+app = typer.Typer(help="Kennel: a self-hosted Datadog LLM Observability evaluation API. Add --debug to any "
+                       "command to see the traceback behind an error.",
                   no_args_is_help=True, add_completion=False)
 keys_app = typer.Typer(help="Create, list and revoke API/application key pairs.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -32,14 +33,13 @@ err_console = Console(stderr=True)
 
 
 def _open(database_url: str | None):
-    """Open the database named on the command line, migrated to the latest schema."""
-    from kennel.db.engine import make_engine
-    from kennel.db.migrate import upgrade
+    """Open the database named on the command line, migrated to the latest schema; say which on stderr
+    (see kennel.startup for what it refuses)."""
     from kennel.db.session import make_sessionmaker
+    from kennel.startup import open_database
 
     settings = Settings.from_env(database_url=database_url)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = open_database(settings.database_url).engine
     return engine, make_sessionmaker(engine)
 
 
@@ -65,13 +65,29 @@ def serve(
     queue_timeout: Annotated[float | None, typer.Option(
         envvar="KENNEL_QUEUE_TIMEOUT", help="Seconds a request may wait for the database (default 10); then 503.")
     ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[str, typer.Option(
+        help="Log level: debug, info (one access line per request), warning, error.")] = "info",
+    log_format: Annotated[str, typer.Option(
+        envvar="KENNEL_LOG_FORMAT", help="text (timestamped lines) or json (one object per line).")] = "text",
 ) -> None:
     """Run the HTTP server (migrating the database first)."""
+    import logging
+    import logging.config
+
     import uvicorn
 
+    from kennel import logs, startup
     from kennel.db.session import unit_of_work
     from kennel.people.service import issue_setup_token
+
+    if log_format not in logs.FORMATS:
+        _fail(f"--log-format must be one of {', '.join(logs.FORMATS)}, got {log_format!r}")
+    if log_level.upper() not in ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG", "TRACE"):
+        _fail(f"--log-level must be debug, info, warning or error, got {log_level!r}")
+    log_config = logs.config(log_format, "DEBUG" if log_level.lower() == "trace" else log_level)
+    logging.config.dictConfig(log_config)
+    announce = logging.getLogger(logs.STARTUP).info
+    startup.log_to(logging.getLogger(logs.STARTUP))
 
     settings = Settings.from_env(database_url=database_url, max_body_bytes=max_body_bytes,
                                  body_timeout=body_timeout, bodies_in_flight_bytes=max_bodies_in_flight_bytes,
@@ -79,6 +95,8 @@ def serve(
     for name, value in (("body_timeout", settings.body_timeout), ("queue_timeout", settings.queue_timeout)):
         if not value > 0:
             _fail(f"--{name.replace('_', '-')} must be above 0")
+    # Before anything says "serving": a port in use is one clear error, not a traceback after start-up.
+    startup.check_port(host, port)
     engine, factory = _open(settings.database_url)
     with unit_of_work(factory, write=True) as session:
         setup_token = issue_setup_token(session)
@@ -89,14 +107,14 @@ def serve(
     os.environ["KENNEL_BODY_TIMEOUT"] = str(settings.body_timeout)
     os.environ["KENNEL_MAX_BODIES_IN_FLIGHT_BYTES"] = str(settings.bodies_in_flight_bytes)
     os.environ["KENNEL_QUEUE_TIMEOUT"] = str(settings.queue_timeout)
-    console.print(f"kennel serving on http://{host}:{port} (database: {_redact(settings.database_url)})")
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    announce(f"kennel serving on http://{host}:{port} (API docs at /docs; stop with Ctrl-C)")
     if setup_token:
         # Printed once per start while nobody can sign in; each start's link replaces the last one.
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        console.print(f"No one can sign in yet. Open this link once to create the first admin:\n"
-                      f"  http://{shown}:{port}/setup/{setup_token}", soft_wrap=True)
+        announce(f"No one can sign in yet. Open this link once to create the first admin: "
+                 f"http://{shown}:{port}/setup/{setup_token}")
     uvicorn.run("kennel.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=log_level == "debug", timeout_keep_alive=30)
+                log_config=log_config, log_level=log_level.lower(), access_log=False, timeout_keep_alive=30)
 
 
 def _redact(url: str) -> str:
@@ -115,6 +133,9 @@ def keys_create(
         "--user", help="The person the pair acts as, with their role. Without it the pair belongs to no one "
                        "and has every right (an admin's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line {api_key, app_key}.")] = False,
+    as_export: Annotated[bool, typer.Option(
+        "--export", help="Print `export DD_API_KEY=... DD_APP_KEY=...` for a shell: eval \"$(kennel keys create "
+                         "--name me --export)\".")] = False,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Create a key pair. The keys are printed once; only their hashes are stored."""
@@ -134,6 +155,10 @@ def keys_create(
         _fail(exc.detail)
     if as_json:
         sys.stdout.write(orjson.dumps({"api_key": key.api_key, "app_key": key.app_key}).decode() + "\n")
+        return
+    if as_export:
+        # The keys are URL-safe tokens: nothing in them needs quoting for a shell.
+        sys.stdout.write(f"export DD_API_KEY={key.api_key} DD_APP_KEY={key.app_key}\n")
         return
     whose = f" for {owner.username} ({owner.role})" if owner else " (no user: it has every right)"
     console.print(f"Created key pair [bold]{key.name}[/]{whose}, id {key.id}. Store these now; they are not shown "
@@ -212,8 +237,21 @@ def db_upgrade(database_url: DatabaseOpt = None) -> None:
     console.print(f"database at {_redact(str(engine.url))} is up to date")
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """`kennel`: a problem the user can fix (kennel.startup.StartupError) is two lines on stderr and exit
+    status 1; `--debug` anywhere on the command line (or KENNEL_DEBUG=1) shows the traceback instead."""
+    from kennel.startup import StartupError
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("KENNEL_DEBUG", "") not in ("", "0")
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="kennel")
+    except StartupError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"kennel: error: {exc.what}\n  {exc.todo}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

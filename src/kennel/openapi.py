@@ -8,7 +8,7 @@ model, and `install(app)` puts the schemas those names refer to into components/
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -40,8 +40,51 @@ def _schemas() -> dict[str, Any]:
     return top.get("$defs", {})
 
 
+# The names the typed client (datadog-api-client) gives the two headers.
+SECURITY_SCHEMES = {
+    "apiKeyAuth": {"type": "apiKey", "in": "header", "name": "DD-API-KEY",
+                   "description": "The API key of a pair made with `kennel keys create` (or in the web app)."},
+    "appKeyAuth": {"type": "apiKey", "in": "header", "name": "DD-APPLICATION-KEY",
+                   "description": "The application key of the same pair (not needed by the intake routes)."},
+}
+
+
+def _security(app: FastAPI) -> dict[tuple[str, str], list[dict[str, list[str]]]]:
+    """What each documented operation needs, from the same dependencies the admission gate reads, so
+    that Swagger UI's "Authorize" sends the right headers to each route."""
+    from fastapi.routing import APIRoute
+
+    from kennel.auth import require_api_key, require_keys
+    from kennel.gate import _calls
+
+    def api_routes(routes: list[Any]) -> Iterator[APIRoute]:
+        for route in routes:
+            if isinstance(route, APIRoute):
+                yield route
+            # Newer FastAPI keeps an included router as one route holding the original router.
+            elif getattr(route, "original_router", None) is not None:
+                yield from api_routes(route.original_router.routes)
+
+    needs: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
+    for route in api_routes(app.routes):
+        if not route.include_in_schema:
+            continue
+        calls = _calls(route.dependant)
+        security: list[dict[str, list[str]]]
+        if require_keys in calls:
+            security = [{"apiKeyAuth": [], "appKeyAuth": []}]
+        elif require_api_key in calls:
+            security = [{"apiKeyAuth": []}]
+        else:
+            continue
+        for method in route.methods or ():
+            needs[(route.path_format, method.lower())] = security
+    return needs
+
+
 def install(app: FastAPI) -> None:
-    """Make `app.openapi()` include the schemas of every model named by json_body."""
+    """Make `app.openapi()` include the schemas of every model named by json_body, and the key headers
+    as security schemes."""
     generate: Callable[[], dict[str, Any]] = app.openapi
     cache: dict[frozenset[str], dict[str, Any]] = {}
 
@@ -56,6 +99,11 @@ def install(app: FastAPI) -> None:
             if schemas.setdefault(name, schema) != schema:
                 raise RuntimeError(f"components/schemas/{name} is both a FastAPI schema and a request model's")
         doc["components"]["schemas"] = dict(sorted(schemas.items()))
+        doc["components"]["securitySchemes"] = SECURITY_SCHEMES
+        for (path, method), security in _security(app).items():
+            operation = doc.get("paths", {}).get(path, {}).get(method)
+            if operation is not None:
+                operation["security"] = security
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
