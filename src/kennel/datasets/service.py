@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetVersion
-from kennel.datasets.storage import settle_closures
+from kennel.datasets.store import store_for, unsettled
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, NotFound
 from kennel.ids import listing, require_unique_ids
@@ -37,10 +37,30 @@ def get_dataset(session: Session, *, dataset_id: str, project_id: str | None = N
     dataset = session.scalars(stmt).first()
     if dataset is None:
         raise NotFound(f"dataset {dataset_id!r} not found" + (f" in project {project_id!r}" if project_id else ""))
-    if for_update and dataset.closures_pending:
-        # Writers see every record's row as it is; only reads know how to leave pending closings out.
-        settle_closures(session, dataset)
+    if for_update:
+        # Taken for writing: the store writes the pending closings in (see RecordStore.settle).
+        store_for(session).settle(dataset)
     return dataset
+
+
+def open_resources(engine: Engine, factory: sessionmaker[Session]) -> Callable[[], None]:
+    """Start what the records path runs beside a server's requests, handed to the sessions `factory`
+    makes; returns the call that stops it. On PostgreSQL: the SideWriter that indexes new records'
+    content on a connection of its own (store_postgres.PostgresStore.start_index_hashes). Without it
+    (the CLI, tests of services) the index rows are written in the request's own transaction."""
+    if engine.dialect.name != "postgresql":
+        return lambda: None
+    from kennel.datasets.store_postgres import SIDE_WRITER, SideWriter
+
+    side = SideWriter(engine)
+    factory.configure(info={SIDE_WRITER: side})
+    return side.close
+
+
+def recovery_jobs(session: Session) -> list[Callable[[Session], None]]:
+    """Background work a server starting up owes its datasets: the pending closings a server stopped
+    before settling (run them on maintenance.UpkeepRunner)."""
+    return list(unsettled(session))
 
 
 def project_id_of(session: Session, dataset: Dataset) -> str:

@@ -15,19 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kennel.datasets.models import Dataset, DatasetRecord
-from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible, visible_in
-from kennel.datasets.storage import has_open_records, lookup_current
+from kennel.datasets.models import Dataset
+from kennel.datasets.plan import Change, NewRecord, content_hash, normalize_tags
+from kennel.datasets.records import apply_changes
+from kennel.datasets.store import store_for
 from kennel.db.engine import defer_checkpoint
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
 from kennel.jsonapi import exact_loads, may_hold_wide_int
 from kennel.keys.service import Actor
-
-R = DatasetRecord.__table__.c
 
 MAX_FIELD = 10 * 1024 * 1024
 MAX_ID = 255
@@ -313,10 +311,6 @@ class Progress:
                 "records_skipped": self.skipped, "version": self.version}
 
 
-def _current_ids(session: Session, dataset_pk: int, ids: Sequence[str]) -> set[str]:
-    return {row.record_id for row in lookup_current(session, dataset_pk, ids, (R.record_id,))}
-
-
 def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: Iterable[NewRecord], total: int,
                  deduplicate: bool, overwrite: bool, tags: Sequence[str]) -> Iterator[Progress]:
     """Write a file's records (`iter_records`) into `dataset` (locked by the caller), yielding progress
@@ -333,18 +327,20 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: I
     batch: list[NewRecord] = []
     # Into a dataset with no open records, no row's id can name a stored record (ids are unique within
     # the file), so no chunk needs to look its ids up.
-    empty = not has_open_records(session, dataset.pk)
+    store = store_for(session)
+    empty = not store.has_open_records(dataset.pk)
 
     def flush() -> None:
         nonlocal opened
         rows = batch
         if not overwrite and not empty:
             ids = [r.id for r in rows if r.id is not None]
-            existing = _current_ids(session, dataset.pk, ids) if ids else set()
+            existing = store.current_ids(dataset.pk, ids) if ids else set()
             rows = [r for r in rows if r.id is None or r.id not in existing]
-        result = apply_changes(session, dataset=dataset, actor=actor, inserts=rows, deduplicate=deduplicate,
-                               create_new_version=not opened, common_tags=list(tags) or None,
-                               pointers=("/file",) * 3, ids_are_new=empty)
+        change = Change(inserts=rows, deduplicate=deduplicate, create_new_version=not opened,
+                        common_tags=list(tags) or None)
+        result = apply_changes(session, dataset=dataset, actor=actor, change=change, pointers=("/file",) * 3,
+                               ids_are_new=empty)
         opened = opened or result.changed
         created = sum(1 for s in result.records if s.pk is None)
         progress.created += created
@@ -374,20 +370,8 @@ EXPORT_PAGE = 5000
 EXPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
-def _export_query(dataset_pk: int, version: int, after_seq: int, pending: bool):
-    # JSON columns are read as their stored text, so the export re-emits them without parsing.
-    stmt = (select(R.seq, R.record_id, cast(R.input, Text).label("input"),
-                   cast(R.expected_output, Text).label("expected_output"), cast(R.metadata, Text).label("metadata"),
-                   cast(R.tags, Text).label("tags"))
-            # Never the open-rows shortcut: pages are read in separate transactions, and a change
-            # committed between two of them would move the current version on.
-            .where(visible(dataset_pk, version, current=False, pending=pending), R.seq > after_seq))
-    return stmt.order_by(R.seq).limit(EXPORT_PAGE)
-
-
 def count_records(session: Session, *, dataset: Dataset, version: int) -> int:
-    return session.scalar(select(func.count()).select_from(DatasetRecord.__table__)
-                          .where(visible_in(dataset, version))) or 0
+    return store_for(session).count(dataset, version)
 
 
 def _text(value: str | None) -> str:
@@ -431,14 +415,13 @@ def export_stream(factory: sessionmaker[Session], *, dataset: Dataset, version: 
     Closings still pending when the export began are left out on every page (settled or not by then);
     a closing queued later is at a version after `version`, so it cannot matter.
     """
-    dataset_pk, pending = dataset.pk, dataset.closures_pending
     if fmt == "csv":
         yield (",".join(CSV_COLUMNS) + "\r\n").encode()
     encode = _csv_page if fmt == "csv" else _jsonl_page
     after = 0
     while True:
         with unit_of_work(factory, write=False) as session:
-            rows = session.execute(_export_query(dataset_pk, version, after, pending)).all()
+            rows = store_for(session).export_page(dataset, version, after_seq=after, limit=EXPORT_PAGE)
         if not rows:
             return
         after = rows[-1].seq
