@@ -38,9 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_datasets import PG_ADMIN_DEFAULT, RssSampler, pg_admin, snapshot_src  # noqa: E402
 from tests.conftest import start_server, stop_server  # noqa: E402
 from tests.loadclient import Answer, hold_open, request, summary  # noqa: E402
+
+from bench_datasets import PG_ADMIN_DEFAULT, RssSampler, pg_admin, snapshot_src  # noqa: E402
 
 V2 = "/api/v2/llm-obs/v1"
 
@@ -129,13 +130,13 @@ class Bench:
         stop.set()
         await prober
         after_read = await request(self.addr, "GET", f"{V2}/projects?page[limit]=1", headers=self.headers())
-        acked = [sum(1 for a, k in zip(answers, kinds) if k == d and 200 <= a.status < 300) for d in (0, 1)]
-        stored = [self.count(d) - b for d, b in zip(self.datasets, before)]
+        acked = [sum(1 for a, k in zip(answers, kinds, strict=True) if k == d and 200 <= a.status < 300) for d in (0, 1)]
+        stored = [self.count(d) - b for d, b in zip(self.datasets, before, strict=True)]
         out = summary(answers, wall)
         bad = [a for a in answers if a.status == 503]
         out.update({
             "acknowledged_appends": sum(acked), "stored_appends": sum(stored),
-            "acknowledged_all_stored": all(s >= a for s, a in zip(stored, acked)),
+            "acknowledged_all_stored": all(s >= a for s, a in zip(stored, acked, strict=True)),
             "read_during_burst_max_s": round(max(probes), 3) if probes else None,
             "read_during_burst_n": len(probes),
             "read_after_burst_s": round(after_read.seconds, 3) if after_read.status == 200 else after_read.status,
@@ -167,7 +168,7 @@ class Bench:
     async def memory(self, sampler: RssSampler, mb: int, count: int) -> dict[str, Any]:
         path = f"{V2}/{self.project}/datasets/{self.datasets[1]}/records"
         bodies = [big_body(mb, f"{uuid.uuid4().hex[:6]}") for _ in range(count)]
-        time.sleep(1)
+        await asyncio.sleep(1)
         baseline = sampler.rss_mb()
         sampler.phase = "memory"
         answers = await asyncio.gather(*[request(self.addr, "POST", path, headers=self.headers(True), body=b,

@@ -40,8 +40,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_datasets import PG_ADMIN_DEFAULT, pg_admin  # noqa: E402
 from tests.conftest import kennel_cli, start_server, stop_server  # noqa: E402
+
+from bench_datasets import PG_ADMIN_DEFAULT, pg_admin  # noqa: E402
 
 INTAKE = "/api/v2/llmobs"
 EVAL = "/api/intake/llm-obs/v2/eval-metric"
@@ -104,7 +105,7 @@ def seed(api: httpx.Client, spans: int, noise: int, session_traces: int, *,
     for t in range(session_traces - 1):
         later = base + (t + 1) * 10**9
         api.post(INTAKE, json=event(trace_spans(uuid.uuid4().hex, session, 10, later))).raise_for_status()
-    for at in range(0, noise, 1000):
+    for _ in range(0, noise, 1000):
         other = [s for _ in range(100) for s in trace_spans(uuid.uuid4().hex, f"other-{uuid.uuid4().hex[:6]}", 10,
                                                              base)]
         api.post(INTAKE, json=event(other)).raise_for_status()

@@ -94,7 +94,7 @@ async def hold_open(base: tuple[str, int], seconds: float, partial: bytes = b"GE
                     ) -> None:
     """A connection that sends part of its headers and then nothing for `seconds`."""
     try:
-        reader, writer = await asyncio.open_connection(*base)
+        _, writer = await asyncio.open_connection(*base)
     except OSError:
         return
     try:
@@ -109,7 +109,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q * (len(ordered) - 1)))))]
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 def summary(answers: list[Answer], wall: float) -> dict[str, Any]:

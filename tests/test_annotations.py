@@ -42,7 +42,6 @@ from tests.test_annotations_helpers import (  # noqa: F401 (scored is a fixture)
     values,
 )
 
-
 # --- queues -------------------------------------------------------------------------------------
 
 

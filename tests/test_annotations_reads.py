@@ -33,7 +33,6 @@ from tests.test_annotations_helpers import (  # noqa: F401 (scored is a fixture)
     values,
 )
 
-
 # --- annotations --------------------------------------------------------------------------------
 
 
@@ -218,7 +217,7 @@ def test_annotated_interactions_by_content_ids(typed, http):
     assert str(everything.type) == "annotated_interactions_by_trace" and everything.id
     found = everything.attributes
     assert found.total_count == 4
-    expected = [(a.id, q.data.id, q.data.attributes.name) for a, q in zip(added, queues)]
+    expected = [(a.id, q.data.id, q.data.attributes.name) for a, q in zip(added, queues, strict=True)]
     expected.append((lone.id, q0, queues[0].data.attributes.name))
     assert [(i.id, i.queue_id, i.queue_name) for i in found.annotated_interactions] == expected
     assert [len(i.annotations) for i in found.annotated_interactions] == [1, 0, 0, 0]

@@ -344,7 +344,7 @@ def test_escaped_nul_in_the_metadata_filter_is_a_400_naming_it(http):
 def test_nul_in_a_path_id_is_a_404_on_both_databases(http, ids):
     pid, did, eid = ids["project_id"], ids["dataset_id"], ids["experiment_id"]
     for url in (f"{V1}/a%00b/datasets", f"{V1}/{pid}/datasets/a%00b/records", f"{V1}/experiments/a%00b/events",
-                f"/api/v2/llm-obs/v3/experiments/a%00b/events", f"{V1}/{pid}/datasets/{did}/export?x=1".replace(
+                "/api/v2/llm-obs/v3/experiments/a%00b/events", f"{V1}/{pid}/datasets/{did}/export?x=1".replace(
                     did, did + "%00"), f"{QUEUES}/a%00b/label-schema"):
         resp = http.get(url)
         assert resp.status_code == 404, (url, resp.text[:300])

@@ -75,7 +75,7 @@ async def burst(server: Server, project: str, datasets: list[str], n: int) -> li
     await asyncio.sleep(1.0 + n / 250)  # every client connected before any sends
     start.set()
     answers = await asyncio.gather(*tasks)
-    return [(kind, tag, a) for (kind, tag, _), a in zip(plan, answers)]
+    return [(kind, tag, a) for (kind, tag, _), a in zip(plan, answers, strict=True)]
 
 
 def test_burst_of_200_clients_all_answered_and_stored(server: Server) -> None:

@@ -3,7 +3,8 @@ resolves: /docs shows and tries each route, and schema-driven tools (test_fuzz.p
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from pydantic import BaseModel

@@ -121,7 +121,7 @@ def _ids_of(rec) -> tuple[str, str]:
 @pytest.mark.parametrize("kind", ["insert", "update", "delete"])
 def test_batch_update_shapes(http, ids, kind):
     def has(rec, key):
-        return bool((rec["request"]["body"]["data"]["attributes"].get(key) or []))
+        return bool(rec["request"]["body"]["data"]["attributes"].get(key) or [])
 
     key = {"insert": "insert_records", "update": "update_records", "delete": "delete_records"}[kind]
     rec = examples("POST", "/api/v2/llm-obs/v1/{id}/datasets/{id}/batch_update", 200,

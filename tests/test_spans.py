@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from datadog_api_client.exceptions import ApiException
 from datadog_api_client.v2.model.llm_obs_search_spans_request import LLMObsSearchSpansRequest
@@ -58,8 +58,8 @@ def test_typed_list_and_search_filters(typed, http):
     assert ids(typed.list_llm_obs_spans(filter_span_id="13", filter_ml_app=app)) == ["13"]
     assert ids(typed.list_llm_obs_spans(filter_ml_app=app, filter_span_kind="llm")) == ["14", "12"]
     assert ids(typed.list_llm_obs_spans(filter_ml_app=app, filter_span_name="tool")) == ["13"]
-    iso_from = (datetime.now(timezone.utc) - timedelta(days=3)).isoformat().replace("+00:00", "Z")
-    iso_to = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    iso_from = (datetime.now(UTC) - timedelta(days=3)).isoformat().replace("+00:00", "Z")
+    iso_to = (datetime.now(UTC) - timedelta(days=1)).isoformat().replace("+00:00", "Z")
     assert ids(typed.list_llm_obs_spans(filter_ml_app=app, filter_from=iso_from, filter_to=iso_to)) == ["15"]
     q = f"@ml_app:{app} user:alice"
     assert ids(typed.list_llm_obs_spans(filter_query=q)) == ["14", "12"]
@@ -135,7 +135,7 @@ def test_spans_for_trace(server, http):
     from kennel.db.session import make_sessionmaker, unit_of_work
     from kennel.spans.service import spans_for_trace
 
-    app, trace = _seed(http)
+    _, trace = _seed(http)
     engine = make_engine(server.database_url)
     try:
         with unit_of_work(make_sessionmaker(engine), write=False) as session:

@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from kennel import __version__
+from kennel.auth import gate_authenticator
 from kennel.config import Settings
 from kennel.datasets import service as datasets
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
-from kennel.auth import gate_authenticator
 from kennel.errors import install_error_handlers
-from kennel.jsonapi import plain_parameters
 from kennel.gate import Admission, Gate, Limits
+from kennel.jsonapi import plain_parameters
 
 log = logging.getLogger("kennel")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import orjson
 import typer
@@ -54,15 +54,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(help="Worker processes (use >1 with PostgreSQL).")] = 1,
-    max_body_bytes: Annotated[Optional[int], typer.Option(
+    max_body_bytes: Annotated[int | None, typer.Option(
         envvar="KENNEL_MAX_BODY_BYTES", help="Largest accepted request body in bytes (default 64 MiB).")] = None,
-    body_timeout: Annotated[Optional[float], typer.Option(
+    body_timeout: Annotated[float | None, typer.Option(
         envvar="KENNEL_BODY_TIMEOUT", help="Seconds a request body may take to arrive (default 60); 408 past it.")
     ] = None,
-    max_bodies_in_flight_bytes: Annotated[Optional[int], typer.Option(
+    max_bodies_in_flight_bytes: Annotated[int | None, typer.Option(
         envvar="KENNEL_MAX_BODIES_IN_FLIGHT_BYTES",
         help="Bytes of request bodies held at once (default 256 MiB); more wait, then get 503.")] = None,
-    queue_timeout: Annotated[Optional[float], typer.Option(
+    queue_timeout: Annotated[float | None, typer.Option(
         envvar="KENNEL_QUEUE_TIMEOUT", help="Seconds a request may wait for the database (default 10); then 503.")
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
@@ -104,14 +104,14 @@ def _redact(url: str) -> str:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - display only
+    except Exception:
         return url
 
 
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option("--name", help="What uses this key pair (e.g. ci, laptop).")],
-    user: Annotated[Optional[str], typer.Option(
+    user: Annotated[str | None, typer.Option(
         "--user", help="The person the pair acts as, with their role. Without it the pair belongs to no one "
                        "and has every right (an admin's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line {api_key, app_key}.")] = False,

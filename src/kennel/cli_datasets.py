@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -38,9 +38,9 @@ API = "/api/v2/llm-obs/v1"
 UPLOAD = "/api/v2/llm-obs/v2"
 
 UrlOpt = Annotated[str, typer.Option("--url", envvar="KENNEL_URL", help="Server URL.")]
-ApiKeyOpt = Annotated[Optional[str], typer.Option("--api-key", envvar="DD_API_KEY", help="DD-API-KEY.",
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="DD_API_KEY", help="DD-API-KEY.",
                                                   show_default=False)]
-AppKeyOpt = Annotated[Optional[str], typer.Option("--app-key", envvar="DD_APP_KEY", help="DD-APPLICATION-KEY.",
+AppKeyOpt = Annotated[str | None, typer.Option("--app-key", envvar="DD_APP_KEY", help="DD-APPLICATION-KEY.",
                                                   show_default=False)]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -139,8 +139,8 @@ def _dataset(c: httpx.Client, project: dict[str, Any], ref: str) -> dict[str, An
 
 @datasets_app.command("list")
 def list_datasets(
-    project: Annotated[Optional[str], typer.Option("--project", "-p", help="Only this project (name or id).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Only datasets with exactly this name.")] = None,
+    project: Annotated[str | None, typer.Option("--project", "-p", help="Only this project (name or id).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only datasets with exactly this name.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None, app_key: AppKeyOpt = None,
 ) -> None:
@@ -178,7 +178,7 @@ def export(
     project: Annotated[str, typer.Argument(help="Project name or id.")],
     dataset: Annotated[str, typer.Argument(help="Dataset name or id.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write ('-' for standard output).")],
-    version: Annotated[Optional[int], typer.Option("--version", help="Dataset version (default: current).")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="Dataset version (default: current).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
     url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None, app_key: AppKeyOpt = None,
 ) -> None:
@@ -278,7 +278,7 @@ def import_file(
                                               "is already in the dataset.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite/--no-overwrite", help="Replace records that have the "
                                             "same id (default) or keep them.")] = True,
-    tag: Annotated[Optional[list[str]], typer.Option("--tag", help="Tag added to every record (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag added to every record (repeatable).")] = None,
     url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None, app_key: AppKeyOpt = None,
 ) -> None:
     """Upload a CSV or JSONL file into a dataset, all or nothing, as one new version."""
@@ -297,7 +297,7 @@ def import_file(
                                    f"{p['attributes']['name']!r} (use --create to create it)")
                 d = _check(c.post(f"{API}/{p['id']}/datasets", json={"data": {"type": "datasets",
                                                                               "attributes": {"name": dataset}}}))["data"]
-            params: list[tuple[str, str]] = [("deduplicate", str(deduplicate).lower()),
+            params: list[tuple[str, str | int | float | bool | None]] = [("deduplicate", str(deduplicate).lower()),
                                              ("overwrite", str(overwrite).lower())]
             params += [("tags", t) for t in tag or []]
             boundary = uuid.uuid4().hex

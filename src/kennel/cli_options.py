@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 DatabaseOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--database-url", envvar="KENNEL_DATABASE_URL",
                  help="sqlite:///PATH (default ./kennel.db) or postgresql://user:pass@host:port/db"),
 ]

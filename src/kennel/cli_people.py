@@ -5,7 +5,7 @@ from __future__ import annotations
 import getpass
 import sys
 from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -59,7 +59,7 @@ StdinOpt = Annotated[bool, typer.Option("--password-stdin", help="Read the passw
 def users_create(
     username: Annotated[str, typer.Argument(help="The name they sign in with.")],
     role: Annotated[str, typer.Option("--role", help=ROLE_HELP)] = "member",
-    email: Annotated[Optional[str], typer.Option("--email", help="Their email (restricted queues list "
+    email: Annotated[str | None, typer.Option("--email", help="Their email (restricted queues list "
                                                                  "reviewers by email).")] = None,
     password_stdin: StdinOpt = False,
     database_url: DatabaseOpt = None,

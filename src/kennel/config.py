@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///./kennel.db"
 DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -54,7 +55,7 @@ class Settings:
     migrate_on_start: bool = True
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
+    def from_env(cls, **overrides: object) -> Settings:
         base = cls(
             database_url=os.environ.get("KENNEL_DATABASE_URL") or DEFAULT_DATABASE_URL,
             max_body_bytes=_int_env("KENNEL_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
@@ -64,5 +65,5 @@ class Settings:
             session_idle_minutes=_positive_env("KENNEL_SESSION_IDLE_MINUTES", DEFAULT_SESSION_IDLE_MINUTES),
             session_max_hours=_positive_env("KENNEL_SESSION_MAX_HOURS", DEFAULT_SESSION_MAX_HOURS),
         )
-        clean = {k: v for k, v in overrides.items() if v is not None}
+        clean: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         return replace(base, **clean)

@@ -34,8 +34,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kennel.errors import (Forbidden, Invalid, KennelError, PayloadTooLarge, RequestTimeout, Unavailable,
-                           error_response)
+from kennel.errors import Forbidden, Invalid, KennelError, PayloadTooLarge, RequestTimeout, Unavailable, error_response
 from kennel.people.roles import Permission, permission_for
 
 log = logging.getLogger("kennel")
@@ -171,7 +170,7 @@ class Gate:
             if isinstance(route, APIRoute):
                 calls = _calls(route.dependant)
                 keys = "both" if require_keys in calls else "api" if require_api_key in calls else None
-                needs = RouteNeeds(keys, get_session in calls, permission_for(route.path, min(route.methods)))
+                needs = RouteNeeds(keys, get_session in calls, permission_for(route.path, min(route.methods or {"GET"})))
             else:
                 needs = RouteNeeds(None, False)
             self.routes.append((route, needs))
@@ -334,5 +333,5 @@ def _trim() -> None:
     if _libc is None:
         name = ctypes.util.find_library("c")
         _libc = ctypes.CDLL(name) if name else False
-    if _libc and hasattr(_libc, "malloc_trim"):
+    if isinstance(_libc, ctypes.CDLL) and hasattr(_libc, "malloc_trim"):
         _libc.malloc_trim(0)

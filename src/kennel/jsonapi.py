@@ -6,8 +6,8 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -52,8 +52,8 @@ def iso(ts: datetime | None) -> str | None:
     if ts is None:
         return None
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def raw_body(request: Request) -> bytes:
@@ -172,7 +172,7 @@ def parse_body(model: type[M], raw: bytes) -> M:
                 detail = f"{field}: {msg}"
             items.append(error_item(400, "Bad Request", detail, pointer=pointer))
         first = items[0]
-        raise Invalid(first["detail"], pointer=first.get("source", {}).get("pointer"), errors=items[1:])
+        raise Invalid(first["detail"], pointer=first.get("source", {}).get("pointer"), errors=items[1:]) from None
 
 
 def _deeper_than(value: Any, depth: int) -> Any:
@@ -274,7 +274,7 @@ def decode_cursor(cursor: str, types: tuple[type, ...], parameter: str = "page[c
     parameter, or a body field's JSON pointer, starting with /), never a value a query cannot bind (an
     object, a bool, an integer beyond 64 bits).
     """
-    where = {"pointer": parameter} if parameter.startswith("/") else {"parameter": parameter}
+    where: dict[str, Any] = {"pointer": parameter} if parameter.startswith("/") else {"parameter": parameter}
     refused = Invalid(f"{parameter} is not a cursor this server issued for this request", **where)
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
@@ -286,9 +286,9 @@ def decode_cursor(cursor: str, types: tuple[type, ...], parameter: str = "page[c
     if parts[:len(prefix)] != list(prefix):
         raise refused
     tail = parts[len(prefix):]
-    for part, kind in zip(tail, types):
+    for part, kind in zip(tail, types, strict=True):
         # type(), not isinstance(): a bool is an int to isinstance.
-        if type(part) is not kind or (kind is int and not INT64_MIN <= part <= INT64_MAX):
+        if type(part) is not kind or (isinstance(part, int) and not INT64_MIN <= part <= INT64_MAX):
             raise refused
     return tail
 

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
-
-from pydantic import BaseModel
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 from starlette.responses import Response
 
 from kennel.annotations import service, views
@@ -143,7 +142,8 @@ def get_annotated_interaction(
     service.check_visible(session, queue_id=queue_id, actor=actor)
     row, annotations = service.annotated_interaction(session, queue_id=queue_id,
                                                      interaction_id=interaction_id)
-    spans, next_cursor = [], None
+    spans: list[dict[str, Any]] = []
+    next_cursor: str | None = None
     if row.type in TRACE_EVENT_TYPES:
         spans, next_cursor = spans_for_trace(session, trace_id=row.content_id, cursor=cursor or None, limit=size)
     attributes = {"annotated_interaction": views.annotated_interaction_item(row, annotations),
@@ -167,7 +167,7 @@ def get_annotated_interactions_by_content(
     if len(ids) > service.MAX_CONTENT_IDS:
         raise Invalid(f"at most {service.MAX_CONTENT_IDS} contentIds per request, got {len(ids)}",
                       parameter="contentIds")
-    start = int_param(offset, "offset", default=0, minimum=0)
+    start = int_param(offset, "offset", default=0, minimum=0) or 0
     size = page_limit(limit, default=100, maximum=1000, parameter="limit")
     total, page, annotations = service.annotated_by_content_ids(session, content_ids=ids,
                                                                 offset=start, limit=size)

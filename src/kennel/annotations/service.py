@@ -264,6 +264,7 @@ def upsert_annotations(session: Session, *, queue_id: str, items: Sequence[Upser
     for item in items:
         pk = interaction_pks.get(item.interaction_id)
         stored: dict[str, Any] | None = None
+        problem: str | None
         if pk is None:
             problem = f"interaction {item.interaction_id!r} not found in queue {queue_id}"
         elif item.interaction_id in seen:
@@ -350,7 +351,7 @@ def _group(result) -> dict[int, list[Any]]:
     return grouped
 
 
-def annotated_interactions(session: Session, *, queue_id: str) -> tuple[list[Any], dict[int, list[Any]]]:
+def annotated_interactions(session: Session, *, queue_id: str) -> tuple[Sequence[Any], dict[int, list[Any]]]:
     """Every interaction of the queue (oldest first) and its annotations: two queries, no join fan-out."""
     queue, _ = get_queue(session, queue_id=queue_id)
     conn = session.connection()
@@ -361,7 +362,7 @@ def annotated_interactions(session: Session, *, queue_id: str) -> tuple[list[Any
     return interactions, _group(annotations)
 
 
-def annotated_interaction(session: Session, *, queue_id: str, interaction_id: str) -> tuple[Any, list[Any]]:
+def annotated_interaction(session: Session, *, queue_id: str, interaction_id: str) -> tuple[Any, Sequence[Any]]:
     queue, _ = get_queue(session, queue_id=queue_id)
     conn = session.connection()
     row = conn.execute(select(*_READ_INTERACTION).where(_I.queue_pk == queue.pk, _I.id == interaction_id)).first()
@@ -373,7 +374,7 @@ def annotated_interaction(session: Session, *, queue_id: str, interaction_id: st
 
 
 def annotated_by_content_ids(session: Session, *, content_ids: Sequence[str], offset: int,
-                             limit: int) -> tuple[int, list[Any], dict[int, list[Any]]]:
+                             limit: int) -> tuple[int, Sequence[Any], dict[int, list[Any]]]:
     """Interactions of any live queue showing these contents, with their queue's id and name."""
     if not content_ids:
         return 0, [], {}

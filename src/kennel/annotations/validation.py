@@ -260,7 +260,7 @@ def _check_value(label: dict[str, Any], value: Any) -> str | None:
     # score
     if not _is_number(value):
         return f"a score label needs a number, got {value!r}"
-    if isinstance(value, int) and abs(value) > MAX_EXACT_INT or not math.isfinite(value):
+    if (isinstance(value, int) and abs(value) > MAX_EXACT_INT) or not math.isfinite(value):
         return "a score must be a finite number of sensible size"
     low, high = label.get("min"), label.get("max")
     if (low is not None and value < low) or (high is not None and value > high):

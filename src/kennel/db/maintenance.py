@@ -44,7 +44,7 @@ class SQLiteCheckpointer:
             try:
                 with self.engine.connect() as conn:
                     conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception as exc:  # noqa: BLE001 - upkeep must never take the server down
+            except Exception as exc:
                 if out_of_space(exc) is None:
                     log.exception("background WAL checkpoint failed; SQLite's own checkpoint still applies")
                 elif not disk_full:
@@ -135,7 +135,7 @@ class UpkeepRunner:
                     else:
                         with unit_of_work(self.factory, write=True) as session:
                             job(session)
-                except Exception as exc:  # noqa: BLE001 - upkeep must never take the server down
+                except Exception as exc:
                     if out_of_space(exc) is None:
                         log.exception("background upkeep failed: %s", job)
                     else:

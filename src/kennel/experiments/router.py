@@ -10,11 +10,26 @@ from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.errors import JSONAPI, Invalid
 from kennel.experiments import events, service
 from kennel.experiments.models import Experiment
-from kennel.experiments.schemas import (DeleteExperimentsRequest, EventsRequest, ExperimentRequest,
-                                        ExperimentUpdateRequest)
+from kennel.experiments.schemas import (
+    DeleteExperimentsRequest,
+    EventsRequest,
+    ExperimentRequest,
+    ExperimentUpdateRequest,
+)
 from kennel.experiments.views import experiment_resource, join_json
-from kennel.jsonapi import (RawBody, bool_param, check_storable, decode_cursor, dumps, encode_cursor, list_meta,
-                            no_content, page_limit, parse_body, respond)
+from kennel.jsonapi import (
+    RawBody,
+    bool_param,
+    check_storable,
+    decode_cursor,
+    dumps,
+    encode_cursor,
+    list_meta,
+    no_content,
+    page_limit,
+    parse_body,
+    respond,
+)
 from kennel.openapi import BOOLEAN, integer, json_body
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["experiments"])

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from kennel.db.base import utcnow
@@ -75,7 +75,7 @@ def create_user(session: Session, *, username: str, email: str | None, role: str
     username, email, role = _check_username(username), _check_email(email), _check_role(role)
     _check_password(password)
     taken = session.scalars(select(User).where(or_(func.lower(User.username) == username.lower(),
-                                                   User.email == email if email else False))).first()
+                                                   User.email == email if email else false()))).first()
     if taken is not None:
         what = "user name" if taken.username.lower() == username.lower() else "email"
         raise Conflict(f"the {what} is taken by user {taken.username}", pointer=f"/{what.replace(' ', '')}")
@@ -195,12 +195,12 @@ def check_password(session: Session, *, login: str, password: str, address: str)
         return SignIn(user)
     known = {row.subject: row for row in _failures(session, subjects)}
     for subject in subjects:
-        row = known.get(subject)
-        if row is None:
+        failure = known.get(subject)
+        if failure is None:
             session.add(SignInFailure(subject=subject, failures=1, last_failure_at=now))
         else:
-            row.failures += 1
-            row.last_failure_at = now
+            failure.failures += 1
+            failure.last_failure_at = now
     session.flush()
     return SignIn(None)
 

@@ -12,7 +12,7 @@ because a neighbour was malformed.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -36,11 +36,11 @@ class ItemError(Exception):
         return error_item(400, "Bad Request", self.detail, pointer=self.pointer)
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

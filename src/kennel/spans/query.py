@@ -6,7 +6,8 @@ import re
 import shlex
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from kennel.errors import Invalid
 from kennel.jsonapi import INT64_MAX, INT64_MIN
@@ -30,7 +31,7 @@ def parse_time(raw: str, *, name: str, pointer: bool = False, now_ns: int | None
     """A time bound as nanoseconds since the epoch."""
     now_ns = time.time_ns() if now_ns is None else now_ns
     value = raw.strip()
-    where = {"pointer": f"/data/attributes/filter/{name}"} if pointer else {"parameter": f"filter[{name}]"}
+    where: dict[str, Any] = {"pointer": f"/data/attributes/filter/{name}"} if pointer else {"parameter": f"filter[{name}]"}
     try:
         # int() refuses more than 4,300 digits.
         match = _RELATIVE.match(value)
@@ -45,14 +46,14 @@ def parse_time(raw: str, *, name: str, pointer: bool = False, now_ns: int | None
         raise Invalid(f"{name} must be ISO 8601, epoch milliseconds or relative such as now-15m; got {raw!r}",
                       **where) from None
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
+        ts = ts.replace(tzinfo=UTC)
     return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1000
 
 
 def parse_sort(raw: str | None, *, pointer: bool = False) -> tuple[str, bool]:
     value = (raw or "-timestamp").strip()
     if value not in SORTS:
-        where = {"pointer": "/data/attributes/sort"} if pointer else {"parameter": "sort"}
+        where: dict[str, Any] = {"pointer": "/data/attributes/sort"} if pointer else {"parameter": "sort"}
         raise Invalid(f"sort must be one of {', '.join(SORTS)}, got {value!r}", **where)
     return value, SORTS[value]
 
@@ -81,7 +82,7 @@ class SpanFilter:
 
 
 def parse_query(raw: str, *, pointer: bool = False) -> list[Term]:
-    where = {"pointer": "/data/attributes/filter/query"} if pointer else {"parameter": "filter[query]"}
+    where: dict[str, Any] = {"pointer": "/data/attributes/filter/query"} if pointer else {"parameter": "filter[query]"}
     try:
         tokens = shlex.split(raw)
     except ValueError as exc:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, not_, select, tuple_
+from sqlalchemy import Table, insert, not_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import Executable
 
 from kennel.jsonapi import decode_cursor, encode_cursor
 from kennel.spans.models import Span, SpanMetric
@@ -27,7 +28,8 @@ def insert_spans(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         return
     dialect = session.get_bind().dialect.name
     # The Core table, not the ORM entity: a plain executemany without the ORM's per-row bookkeeping.
-    table = Span.__table__
+    table = cast(Table, Span.__table__)
+    stmt: Executable
     if dialect == "postgresql":
         stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=["trace_id", "span_id"])
     elif dialect == "sqlite":
@@ -39,7 +41,7 @@ def insert_spans(session: Session, rows: Sequence[dict[str, Any]]) -> None:
 
 def insert_metrics(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(SpanMetric.__table__), list(rows))
+        session.execute(insert(cast(Table, SpanMetric.__table__)), list(rows))
 
 
 def _like_escape(value: str) -> str:

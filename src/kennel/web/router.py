@@ -7,6 +7,7 @@ logic of their own beyond turning a form into a service call and a result into H
 from __future__ import annotations
 
 import hashlib
+import inspect
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,8 +30,15 @@ from kennel.keys.service import authenticate, create_key, revoke_keys
 from kennel.people import service as people
 from kennel.people.roles import ROLES, Permission
 from kennel.projects import service as projects
-from kennel.web.auth import (LOGIN_CSRF_COOKIE, SESSION_COOKIE, PageForbidden, PersonDep, SignInNeeded,
-                             session_limits, signed_in)
+from kennel.web.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    PageForbidden,
+    PersonDep,
+    SignInNeeded,
+    session_limits,
+    signed_in,
+)
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -397,5 +405,6 @@ def install(app: FastAPI) -> None:
     async def _kennel(request: Request, exc: KennelError) -> Response:
         # The API answers JSON:API errors; a page answers a page saying the same.
         if request.url.path.startswith("/api/"):
-            return await api_errors(request, exc)
+            answer = api_errors(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer
         return render(request, "message.html", exc.status, heading=exc.title, text=exc.detail)

@@ -182,7 +182,8 @@ def error_of(status: str, meta: dict[str, Any]) -> SpanError | None:
     if status != "error":
         return None
     err = meta.get("error")
-    metadata = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else {}
+    nested = meta.get("metadata")
+    metadata: dict[str, Any] = nested if isinstance(nested, dict) else {}
     if isinstance(err, dict):
         got = {k: err.get(k) for k in ("type", "message", "stack")}
     else:
@@ -442,7 +443,7 @@ def load_trace(session: Session, trace_id: str, *, open_mode: str = "auto") -> T
     rows = rows[:MAX_SPANS]
     metrics = metrics_for(session, trace_id, [r.span_id for r in rows])
     if light:
-        errors = dict(session.execute(select(Span.span_id, Span.meta).where(
+        errors: dict[str, Any] = dict(session.execute(select(Span.span_id, Span.meta).where(
             Span.trace_id == trace_id, Span.status == "error")).all())
         nodes = [summary_node(r, errors.get(r.span_id), metrics.get(r.span_id)) for r in rows]
     else:
@@ -460,13 +461,13 @@ def load_trace(session: Session, trace_id: str, *, open_mode: str = "auto") -> T
     trace.small = len(nodes) <= OPEN_ALL_UPTO
     trace.steps = steps_of(roots, open_mode=open_mode, small=trace.small)
     shown = seq = 0
-    for n in trace.steps:
-        if n is not None:
+    for step in trace.steps:
+        if step is not None:
             seq += 1
-            n.seq = seq
+            step.seq = seq
             if not light:
-                shown += n.size
-                n.inline = shown <= BODY_BUDGET
+                shown += step.size
+                step.inline = shown <= BODY_BUDGET
     trace.inline_all = not light and shown <= BODY_BUDGET
     return trace
 
@@ -538,11 +539,11 @@ def steps_of(roots: list[Node], *, open_mode: str, small: bool) -> list[Node | N
     steps: list[Node | None] = []
     walk: list[Node | None] = [r for r in reversed(roots)]
     while walk:
-        n = walk.pop()
-        steps.append(n)
-        if n is not None and n.children:
+        step = walk.pop()
+        steps.append(step)
+        if step is not None and step.children:
             walk.append(None)
-            walk.extend(reversed(n.children))
+            walk.extend(reversed(step.children))
     return steps
 
 
@@ -611,9 +612,9 @@ def trace_page(request: Request, session: SessionDep, person: PersonDep, trace_i
     trace = load_trace(session, trace_id, open_mode=open_mode)
     if trace is None or not may_view_trace(session, person, trace):
         return _missing_trace(request, person, trace_id)
-    sessions = trace.session_ids if person.may(Permission.READ) else sorted(
+    session_ids = trace.session_ids if person.may(Permission.READ) else sorted(
         sid for _, sid in visible_interactions(session, person, session_ids=trace.session_ids))
-    sessions = [(sid, session_url(sid)) for sid in sessions[:5]]
+    sessions = [(sid, session_url(sid)) for sid in session_ids[:5]]
     return render(request, "trace.html", person=person, trace=trace, open_mode=open_mode, sessions=sessions,
                   page_url=f"/traces/{quote(trace_id, safe='')}")
 
@@ -633,7 +634,8 @@ def span_page(request: Request, session: SessionDep, person: PersonDep, trace_id
         sessions = session.execute(select(Span.session_id).where(Span.trace_id == trace_id,
                                                                  Span.session_id.is_not(None))
                                    .distinct().limit(100)).scalars().all()
-        if not visible_interactions(session, person, trace_ids=[trace_id], session_ids=list(sessions)):
+        if not visible_interactions(session, person, trace_ids=[trace_id],
+                                    session_ids=[s for s in sessions if s is not None]):
             return _missing_trace(request, person, trace_id)
     fragment = part == "fields"
     node = node_of(row, metrics_for(session, trace_id, [span_id]).get(span_id), whole=not fragment)
