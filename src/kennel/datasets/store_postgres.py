@@ -34,6 +34,7 @@ from sqlalchemy import (
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from kennel.datasets.models import RECORD_FIELDS, REVISION_COLUMNS, Dataset
 from kennel.datasets.plan import RecordState
@@ -53,7 +54,7 @@ from kennel.db.maintenance import request_upkeep
 
 def _copy_type(name: str) -> str:
     # The column's type as PostgreSQL names it, without its length: `varchar`, `json`, `timestamp with time zone`.
-    return re.sub(r"\(.*\)", "", R[name].type.compile(dialect=postgresql.dialect())).lower()
+    return re.sub(r"\(.*\)", "", R[name].type.compile(dialect=PGDialect())).lower()
 
 
 # PostgreSQL types of REVISION_COLUMNS, for the binary COPY: each value is sent in its column's own form.
@@ -75,8 +76,8 @@ class _EncodedJsonDumper(Dumper):
     format = Format.BINARY
     oid = postgres.types["json"].oid
 
-    def dump(self, obj: Any) -> bytes:
-        return obj  # type: ignore[no-any-return]
+    def dump(self, obj: bytes) -> bytes:
+        return obj
 
 
 class _EncodedJsonbDumper(_EncodedJsonDumper):
@@ -84,7 +85,7 @@ class _EncodedJsonbDumper(_EncodedJsonDumper):
 
     oid = postgres.types["jsonb"].oid
 
-    def dump(self, obj: Any) -> bytes:
+    def dump(self, obj: bytes) -> bytes:
         return b"\x01" + obj
 
 
@@ -162,6 +163,12 @@ class SideWriter:
 class PostgresStore(RecordStore):
     dialect = "postgresql"
 
+    def _driver(self) -> Any:
+        """The psycopg connection under this session's transaction, for COPY and pipelines."""
+        raw = self.session.connection().connection.driver_connection
+        assert raw is not None, "the session's connection is open"
+        return raw
+
     def settle(self, dataset: Dataset) -> None:
         if not dataset.closures_pending:
             return
@@ -175,7 +182,7 @@ class PostgresStore(RecordStore):
         self.session.flush()
 
     def _append_closures(self, rows: list[tuple[int, int, int, int]]) -> None:
-        raw = self.session.connection().connection.driver_connection
+        raw = self._driver()
         with raw.cursor() as cur, cur.copy(
                 "COPY dataset_pending_closures (dataset_pk, seq, valid_from, valid_to) FROM STDIN") as copy:
             for row in rows:
@@ -207,7 +214,7 @@ class PostgresStore(RecordStore):
         if isinstance(states, Sequence) and not states:
             return
         dumps = orjson.dumps
-        raw = self.session.connection().connection.driver_connection
+        raw = self._driver()
         with raw.cursor() as cur:
             # On this cursor only: set_types picks each column's dumper by its type's oid.
             cur.adapters.register_dumper(_EncodedJson, _EncodedJsonDumper)
@@ -279,7 +286,7 @@ class PostgresStore(RecordStore):
         """Each part's probe is sent as soon as the part is made (pipeline mode), so the database answers
         it while the next part is computed."""
         found: set[str] = set()
-        raw = self.session.connection().connection.driver_connection
+        raw = self._driver()
         cursors = []
         with raw.pipeline():
             for part in parts:

@@ -128,6 +128,10 @@ class SQLiteStore(RecordStore):
             "substr(lower(hex(randomblob(2))), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || "
             "substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6)))", Text)
 
+    def refresh_statistics(self, before: int, after: int) -> None:
+        """Nothing to do: SQLite plans these statements from the indexes alone (the queries that need it
+        fix their join order themselves, see existing_hashes)."""
+
     def index_hashes(self, dataset_pk: int, states: Sequence[RecordState]) -> None:
         if not states:
             return

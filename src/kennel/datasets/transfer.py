@@ -7,10 +7,14 @@ the first chunk before they answer, so a file that is wrong from the start still
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +23,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset
 from kennel.datasets.plan import Change, NewRecord, content_hash, normalize_tags
-from kennel.datasets.records import apply_changes
+from kennel.datasets.records import apply_changes, check_version
+from kennel.datasets.service import get_dataset
 from kennel.datasets.store import store_for
 from kennel.db.engine import defer_checkpoint
 from kennel.db.session import unit_of_work
-from kennel.errors import Invalid
+from kennel.errors import Invalid, KennelError, out_of_space
+from kennel.gate import Admission
 from kennel.jsonapi import exact_loads, may_hold_wide_int
 from kennel.keys.service import Actor
+
+log = logging.getLogger("kennel")
 
 MAX_FIELD = 10 * 1024 * 1024
 MAX_ID = 255
@@ -364,6 +372,74 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+class _Cancelled(Exception):
+    """The client went away: abandon the write so its transaction rolls back."""
+
+
+async def upload_events(factory: sessionmaker[Session], admission: Admission, *, project_id: str, dataset_id: str,
+                        actor: Actor, records: Iterable[NewRecord], total: int, deduplicate: bool, overwrite: bool,
+                        tags: list[str]) -> AsyncIterator[bytes]:
+    """Write the file in one transaction on a worker thread, relaying its progress as events.
+
+    The transaction lives on the worker, never across a `yield`: a client that hangs up cancels this
+    generator, which tells the worker to stop; it raises between chunks and rolls back, so nothing
+    of the file is stored and no lock outlives the request.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def post(item: tuple[str, dict[str, Any]] | None) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            with unit_of_work(factory, write=True) as session:
+                dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
+                progress = Progress(total=total, version=dataset.current_version)
+                for progress in write_upload(session, dataset=dataset, actor=actor, records=records,
+                                                      total=total, deduplicate=deduplicate, overwrite=overwrite,
+                                                      tags=tags):
+                    if cancel.is_set():
+                        raise _Cancelled
+                    post(("progress", progress.counts()))
+                if cancel.is_set():
+                    raise _Cancelled
+                # The total was counted from the file's lines; the rows read are the exact figure.
+                progress.total = progress.processed
+                done = {**progress.counts(), "dataset_id": dataset.id}
+            post(("completed", done))
+        except _Cancelled:
+            pass
+        except KennelError as exc:
+            post(("error", {"message": exc.detail, "status": exc.status}))
+        except Exception as exc:
+            full = out_of_space(exc)
+            if full is not None:
+                log.error("out of disk space in the upload into dataset %s: %s", dataset_id, full.detail)
+                post(("error", {"message": full.detail, "status": full.status}))
+                return
+            log.exception("upload into dataset %s failed", dataset_id)
+            post(("error", {"message": "the upload failed on the server and nothing was stored; "
+                                       "see the server log", "status": 500}))
+        finally:
+            post(None)
+
+    yield sse("progress", Progress(total=total).counts())
+    try:
+        # The answer has started, so the gate's write turn is over: the write waits for one of its own.
+        async with admission.write_turn():
+            worker = loop.run_in_executor(None, work)
+            try:
+                while (item := await queue.get()) is not None:
+                    yield sse(*item)
+            finally:
+                cancel.set()
+            await worker
+    except KennelError as exc:
+        yield sse("error", {"message": exc.detail, "status": exc.status})
+
+
 # Export -----------------------------------------------------------------------------------------
 
 EXPORT_PAGE = 5000
@@ -372,6 +448,31 @@ EXPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson
 
 def count_records(session: Session, *, dataset: Dataset, version: int) -> int:
     return store_for(session).count(dataset, version)
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file of a dataset's records at one version, ready to stream."""
+
+    body: Iterator[bytes]
+    media_type: str
+    filename: str
+    count: int
+    version: int
+
+
+def start_export(session: Session, factory: sessionmaker[Session], *, project_id: str, dataset_id: str,
+                 fmt: str | None, version: int | None) -> Export:
+    """Check the request, count the records, and make the body: read page by page in short transactions
+    of its own (export_stream), after the request's session has closed."""
+    requested, fmt = fmt, (fmt or "csv").strip().lower()
+    if fmt not in FORMATS:
+        raise Invalid(f"unknown format {requested!r}; use csv or jsonl", parameter="format")
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
+    v = check_version(dataset, version, parameter="version")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name)[:100] or "dataset"
+    return Export(body=export_stream(factory, dataset=dataset, version=v, fmt=fmt), media_type=EXPORT_MEDIA[fmt],
+                  filename=f"{safe}-v{v}.{fmt}", count=count_records(session, dataset=dataset, version=v), version=v)
 
 
 def _text(value: str | None) -> str:

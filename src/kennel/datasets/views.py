@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -41,7 +42,7 @@ def version_resource(v: DatasetVersion, dataset_id: str) -> dict[str, Any]:
     }
 
 
-def _stamp_formatter():
+def _stamp_formatter() -> Callable[[Any], Any]:
     """Render stored timestamps once per distinct value: a page's rows share few of them."""
     seen: dict[Any, Any] = {}
 
