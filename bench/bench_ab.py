@@ -3,8 +3,9 @@
 
 Starts one server from `git archive REF_A src` and one from REF_B (or the working tree), each on its
 own fresh database of the chosen backend, then sends the same requests to each in turn, A B A B ...:
-typed appends of 1,000 records (~1.2 KB each) and reads of a 1,000-record page, and small requests
-(a 1-record append, a project list). Turn by turn, the machine's drift meets both sides alike. Prints
+typed appends of 1,000 records (~1.2 KB each) and reads of a 1,000-record page, small requests
+(a 1-record append, a project list), and the other shapes of record change: 1,000 inserts with ids,
+100 updates, a delete of 100 records by id, and a page of an old version. Turn by turn, the machine's drift meets both sides alike. Prints
 the median and p90 latency of each kind of request on each side, and the ratio B/A of the medians.
 
   .venv/bin/python bench/bench_ab.py --a 82f1c81 --b HEAD --backend sqlite --rounds 40
@@ -31,7 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.conftest import start_server, stop_server  # noqa: E402
 
-from bench_datasets import PG_ADMIN_DEFAULT, append_body, make_record, pg_admin, snapshot_src  # noqa: E402
+from bench_datasets import PG_ADMIN_DEFAULT, append_body, batch_update_body, make_record, pg_admin, snapshot_src  # noqa: E402
 
 V2 = "/api/v2/llm-obs/v1"
 
@@ -49,11 +50,12 @@ class Side:
                                       ).json()["data"]["id"]
         self.times: dict[str, list[float]] = {}
 
-    def timed(self, kind: str, method: str, path: str, body: bytes | None = None) -> None:
+    def timed(self, kind: str, method: str, path: str, body: bytes | None = None,
+              ok: tuple[int, ...] = (200,)) -> None:
         began = time.perf_counter()
         r = self.http.request(method, path, content=body)
         took = time.perf_counter() - began
-        if r.status_code != 200:
+        if r.status_code not in ok:
             raise RuntimeError(f"{self.label} {kind}: {r.status_code} {r.text[:300]}")
         self.times.setdefault(kind, []).append(took * 1000)
 
@@ -67,6 +69,18 @@ def one_round(side: Side, i: int) -> None:
         {"input": {"q": f"small-{side.label}-{i}"}}]}}})
     side.timed("append 1", "POST", f"{V2}/{side.project}/datasets/{side.dataset}/records", small)
     side.timed("list projects", "GET", f"{V2}/projects?page[limit]=10")
+    # The other shapes of record change: inserts with ids (looked up first), updates (the general plan),
+    # a delete by id (queued closings), and a page of an old version.
+    base = f"{V2}/{side.project}/datasets/{side.dataset}"
+    keyed = [make_record(i * 1000 + k, with_id=True, salt=side.label) for k in range(1000)]
+    side.timed("batch insert 1,000 with ids", "POST", f"{base}/batch_update",
+               batch_update_body(side.dataset, keyed, new_version=True))
+    changed = [{"id": r["id"], "input": {"changed": r["id"]}} for r in keyed[:100]]
+    side.timed("update 100", "POST", f"{base}/batch_update",
+               batch_update_body(side.dataset, changed, new_version=True, key="update_records"))
+    gone = orjson.dumps({"data": {"type": "records", "attributes": {"record_ids": [r["id"] for r in keyed[100:200]]}}})
+    side.timed("delete 100", "POST", f"{base}/records/delete", gone, ok=(204,))
+    side.timed("old version page 1,000", "GET", f"{base}/records?page[limit]=1000&filter[version]=1")
 
 
 def main() -> None:

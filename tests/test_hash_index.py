@@ -1,7 +1,8 @@
 """The content-hash index of `deduplicate`: entries written beside a transaction that rolls back match nothing.
 
 On PostgreSQL the index rows of an insert are committed on a connection of their own while the
-records go in (storage.start_index_hashes), so a request that fails afterwards leaves them behind.
+records go in (PostgresStore.start_index_hashes, on the SideWriter that a server opens with
+datasets.service.open_resources), so a request that fails afterwards leaves them behind.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from sqlalchemy import func, select
 
 from kennel.datasets.models import DatasetRecordHash
 from kennel.datasets.records import NewRecord, change_records, list_records
-from kennel.datasets.service import get_dataset
+from kennel.datasets.service import get_dataset, open_resources
 from kennel.db.session import unit_of_work
 from kennel.keys.service import Actor
 from tests.conftest import new_dataset_via_services
@@ -23,7 +24,18 @@ class Boom(Exception):
     pass
 
 
-def test_index_rows_of_a_rolled_back_insert_do_not_deduplicate_anything(factory):
+@pytest.fixture
+def served(factory):
+    """The factory with what a server opens beside its requests (the side writer, on PostgreSQL)."""
+    close = open_resources(factory.kw["bind"], factory)
+    try:
+        yield factory
+    finally:
+        close()
+
+
+def test_index_rows_of_a_rolled_back_insert_do_not_deduplicate_anything(served):
+    factory = served
     ids = new_dataset_via_services(factory, ACTOR)
 
     def append(*contents: str) -> int:

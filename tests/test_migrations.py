@@ -97,11 +97,12 @@ def test_head_matches_the_models_and_steps_down_and_up(backend, tmp_path_factory
 
 
 def test_binary_copy_types_match_the_records_table(backend, tmp_path_factory):
-    """PostgreSQL takes new records by binary COPY (storage.insert_revisions), where every value must be
+    """PostgreSQL takes new records by binary COPY (store_postgres.PostgresStore.insert), where every value must be
     sent in its column's exact type: a column whose type changes must change COPY_TYPES too."""
     if backend != "postgres":
         pytest.skip("binary COPY is PostgreSQL's")
-    from kennel.datasets.storage import COPY_TYPES, INSERT_COLUMNS
+    from kennel.datasets.models import REVISION_COLUMNS as INSERT_COLUMNS
+    from kennel.datasets.store_postgres import COPY_TYPES
 
     gen, url = _fresh(backend, tmp_path_factory)
     engine = make_engine(url)

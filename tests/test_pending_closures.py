@@ -17,7 +17,7 @@ from kennel.datasets.lifecycle import clone_dataset, restore_version
 from kennel.datasets.models import DatasetPendingClosure, DatasetRecord
 from kennel.datasets.records import NewRecord, change_records, list_records
 from kennel.datasets.service import get_dataset
-from kennel.datasets.storage import unsettled
+from kennel.datasets.store import unsettled
 from kennel.db.maintenance import UpkeepRunner
 from kennel.db.session import unit_of_work
 from kennel.errors import NotFound

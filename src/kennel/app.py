@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from kennel import __version__
 from kennel.auth import gate_authenticator
 from kennel.config import Settings
-from kennel.datasets.storage import unsettled
+from kennel.datasets import service as datasets
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
@@ -35,15 +35,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         checkpointer = SQLiteCheckpointer(engine) if engine.dialect.name == "sqlite" else None
         if checkpointer:
             checkpointer.start()
+        close_datasets = datasets.open_resources(engine, app.state.sessionmaker)
         upkeep = UpkeepRunner(engine, app.state.sessionmaker)
         upkeep.start()
         with unit_of_work(app.state.sessionmaker, write=False) as session:
-            upkeep.submit(unsettled(session))
+            upkeep.submit(datasets.recovery_jobs(session))
         tune_gc()
         try:
             yield
         finally:
             upkeep.stop()
+            close_datasets()
             if checkpointer:
                 checkpointer.stop()
             engine.dispose()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
 import re
-from collections.abc import Callable
+import threading
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -363,6 +365,14 @@ def bool_param(raw: str | None, name: str, default: bool) -> bool:
     raise Invalid(f"{name} must be true or false, got {raw!r}", parameter=name)
 
 
+def comma_list(values: list[str] | None, *, strip: bool = False) -> list[str]:
+    """A query parameter given repeatedly and/or as comma-separated values, as one list (empty items
+    dropped; with `strip`, items are trimmed first)."""
+    if strip:
+        return [item.strip() for raw in values or [] for item in raw.split(",") if item.strip()]
+    return [item for raw in values or [] for item in raw.split(",") if item]
+
+
 def list_meta(after: str | None) -> dict[str, Any]:
     # ddtrace treats "" as the last page; the typed client accepts a string too.
     return {"after": after or ""}
@@ -384,3 +394,26 @@ def dual_route(router: APIRouter, method: str, path: str, *,
                                  openapi_extra=json_body(body) if body is not None else None)
         return fn
     return register
+
+
+async def client_hang_up(request: Request) -> AsyncIterator[threading.Event]:
+    """An event set when the client hangs up, for a sync route to check from its worker thread.
+
+    Dependencies run once the body has been read, so the one message left to receive is the
+    disconnect; receiving also lets the server read the connection's end while the route works.
+    """
+    gone = threading.Event()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        gone.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield gone
+    finally:
+        watcher.cancel()
+
+
+HangUpDep = Annotated[threading.Event, Depends(client_hang_up, scope="function")]

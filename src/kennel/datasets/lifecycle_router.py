@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 from pydantic import BaseModel
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import lifecycle, transfer
 from kennel.datasets.lifecycle_schemas import CloneRequest, RestoreRequest
 from kennel.datasets.models import Dataset
-from kennel.datasets.records import NewRecord, check_version
 from kennel.datasets.service import ensure_writable, get_dataset, get_version
 from kennel.datasets.views import dataset_resource, version_resource
-from kennel.db.session import unit_of_work
-from kennel.errors import ClientClosedRequest, Invalid, KennelError, out_of_space
-from kennel.gate import Admission
-from kennel.jsonapi import RawBody, bool_param, dual_route, int_param, iso, parse_body, respond
-from kennel.keys.service import Actor
+from kennel.errors import ClientClosedRequest, Invalid
+from kennel.jsonapi import HangUpDep, RawBody, bool_param, comma_list, dual_route, int_param, iso, parse_body, respond
 from kennel.openapi import BOOLEAN, integer
 
 log = logging.getLogger("kennel")
@@ -107,18 +100,11 @@ def export(
     format: Annotated[str | None, Query()] = None,
     version: Annotated[str | None, Query(json_schema_extra=integer(0))] = None,
 ) -> Response:
-    fmt = (format or "csv").strip().lower()
-    if fmt not in transfer.FORMATS:
-        raise Invalid(f"unknown format {format!r}; use csv or jsonl", parameter="format")
-    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
-    v = check_version(dataset, int_param(version, "version"), parameter="version")
-    count = transfer.count_records(session, dataset=dataset, version=v)
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name)[:100] or "dataset"
-    # The body is read page by page in its own short transactions, after this request's session closed.
-    body = transfer.export_stream(request.app.state.sessionmaker, dataset=dataset, version=v, fmt=fmt)
-    return StreamingResponse(body, media_type=transfer.EXPORT_MEDIA[fmt], headers={
-        "Content-Disposition": f'attachment; filename="{safe}-v{v}.{fmt}"',
-        "X-Record-Count": str(count), "X-Dataset-Version": str(v)})
+    out = transfer.start_export(session, request.app.state.sessionmaker, project_id=project_id,
+                                dataset_id=dataset_id, fmt=format, version=int_param(version, "version"))
+    return StreamingResponse(out.body, media_type=out.media_type, headers={
+        "Content-Disposition": f'attachment; filename="{out.filename}"',
+        "X-Record-Count": str(out.count), "X-Dataset-Version": str(out.version)})
 
 
 # Upload -----------------------------------------------------------------------------------------
@@ -145,7 +131,7 @@ def upload_options(
     tags: Annotated[list[str] | None, Query()] = None,
     format: Annotated[str | None, Query()] = None,
 ) -> UploadOptions:
-    return UploadOptions(deduplicate, bool_param(overwrite, "overwrite", True), _tags(tags), format)
+    return UploadOptions(deduplicate, bool_param(overwrite, "overwrite", True), comma_list(tags, strip=True), format)
 
 
 UploadOptionsDep = Annotated[UploadOptions, Depends(upload_options)]
@@ -154,78 +140,6 @@ UploadOptionsDep = Annotated[UploadOptions, Depends(upload_options)]
 def _read(file: UploadFile, fmt_param: str | None) -> tuple[str, bytes]:
     """The file's format and bytes (decoded as its rows are read: see transfer.iter_records)."""
     return transfer.detect_format(fmt_param, file.filename, file.content_type), file.file.read()
-
-
-def _tags(values: list[str] | None) -> list[str]:
-    return [t.strip() for raw in values or [] for t in raw.split(",") if t.strip()]
-
-
-class _Cancelled(Exception):
-    """The client went away: abandon the write so its transaction rolls back."""
-
-
-async def _sse_upload(factory: sessionmaker[Session], admission: Admission, *, project_id: str, dataset_id: str,
-                      actor: Actor, records: Iterable[NewRecord], total: int, deduplicate: bool, overwrite: bool,
-                      tags: list[str]) -> AsyncIterator[bytes]:
-    """Write the file in one transaction on a worker thread, relaying its progress as events.
-
-    The transaction lives on the worker, never across a `yield`: a client that hangs up cancels this
-    generator, which tells the worker to stop; it raises between chunks and rolls back, so nothing
-    of the file is stored and no lock outlives the request.
-    """
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
-    cancel = threading.Event()
-
-    def post(item: tuple[str, dict[str, Any]] | None) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def work() -> None:
-        try:
-            with unit_of_work(factory, write=True) as session:
-                dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
-                progress = transfer.Progress(total=total, version=dataset.current_version)
-                for progress in transfer.write_upload(session, dataset=dataset, actor=actor, records=records,
-                                                      total=total, deduplicate=deduplicate, overwrite=overwrite,
-                                                      tags=tags):
-                    if cancel.is_set():
-                        raise _Cancelled
-                    post(("progress", progress.counts()))
-                if cancel.is_set():
-                    raise _Cancelled
-                # The total was counted from the file's lines; the rows read are the exact figure.
-                progress.total = progress.processed
-                done = {**progress.counts(), "dataset_id": dataset.id}
-            post(("completed", done))
-        except _Cancelled:
-            pass
-        except KennelError as exc:
-            post(("error", {"message": exc.detail, "status": exc.status}))
-        except Exception as exc:  # noqa: BLE001 - the stream has started; only an event can tell the client
-            full = out_of_space(exc)
-            if full is not None:
-                log.error("out of disk space in the upload into dataset %s: %s", dataset_id, full.detail)
-                post(("error", {"message": full.detail, "status": full.status}))
-                return
-            log.exception("upload into dataset %s failed", dataset_id)
-            post(("error", {"message": "the upload failed on the server and nothing was stored; "
-                                       "see the server log", "status": 500}))
-        finally:
-            post(None)
-
-    yield transfer.sse("progress", transfer.Progress(total=total).counts())
-    try:
-        # The answer has started, so the gate's write turn is over: the write waits for one of its own.
-        async with admission.write_turn():
-            worker = loop.run_in_executor(None, work)
-            try:
-                while (item := await queue.get()) is not None:
-                    yield transfer.sse(*item)
-            finally:
-                cancel.set()
-            await worker
-    except KennelError as exc:
-        yield transfer.sse("error", {"message": exc.detail, "status": exc.status})
 
 
 @route("POST", "/v2/{project_id}/datasets/{dataset_id}/records/upload")
@@ -249,34 +163,11 @@ def upload_records_file(
     ensure_writable(dataset, actor)
     fmt, data = _read(file, options.format)
     records, total = transfer.start_records(data, fmt)
-    stream = _sse_upload(request.app.state.sessionmaker, request.app.state.admission, project_id=project_id,
-                         dataset_id=dataset_id, actor=actor, records=records, total=total, deduplicate=dedupe,
-                         overwrite=options.overwrite, tags=options.tags)
+    stream = transfer.upload_events(request.app.state.sessionmaker, request.app.state.admission,
+                                    project_id=project_id, dataset_id=dataset_id, actor=actor, records=records,
+                                    total=total, deduplicate=dedupe, overwrite=options.overwrite, tags=options.tags)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-
-async def client_hang_up(request: Request) -> AsyncIterator[threading.Event]:
-    """An event set when the client hangs up, for a sync route to check from its worker thread.
-
-    Dependencies run once the body has been read, so the one message left to receive is the
-    disconnect; receiving also lets the server read the connection's end while the route works.
-    """
-    gone = threading.Event()
-
-    async def watch() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        gone.set()
-
-    watcher = asyncio.create_task(watch())
-    try:
-        yield gone
-    finally:
-        watcher.cancel()
-
-
-HangUpDep = Annotated[threading.Event, Depends(client_hang_up, scope="function")]
 
 
 def _unless_gone(gone: threading.Event, dataset_id: str) -> None:

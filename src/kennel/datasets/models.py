@@ -11,8 +11,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (BigInteger, Boolean, ForeignKey, Index, Integer, PrimaryKeyConstraint, String, Text,
-                        UniqueConstraint, false, text)
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, DocumentJSON, JSONType, UTCDateTime, new_id, utcnow
@@ -103,10 +114,35 @@ class DatasetRecord(Base):
         Index("ix_dataset_records_seq", "dataset_pk", "seq"),
         # The current version (the common read) and its lookups only touch open rows.
         Index("ix_dataset_records_current_seq", "dataset_pk", "seq", sqlite_where=CURRENT, postgresql_where=CURRENT),
-        # Lookups by key lead with the key, not the dataset: see storage.lookup_current for why.
+        # Lookups by key lead with the key, not the dataset: see PostgresStore.current for why.
         Index("uq_dataset_records_current_id", "record_id", "dataset_pk", unique=True,
               sqlite_where=CURRENT, postgresql_where=CURRENT),
     )
+
+
+# The columns of a record revision, listed once. Every path that writes, copies or reads revisions
+# builds its column list from these two: inserts and COPY (store), pages and states (store), restore and
+# clone (lifecycle, through store.copy_revisions). A new field of records is added to the model, a
+# migration, the wire schema (views.py, schemas.py) and RECORD_FIELDS; nothing else lists columns.
+#
+# What a revision carries from its record's state, in the order rows are built and read:
+RECORD_FIELDS: tuple[str, ...] = ("record_id", "canonical_id", "seq", "input", "expected_output", "metadata", "tags",
+                                  "content_hash", "author_id", "created_at", "updated_at")
+# Where and when it is valid: set by the write, never carried over from another revision.
+INTERVAL_COLUMNS: tuple[str, ...] = ("dataset_pk", "valid_from", "valid_to")
+REVISION_COLUMNS: tuple[str, ...] = (*INTERVAL_COLUMNS, *RECORD_FIELDS)
+
+
+def _check_revision_columns() -> None:
+    # At import, so that a column added to the model but not to the lists fails every test at once,
+    # instead of being silently dropped by one copy path (as authorship once was by restore and clone).
+    table = {c.name for c in DatasetRecord.__table__.c} - {"pk"}
+    if table != set(REVISION_COLUMNS) or len(REVISION_COLUMNS) != len(table):
+        raise RuntimeError(f"dataset_records columns {sorted(table)} differ from REVISION_COLUMNS "
+                           f"{sorted(REVISION_COLUMNS)}: list the new column in RECORD_FIELDS")
+
+
+_check_revision_columns()
 
 
 class DatasetRecordHash(Base):
@@ -144,9 +180,9 @@ class DatasetPendingClosure(Base):
     entries and, after a checkpoint, a full-page image of every page touched. A delete of 10,000
     records spread over a 1M-record dataset touches some 10,000 table pages that way: 115-140 MB of
     WAL and 0.7-0.9 s measured on the benchmark machine. Here the delete appends its closings as
-    narrow rows (one COPY) and answers; a background job (storage.SettleClosures) writes them into
+    narrow rows (one COPY) and answers; a background job (store.SettleClosures) writes them into
     dataset_records under the dataset lock, and any writer to the dataset settles them first. Until
-    then, reads leave out the revisions listed here (storage.not_pending).
+    then, reads leave out the revisions listed here (RecordStore.visible).
     """
 
     __tablename__ = "dataset_pending_closures"

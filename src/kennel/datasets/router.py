@@ -21,8 +21,20 @@ from kennel.datasets.schemas import (
 from kennel.datasets.views import dataset_resource, mutation_items, record_rows, version_resource
 from kennel.errors import JSONAPI, Invalid
 from kennel.ids import require_unique_ids
-from kennel.jsonapi import (RawBody, decode_cursor, dual_route, dumps, encode_cursor, int_param, list_meta,
-                            no_content, page_limit, parse_body, respond)
+from kennel.jsonapi import (
+    RawBody,
+    comma_list,
+    decode_cursor,
+    dual_route,
+    dumps,
+    encode_cursor,
+    int_param,
+    list_meta,
+    no_content,
+    page_limit,
+    parse_body,
+    respond,
+)
 from kennel.openapi import integer, json_body
 
 router = APIRouter(dependencies=[Depends(require_keys)], tags=["datasets"])
@@ -33,10 +45,6 @@ UNSTABLE = "/api/unstable/llm-obs/v1"
 def route(method: str, path: str,
           body: type[BaseModel] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return dual_route(router, method, "/v1" + path, body=body)
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [v for raw in values or [] for v in raw.split(",") if v]
 
 
 @route("POST", "/{project_id}/datasets", DatasetRequest)
@@ -58,7 +66,7 @@ def list_datasets(
 ) -> Response:
     size = page_limit(limit, default=100, maximum=1000)
     before = decode_cursor(cursor, (int,))[0] if cursor else None
-    rows = service.list_datasets(session, project_id=project_id, ids=_split(filter_id) or None, name=filter_name,
+    rows = service.list_datasets(session, project_id=project_id, ids=comma_list(filter_id) or None, name=filter_name,
                                  before_pk=before, limit=size + 1)
     after = encode_cursor(rows[size - 1].pk) if len(rows) > size else None
     return respond({"data": [dataset_resource(d, project_id) for d in rows[:size]], "meta": list_meta(after)})

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetVersion
-from kennel.datasets.storage import settle_closures
+from kennel.datasets.store import store_for, unsettled
 from kennel.db.base import utcnow
+from kennel.db.soft_delete import mark_deleted, take_live
 from kennel.errors import Conflict, NotFound
-from kennel.ids import listing, require_unique_ids
 from kennel.keys.service import Actor
 from kennel.projects.models import Project
 from kennel.projects.service import get_project
 
 
-def _live():
+def _live() -> ColumnElement[bool]:
     return Dataset.deleted_at.is_(None)
 
 
@@ -37,14 +37,34 @@ def get_dataset(session: Session, *, dataset_id: str, project_id: str | None = N
     dataset = session.scalars(stmt).first()
     if dataset is None:
         raise NotFound(f"dataset {dataset_id!r} not found" + (f" in project {project_id!r}" if project_id else ""))
-    if for_update and dataset.closures_pending:
-        # Writers see every record's row as it is; only reads know how to leave pending closings out.
-        settle_closures(session, dataset)
+    if for_update:
+        # Taken for writing: the store writes the pending closings in (see RecordStore.settle).
+        store_for(session).settle(dataset)
     return dataset
 
 
+def open_resources(engine: Engine, factory: sessionmaker[Session]) -> Callable[[], None]:
+    """Start what the records path runs beside a server's requests, handed to the sessions `factory`
+    makes; returns the call that stops it. On PostgreSQL: the SideWriter that indexes new records'
+    content on a connection of its own (store_postgres.PostgresStore.start_index_hashes). Without it
+    (the CLI, tests of services) the index rows are written in the request's own transaction."""
+    if engine.dialect.name != "postgresql":
+        return lambda: None
+    from kennel.datasets.store_postgres import SIDE_WRITER, SideWriter
+
+    side = SideWriter(engine)
+    factory.configure(info={SIDE_WRITER: side})
+    return side.close
+
+
+def recovery_jobs(session: Session) -> list[Callable[[Session], None]]:
+    """Background work a server starting up owes its datasets: the pending closings a server stopped
+    before settling (run them on maintenance.UpkeepRunner)."""
+    return list(unsettled(session))
+
+
 def project_id_of(session: Session, dataset: Dataset) -> str:
-    return session.scalar(select(Project.id).where(Project.pk == dataset.project_pk))
+    return session.execute(select(Project.id).where(Project.pk == dataset.project_pk)).scalar_one()
 
 
 def _find_by_name(session: Session, project_pk: int, name: str) -> Dataset | None:
@@ -117,20 +137,12 @@ def delete_datasets(session: Session, *, dataset_ids: list[str], project_id: str
 
     Records and versions stay, so the history remains for audit; the name becomes free again.
     """
-    require_unique_ids(dataset_ids, pointer="/data/attributes/dataset_ids", what="dataset")
-    stmt = select(Dataset).where(Dataset.id.in_(dataset_ids), _live()).with_for_update()
-    if project_id is not None:
-        stmt = stmt.where(Dataset.project_pk == get_project(session, project_id=project_id).pk)
-    found = {d.id: d for d in session.scalars(stmt)}
-    missing = [d for d in dataset_ids if d not in found]
-    if missing:
-        raise NotFound(f"dataset(s) not found: {listing(missing)}; nothing was deleted",
-                       pointer="/data/attributes/dataset_ids")
+    where = [] if project_id is None else [Dataset.project_pk == get_project(session, project_id=project_id).pk]
+    found = take_live(session, Dataset, dataset_ids, what="dataset", pointer="/data/attributes/dataset_ids",
+                      where=where, lock=True)
     for dataset in found.values():
         ensure_writable(dataset, actor)
-    now = utcnow()
-    session.execute(update(Dataset).where(Dataset.id.in_(dataset_ids)).values(deleted_at=now, updated_at=now))
-    session.flush()
+    mark_deleted(session, Dataset, dataset_ids)
     for dataset in found.values():
         session.refresh(dataset)
     return [found[d] for d in dataset_ids]

@@ -7,27 +7,33 @@ the first chunk before they answer, so a file that is wrong from the start still
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import logging
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from kennel.datasets.models import Dataset, DatasetRecord
-from kennel.datasets.records import NewRecord, apply_changes, content_hash, normalize_tags, visible, visible_in
-from kennel.datasets.storage import has_open_records, lookup_current
+from kennel.datasets.models import Dataset
+from kennel.datasets.plan import Change, NewRecord, content_hash, normalize_tags
+from kennel.datasets.records import apply_changes, check_version
+from kennel.datasets.service import get_dataset
+from kennel.datasets.store import store_for
 from kennel.db.engine import defer_checkpoint
 from kennel.db.session import unit_of_work
-from kennel.errors import Invalid
+from kennel.errors import Invalid, KennelError, out_of_space
+from kennel.gate import Admission
 from kennel.jsonapi import exact_loads, may_hold_wide_int
 from kennel.keys.service import Actor
 
-R = DatasetRecord.__table__.c
+log = logging.getLogger("kennel")
 
 MAX_FIELD = 10 * 1024 * 1024
 MAX_ID = 255
@@ -313,10 +319,6 @@ class Progress:
                 "records_skipped": self.skipped, "version": self.version}
 
 
-def _current_ids(session: Session, dataset_pk: int, ids: Sequence[str]) -> set[str]:
-    return {row.record_id for row in lookup_current(session, dataset_pk, ids, (R.record_id,))}
-
-
 def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: Iterable[NewRecord], total: int,
                  deduplicate: bool, overwrite: bool, tags: Sequence[str]) -> Iterator[Progress]:
     """Write a file's records (`iter_records`) into `dataset` (locked by the caller), yielding progress
@@ -333,18 +335,20 @@ def write_upload(session: Session, *, dataset: Dataset, actor: Actor, records: I
     batch: list[NewRecord] = []
     # Into a dataset with no open records, no row's id can name a stored record (ids are unique within
     # the file), so no chunk needs to look its ids up.
-    empty = not has_open_records(session, dataset.pk)
+    store = store_for(session)
+    empty = not store.has_open_records(dataset.pk)
 
     def flush() -> None:
         nonlocal opened
         rows = batch
         if not overwrite and not empty:
             ids = [r.id for r in rows if r.id is not None]
-            existing = _current_ids(session, dataset.pk, ids) if ids else set()
+            existing = store.current_ids(dataset.pk, ids) if ids else set()
             rows = [r for r in rows if r.id is None or r.id not in existing]
-        result = apply_changes(session, dataset=dataset, actor=actor, inserts=rows, deduplicate=deduplicate,
-                               create_new_version=not opened, common_tags=list(tags) or None,
-                               pointers=("/file",) * 3, ids_are_new=empty)
+        change = Change(inserts=rows, deduplicate=deduplicate, create_new_version=not opened,
+                        common_tags=list(tags) or None)
+        result = apply_changes(session, dataset=dataset, actor=actor, change=change, pointers=("/file",) * 3,
+                               ids_are_new=empty)
         opened = opened or result.changed
         created = sum(1 for s in result.records if s.pk is None)
         progress.created += created
@@ -368,26 +372,107 @@ def sse(event: str, data: dict[str, Any]) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+class _Cancelled(Exception):
+    """The client went away: abandon the write so its transaction rolls back."""
+
+
+async def upload_events(factory: sessionmaker[Session], admission: Admission, *, project_id: str, dataset_id: str,
+                        actor: Actor, records: Iterable[NewRecord], total: int, deduplicate: bool, overwrite: bool,
+                        tags: list[str]) -> AsyncIterator[bytes]:
+    """Write the file in one transaction on a worker thread, relaying its progress as events.
+
+    The transaction lives on the worker, never across a `yield`: a client that hangs up cancels this
+    generator, which tells the worker to stop; it raises between chunks and rolls back, so nothing
+    of the file is stored and no lock outlives the request.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, dict[str, Any]] | None] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def post(item: tuple[str, dict[str, Any]] | None) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            with unit_of_work(factory, write=True) as session:
+                dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
+                progress = Progress(total=total, version=dataset.current_version)
+                for progress in write_upload(session, dataset=dataset, actor=actor, records=records,
+                                                      total=total, deduplicate=deduplicate, overwrite=overwrite,
+                                                      tags=tags):
+                    if cancel.is_set():
+                        raise _Cancelled
+                    post(("progress", progress.counts()))
+                if cancel.is_set():
+                    raise _Cancelled
+                # The total was counted from the file's lines; the rows read are the exact figure.
+                progress.total = progress.processed
+                done = {**progress.counts(), "dataset_id": dataset.id}
+            post(("completed", done))
+        except _Cancelled:
+            pass
+        except KennelError as exc:
+            post(("error", {"message": exc.detail, "status": exc.status}))
+        except Exception as exc:
+            full = out_of_space(exc)
+            if full is not None:
+                log.error("out of disk space in the upload into dataset %s: %s", dataset_id, full.detail)
+                post(("error", {"message": full.detail, "status": full.status}))
+                return
+            log.exception("upload into dataset %s failed", dataset_id)
+            post(("error", {"message": "the upload failed on the server and nothing was stored; "
+                                       "see the server log", "status": 500}))
+        finally:
+            post(None)
+
+    yield sse("progress", Progress(total=total).counts())
+    try:
+        # The answer has started, so the gate's write turn is over: the write waits for one of its own.
+        async with admission.write_turn():
+            worker = loop.run_in_executor(None, work)
+            try:
+                while (item := await queue.get()) is not None:
+                    yield sse(*item)
+            finally:
+                cancel.set()
+            await worker
+    except KennelError as exc:
+        yield sse("error", {"message": exc.detail, "status": exc.status})
+
+
 # Export -----------------------------------------------------------------------------------------
 
 EXPORT_PAGE = 5000
 EXPORT_MEDIA = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 
 
-def _export_query(dataset_pk: int, version: int, after_seq: int, pending: bool):
-    # JSON columns are read as their stored text, so the export re-emits them without parsing.
-    stmt = (select(R.seq, R.record_id, cast(R.input, Text).label("input"),
-                   cast(R.expected_output, Text).label("expected_output"), cast(R.metadata, Text).label("metadata"),
-                   cast(R.tags, Text).label("tags"))
-            # Never the open-rows shortcut: pages are read in separate transactions, and a change
-            # committed between two of them would move the current version on.
-            .where(visible(dataset_pk, version, current=False, pending=pending), R.seq > after_seq))
-    return stmt.order_by(R.seq).limit(EXPORT_PAGE)
-
-
 def count_records(session: Session, *, dataset: Dataset, version: int) -> int:
-    return session.scalar(select(func.count()).select_from(DatasetRecord.__table__)
-                          .where(visible_in(dataset, version))) or 0
+    return store_for(session).count(dataset, version)
+
+
+@dataclass(frozen=True)
+class Export:
+    """A file of a dataset's records at one version, ready to stream."""
+
+    body: Iterator[bytes]
+    media_type: str
+    filename: str
+    count: int
+    version: int
+
+
+def start_export(session: Session, factory: sessionmaker[Session], *, project_id: str, dataset_id: str,
+                 fmt: str | None, version: int | None) -> Export:
+    """Check the request, count the records, and make the body: read page by page in short transactions
+    of its own (export_stream), after the request's session has closed."""
+    requested, fmt = fmt, (fmt or "csv").strip().lower()
+    if fmt not in FORMATS:
+        raise Invalid(f"unknown format {requested!r}; use csv or jsonl", parameter="format")
+    dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id)
+    v = check_version(dataset, version, parameter="version")
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name)[:100] or "dataset"
+    return Export(body=export_stream(factory, dataset=dataset, version=v, fmt=fmt), media_type=EXPORT_MEDIA[fmt],
+                  filename=f"{safe}-v{v}.{fmt}", count=count_records(session, dataset=dataset, version=v), version=v)
 
 
 def _text(value: str | None) -> str:
@@ -431,14 +516,13 @@ def export_stream(factory: sessionmaker[Session], *, dataset: Dataset, version: 
     Closings still pending when the export began are left out on every page (settled or not by then);
     a closing queued later is at a version after `version`, so it cannot matter.
     """
-    dataset_pk, pending = dataset.pk, dataset.closures_pending
     if fmt == "csv":
         yield (",".join(CSV_COLUMNS) + "\r\n").encode()
     encode = _csv_page if fmt == "csv" else _jsonl_page
     after = 0
     while True:
         with unit_of_work(factory, write=False) as session:
-            rows = session.execute(_export_query(dataset_pk, version, after, pending)).all()
+            rows = store_for(session).export_page(dataset, version, after_seq=after, limit=EXPORT_PAGE)
         if not rows:
             return
         after = rows[-1].seq

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from orjson import Fragment
 
 from kennel.datasets.models import Dataset, DatasetVersion
-from kennel.datasets.records import RecordState
+from kennel.datasets.plan import RecordState
 from kennel.jsonapi import iso
 
 # How long a soft-deleted record is kept in the hosted API; Kennel keeps history indefinitely but
@@ -41,7 +42,7 @@ def version_resource(v: DatasetVersion, dataset_id: str) -> dict[str, Any]:
     }
 
 
-def _stamp_formatter():
+def _stamp_formatter() -> Callable[[Any], Any]:
     """Render stored timestamps once per distinct value: a page's rows share few of them."""
     seen: dict[Any, Any] = {}
 
@@ -66,9 +67,9 @@ def record_rows(dataset_id: str, rows: list[Any]) -> list[dict[str, Any]]:
     """A read page in both shapes, with the stored JSON passed through without parsing it."""
     stamp = _stamp_formatter()
     out = []
-    # Unpacked by position (the order of storage.page_columns): a page is 1,000 rows, and named access
-    # on a Row goes through a Python-level lookup per field.
-    for record_id, canonical_id, _seq, input_raw, expected_raw, metadata_raw, tags_raw, author_id, \
+    # Unpacked by position (models.RECORD_FIELDS, the columns of RecordStore.page): a page is 1,000 rows,
+    # and named access on a Row goes through a Python-level lookup per field.
+    for record_id, canonical_id, _seq, input_raw, expected_raw, metadata_raw, tags_raw, _hash, author_id, \
             created_raw, updated_raw in rows:
         input_, expected, metadata = _fragment(input_raw), _fragment(expected_raw), _fragment(metadata_raw)
         created, updated = stamp(created_raw), stamp(updated_raw)

@@ -76,7 +76,7 @@ class UpkeepRunner:
 
     For ANALYZE on PostgreSQL: on a 1M-record table it takes about 340 ms, which the request that
     happened to pass a size threshold used to pay in full (three of the twenty requests of a 20,000-record
-    append sample). For a delete's pending closings (datasets.storage.SettleClosures). Requests asking
+    append sample). For a delete's pending closings (datasets.store.SettleClosures). Requests asking
     while one runs are folded into one more run; a rolled-back transaction asks for nothing. Without a
     runner (the CLI, tests of services), requests are ignored: pending closings then wait for the next
     writer to their dataset or the next server start, and reads stay correct meanwhile.

@@ -6,16 +6,15 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Text, cast, select, tuple_
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from kennel.errors import Invalid
 from kennel.experiments.models import Experiment
 from kennel.experiments.views import span_with_evals
-from kennel.jsonapi import decode_cursor, encode_cursor
 from kennel.spans.intake import ItemError, metric_body, metric_row, span_row, storable_below
 from kennel.spans.models import Span, SpanMetric
-from kennel.spans.service import insert_metrics, insert_spans
+from kennel.spans.service import insert_metrics, insert_spans, start_order_page
 
 
 def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
@@ -98,12 +97,7 @@ def all_spans(session: Session, exp: Experiment) -> list[tuple[str, bytes]]:
 
 def span_page(session: Session, exp: Experiment, *, cursor: str | None,
               limit: int) -> tuple[list[bytes], str | None]:
-    stmt = select(*_SPAN_COLS).where(Span.experiment_id == exp.id)
-    if cursor:
-        start_ns, pk = decode_cursor(cursor, (int, int))
-        stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
-    rows = session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(limit + 1)).all()
-    after = encode_cursor(rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None
-    rows = rows[:limit]
+    rows, after = start_order_page(session, select(*_SPAN_COLS).where(Span.experiment_id == exp.id), cursor=cursor,
+                                   limit=limit)
     metrics = _metrics(session, exp, [r.span_id for r in rows])
     return [span_with_evals(r.body, r.meta_text, metrics.get(r.span_id, ())) for r in rows], after

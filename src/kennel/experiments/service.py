@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import type_coerce
@@ -14,9 +14,9 @@ from sqlalchemy.sql import type_coerce
 from kennel.datasets.models import Dataset
 from kennel.datasets.service import get_dataset, mark_version_used
 from kennel.db.base import utcnow
+from kennel.db.soft_delete import mark_deleted, take_live
 from kennel.errors import Invalid, NotFound
 from kennel.experiments.models import Experiment
-from kennel.ids import listing, require_unique_ids
 from kennel.projects.models import Project
 from kennel.projects.service import get_project
 
@@ -131,17 +131,8 @@ def update_experiment(session: Session, *, experiment_id: str, attrs: Any) -> Ex
 
 def delete_experiments(session: Session, *, experiment_ids: list[str]) -> None:
     """Soft-delete: all ids must name live experiments, or nothing is deleted."""
-    require_unique_ids(experiment_ids, pointer="/data/attributes/experiment_ids", what="experiment")
-    found = set(session.scalars(select(Experiment.id).where(Experiment.id.in_(experiment_ids),
-                                                            Experiment.deleted_at.is_(None))))
-    missing = [eid for eid in experiment_ids if eid not in found]
-    if missing:
-        raise NotFound(f"experiment(s) not found: {listing(missing)}; nothing was deleted",
-                       pointer="/data/attributes/experiment_ids")
-    now = utcnow()
-    session.execute(update(Experiment).where(Experiment.id.in_(experiment_ids))
-                    .values(deleted_at=now, updated_at=now))
-    session.flush()
+    take_live(session, Experiment, experiment_ids, what="experiment", pointer="/data/attributes/experiment_ids")
+    mark_deleted(session, Experiment, experiment_ids)
 
 
 def json_contains(doc: Any, pattern: Any) -> bool:

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset
 from kennel.db.base import utcnow
+from kennel.db.soft_delete import mark_deleted, take_live
 from kennel.errors import Conflict, NotFound
-from kennel.ids import listing, require_unique_ids
 from kennel.keys.service import Actor
 from kennel.projects.models import Project
 
@@ -118,15 +118,8 @@ def update_project(session: Session, *, project_id: str, name: str | None,
 def delete_projects(session: Session, *, project_ids: list[str], actor: Actor) -> None:
     """Soft-delete: all ids must name live projects, none holding a dataset another key pair has
     locked, or nothing is deleted."""
-    require_unique_ids(project_ids, pointer="/data/attributes/project_ids", what="project")
-    found = {p.id: p for p in session.scalars(select(Project).where(Project.id.in_(project_ids), _live())
-                                              .order_by(Project.pk).with_for_update(key_share=True))}
-    missing = [pid for pid in project_ids if pid not in found]
-    if missing:
-        raise NotFound(f"project(s) not found: {listing(missing)}; nothing was deleted",
-                       pointer="/data/attributes/project_ids")
+    found = take_live(session, Project, project_ids, what="project", pointer="/data/attributes/project_ids",
+                      lock={"key_share": True})
     _ensure_no_foreign_locks(session, [found[pid] for pid in project_ids], actor, doing="deleted",
                              list_pointer="/data/attributes/project_ids")
-    now = utcnow()
-    session.execute(update(Project).where(Project.id.in_(project_ids)).values(deleted_at=now, updated_at=now))
-    session.flush()
+    mark_deleted(session, Project, project_ids)

@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, not_, select, tuple_
+from sqlalchemy import Row, Select, Table, insert, not_, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
@@ -96,6 +96,18 @@ def search_spans(session: Session, *, flt: SpanFilter, sort: str, descending: bo
     return data, after
 
 
+def start_order_page(session: Session, stmt: Select[Any], *, cursor: str | None, limit: int,
+                     parameter: str = "page[cursor]") -> tuple[list[Row[Any]], str | None]:
+    """One page of spans (`stmt` selects at least `start_ns` and `pk`) in start order, keyset on
+    (start_ns, pk), and the opaque cursor of the next page (None on the last one)."""
+    if cursor:
+        start_ns, pk = decode_cursor(cursor, (int, int), parameter)
+        stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
+    rows = list(session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(limit + 1)).all())
+    after = encode_cursor(rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None
+    return rows[:limit], after
+
+
 def spans_for_trace(session: Session, *, trace_id: str, cursor: str | None = None,
                     limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
     """The spans of one trace as wire dicts (oldest first) and the cursor of the next page, if any.
@@ -104,13 +116,8 @@ def spans_for_trace(session: Session, *, trace_id: str, cursor: str | None = Non
     `{"id": span_id, "type": "span", "attributes": {...}}`, the attributes being those of the spans
     search. The cursor is opaque; a malformed one is a 400 naming the `cursor` parameter.
     """
-    stmt = select(*SPAN_COLUMNS).where(Span.trace_id == trace_id)
-    if cursor:
-        start_ns, pk = decode_cursor(cursor, (int, int), "cursor")
-        stmt = stmt.where(tuple_(Span.start_ns, Span.pk) > tuple_(start_ns, pk))
-    rows = session.execute(stmt.order_by(Span.start_ns, Span.pk).limit(limit + 1)).all()
-    after = encode_cursor(rows[limit - 1].start_ns, rows[limit - 1].pk) if len(rows) > limit else None
-    rows = rows[:limit]
+    rows, after = start_order_page(session, select(*SPAN_COLUMNS).where(Span.trace_id == trace_id), cursor=cursor,
+                                   limit=limit, parameter="cursor")
     metrics = metrics_by_span(session, [r.span_id for r in rows])
     return [span_resource(r, r.meta, r.body, evaluation_map(metrics[r.span_id]) if r.span_id in metrics else None)
             for r in rows], after
