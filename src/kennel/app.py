@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     install_error_handlers(app)
 
+    from kennel.annotations.review_router import router as review_router
     from kennel.annotations.router import router as annotations_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.spans.router import router as spans_router
 
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-               spans_router)
+               spans_router, review_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)

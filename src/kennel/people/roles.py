@@ -26,6 +26,13 @@ ROLES: dict[str, frozenset[Permission]] = {
 def permission_for(path: str, method: str) -> Permission:
     """The permission a request needs, from its route template and method. (The search for annotations
     across queues, /annotated-interactions outside a queue, needs `read`: it would show restricted queues.)"""
+    if path.startswith("/api/kennel/v1/annotation-queues/"):
+        # The review API: reviewing needs `review`; the owner's views need `read`, the settings `write`.
+        if path.endswith("/review-settings"):
+            return Permission.READ if method == "GET" else Permission.WRITE
+        if path.endswith(("/items", "/progress")) and method == "GET":
+            return Permission.READ
+        return Permission.REVIEW
     if "/annotation-queues" in path:
         if method == "GET" or path.endswith(("/annotations", "/annotations/delete")):
             return Permission.REVIEW
