@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from kennel import __version__
+from kennel.auth import gate_authenticator
 from kennel.config import Settings
 from kennel.datasets.storage import unsettled
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
-from kennel.auth import gate_authenticator
 from kennel.errors import install_error_handlers
-from kennel.jsonapi import plain_parameters
 from kennel.gate import Admission, Gate, Limits
+from kennel.jsonapi import plain_parameters
 
 log = logging.getLogger("kennel")
 
@@ -68,18 +68,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
+    from kennel.web.review import router as review_pages
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
     from kennel.web.traces import router as traces_router
 
     install_web(app)
+    app.include_router(review_pages)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router) for r in router.routes],
+    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router, review_pages)
+                               for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     return app
 
