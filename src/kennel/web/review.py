@@ -9,11 +9,13 @@ fragment saying what was wrong, with nothing changed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
+from markupsafe import Markup, escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
@@ -44,6 +46,36 @@ SAFE_IMAGE = ("http://", "https://", "data:image/")
 
 # What the item shows ---------------------------------------------------------------------------------
 
+# Markdown from outside, rendered as a small safe subset: the text is escaped first, then only these
+# patterns become tags (their contents stay escaped text); links, images and HTML stay text.
+_INLINE = ((re.compile(r"`([^`\n]+)`"), r"<code>\1</code>"),
+           (re.compile(r"\*\*([^*\n]+)\*\*"), r"<strong>\1</strong>"),
+           (re.compile(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])"), r"<em>\1</em>"))
+_HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+
+
+def _inline(text: str) -> str:
+    out = str(escape(text))
+    for pattern, tag in _INLINE:
+        out = pattern.sub(tag, out)
+    return out
+
+
+def markdown(text: str) -> Markup:
+    parts = []
+    for para in re.split(r"\n\s*\n", text.strip()):
+        lines = para.split("\n")
+        heading = _HEADING.match(lines[0])
+        if heading and len(lines) == 1:
+            parts.append(f'<p class="md-h md-h{len(heading.group(1))}">{_inline(heading.group(2))}</p>')
+        elif all(line.lstrip().startswith(("- ", "* ")) for line in lines):
+            items = "".join(f"<li>{_inline(line.lstrip()[2:])}</li>" for line in lines)
+            parts.append(f"<ul>{items}</ul>")
+        else:
+            parts.append(f"<p>{'<br>'.join(_inline(line) for line in lines)}</p>")
+    return Markup("".join(parts))
+
+
 @dataclass
 class Block:
     type: str
@@ -53,6 +85,7 @@ class Block:
     alt: str = ""
     label: str = ""
     trace: Trace | None = None
+    html: Markup = field(default_factory=Markup)
 
 
 @dataclass
@@ -68,7 +101,9 @@ class Content:
 def _block(session: Session, raw: dict[str, Any]) -> Block:
     kind = str(raw.get("type"))
     label = raw.get("label") if isinstance(raw.get("label"), str) else ""
-    if kind in ("markdown", "text", "header"):
+    if kind == "markdown":
+        return Block(kind, str(raw.get("content", "")), html=markdown(str(raw.get("content", ""))), label=label)
+    if kind in ("text", "header"):
         return Block(kind, str(raw.get("content", "")), str(raw.get("level") or "md"), label=label)
     if kind == "image":
         url = str(raw.get("url", ""))
