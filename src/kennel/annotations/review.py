@@ -91,8 +91,8 @@ def update_settings(session: Session, *, queue_id: str, changes: dict[str, Any])
     """Apply the given fields (absent ones keep their value; `blind_review: null` returns to the default)."""
     queue, _ = get_queue(session, queue_id=queue_id, lock=True)
     current = settings_of(session, queue.pk)
-    values = {"assignment": current.assignment, "reviewers_per_item": current.reviewers_per_item,
-              "blind": current.blind_setting, "lease_seconds": current.lease_seconds}
+    values: dict[str, Any] = {"assignment": current.assignment, "reviewers_per_item": current.reviewers_per_item,
+                              "blind": current.blind_setting, "lease_seconds": current.lease_seconds}
     pointer = "/data/attributes"
     if "assignment" in changes:
         if changes["assignment"] not in ASSIGNMENTS:

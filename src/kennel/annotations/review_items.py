@@ -161,7 +161,7 @@ def progress(session: Session, *, queue_id: str, actor: Actor) -> tuple[Ctx, int
     seconds: dict[str, list[float]] = {}
     for reviewer, secs in session.execute(select(ReviewState.reviewer_id, ReviewState.seconds).where(
             ReviewState.queue_pk == q, ReviewState.seconds.is_not(None))):
-        seconds.setdefault(reviewer, []).append(secs)
+        seconds.setdefault(reviewer, []).append(float(secs or 0.0))
     reviewers = sorted(set(done) | set(names), key=lambda r: (done.get(r, ("", 0))[0] or names.get(r, "")))
     n = ctx.settings.reviewers_per_item
     open_places = 0

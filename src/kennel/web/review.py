@@ -100,7 +100,7 @@ class Content:
 
 def _block(session: Session, raw: dict[str, Any]) -> Block:
     kind = str(raw.get("type"))
-    label = raw.get("label") if isinstance(raw.get("label"), str) else ""
+    label = str(raw["label"]) if isinstance(raw.get("label"), str) else ""
     if kind == "markdown":
         return Block(kind, str(raw.get("content", "")), html=markdown(str(raw.get("content", ""))), label=label)
     if kind in ("text", "header"):
