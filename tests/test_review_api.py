@@ -276,3 +276,16 @@ def test_review_routes_are_in_the_openapi_schema(http: httpx.Client) -> None:
 def test_owner_views_need_a_key(server: Server, path: str) -> None:
     r = httpx.get(f"{server.base_url}{K}/{uuid.uuid4()}{path}")
     assert r.status_code == 403
+
+
+def test_assigned_queue_takes_only_its_reviewers(server: Server, http: httpx.Client) -> None:
+    qid, ids, labels = make_queue(http, 1)
+    _ok(http.patch(f"{V2}/annotation-queues/{qid}", json={"data": {"type": "queues", "attributes": {
+        "reviewer_emails": ["someone@example.com"]}}}))
+    _ok(http.patch(f"{K}/{qid}/review-settings", json={"data": {"type": "review_settings",
+                                                                "attributes": {"assignment": "assigned"}}}))
+    with reviewer(server) as outsider:  # a key pair of no one: no email, so not an assigned reviewer
+        assert "assigned to its reviewers" in error(outsider.post(f"{K}/{qid}/next", json={
+            "data": {"type": "review_items"}}), 403)
+        assert "assigned to its reviewers" in error(put(outsider, qid, ids[0], values(labels)), 403)
+    assert annotated(http, qid) == {ids[0]: []}

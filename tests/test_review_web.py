@@ -212,6 +212,12 @@ def test_two_reviewers_per_item_blind_review_in_three_contexts(browser: Any, ser
     assert sorted(got[ids[0]]) == sorted(["right", HOSTILE]) and got[ids[2]] == ["right"]
 
 
+def csrf(web: httpx.Client) -> str:
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', web.get("/queues").text)
+    assert found
+    return found.group(1)
+
+
 def test_owner_page_and_who_may_use_it(server: Server, http: httpx.Client) -> None:
     qid, _, _ = queue_of(http, [qa(n) for n in range(3)])
     member, annotator = person(server, "member"), person(server, "annotator")
@@ -221,9 +227,16 @@ def test_owner_page_and_who_may_use_it(server: Server, http: httpx.Client) -> No
         assert 'aria-current="page">To do</a>' in page.text
         assert annotator.get(f"/queues/{qid}/manage").status_code == 403
         assert annotator.get(f"/queues/{qid}").status_code == 200
-        refused = annotator.post(f"/queues/{qid}/settings", data={"reviewers_per_item": "2"})
+        refused = annotator.post(f"/queues/{qid}/settings",
+                                 data={"reviewers_per_item": "2", "csrf_token": csrf(annotator)})
+        assert "does not allow changing a queue" in refused.text
         assert refused.status_code == 403
         assert _ok(http.get(f"{K}/{qid}/review-settings"))["data"]["attributes"]["reviewers_per_item"] is None
+        # A queue restricted to other reviewers does not exist for this annotator.
+        _ok(http.patch(f"{V2}/annotation-queues/{qid}", json={"data": {"type": "queues", "attributes": {
+            "reviewer_emails": ["someone@example.com"], "restrict_to_reviewers": True}}}))
+        assert annotator.get(f"/queues/{qid}").status_code == 404
+        assert annotator.post(f"/queues/{qid}/next", headers={"X-CSRF-Token": csrf(annotator)}).status_code == 404
     finally:
         member.close()
         annotator.close()

@@ -362,10 +362,15 @@ def _find_next(session: Session, ctx: Ctx, after_pk: int | None, exclude: set[in
     if exclude:
         base = base.where(AnnotationInteraction.pk.not_in(exclude))
     # An item I hold already comes first (a reload, a second tab): it is the one I was working on.
-    held = session.scalars(base.where(me.c.lease_until > now, me.c.skipped_seq.is_(None))
-                           .order_by(AnnotationInteraction.pk).limit(1)).first()
-    if held is not None and after_pk is None:
-        return held
+    if after_pk is None:
+        # Found from my state rows (few are held at once), not by walking the queue.
+        held = session.scalars(
+            select(AnnotationInteraction).join(me, me.c.interaction_pk == AnnotationInteraction.pk)
+            .where(me.c.queue_pk == q, me.c.reviewer_id == ctx.actor.id, me.c.skipped_seq.is_(None),
+                   me.c.lease_until > now, *_open_for_me(ctx, now))
+            .order_by(AnnotationInteraction.pk).limit(1)).first()
+        if held is not None and held.pk not in exclude:
+            return held
     fresh = base.where(me.c.skipped_seq.is_(None))
     # In queue order from where the reviewer is, then from the start; skipped items last, in skip order.
     if after_pk is not None:
