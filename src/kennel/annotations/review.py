@@ -19,13 +19,14 @@ Services flush and never commit; every check runs before the first write.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import String, and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from kennel.annotations.models import Annotation, AnnotationInteraction, AnnotationQueue
@@ -45,7 +46,7 @@ from kennel.annotations.service import (
     upsert_annotations,
 )
 from kennel.annotations.validation import check_annotation
-from kennel.db.base import utcnow
+from kennel.db.base import UTCDateTime, utcnow
 from kennel.errors import Conflict, Forbidden, Invalid, NotFound
 from kennel.keys.service import Actor
 from kennel.people.roles import Permission
@@ -241,11 +242,45 @@ def _counts(session: Session, ctx: Ctx, interaction: AnnotationInteraction) -> t
     q = ctx.queue.pk
     position = session.scalar(select(func.count()).select_from(AnnotationInteraction).where(
         AnnotationInteraction.queue_pk == q, AnnotationInteraction.pk <= interaction.pk)) or 0
-    total = session.scalar(select(func.count()).select_from(AnnotationInteraction).where(
-        AnnotationInteraction.queue_pk == q)) or 0
     done = session.scalar(select(func.count()).select_from(Annotation).where(
         Annotation.queue_pk == q, Annotation.author_key_id == ctx.actor.id)) or 0
-    return position, total, done, complete_count(session, q, ctx.settings)
+    total, complete = tally(session, q, ctx.settings)
+    return position, total, done, complete
+
+
+# (total, complete) per queue and N, for the progress line: two counts over the whole queue per request
+# would cost more than the rest of it. Kept for a few seconds, and dropped by this process's own submits
+# and undos, so a reviewer sees their own work counted at once.
+_TALLY: dict[tuple[int, int], tuple[float, int, int]] = {}
+TALLY_SECONDS = 3.0
+
+
+def tally(session: Session, queue_pk: int, settings: Settings) -> tuple[int, int]:
+    key = (queue_pk, settings.reviewers_per_item or 0)
+    cached = _TALLY.get(key)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1], cached[2]
+    total = session.scalar(select(func.count()).select_from(AnnotationInteraction).where(
+        AnnotationInteraction.queue_pk == queue_pk)) or 0
+    complete = complete_count(session, queue_pk, settings)
+    if len(_TALLY) > 1000:
+        _TALLY.clear()
+    _TALLY[key] = (time.monotonic() + TALLY_SECONDS, total, complete)
+    return total, complete
+
+
+def _count_item(session: Session, ctx: Ctx, interaction_pk: int, delta: int) -> None:
+    """Keep the cached tally right after my own submit (delta 1) or undo (-1) of this item: the item
+    became, or stopped being, complete when its annotations crossed N (1 without N)."""
+    key = (ctx.queue.pk, ctx.settings.reviewers_per_item or 0)
+    cached = _TALLY.get(key)
+    if cached is None:
+        return
+    count = session.scalar(select(func.count()).select_from(Annotation).where(
+        Annotation.interaction_pk == interaction_pk)) or 0
+    threshold = ctx.settings.reviewers_per_item or 1
+    if (delta > 0 and count == threshold) or (delta < 0 and count == threshold - 1):
+        _TALLY[key] = (cached[0], cached[1], cached[2] + delta)
 
 
 def complete_count(session: Session, queue_pk: int, settings: Settings) -> int:
@@ -333,56 +368,73 @@ def _claim(session: Session, ctx: Ctx, interaction: AnnotationInteraction) -> No
 
 # Choosing the next item ---------------------------------------------------------------------------
 
-def _open_for_me(ctx: Ctx, now: datetime) -> list[Any]:
-    """Conditions on AnnotationInteraction: not annotated by me; with N, not filled by others' annotations
-    and live holds."""
-    a = Annotation.__table__.alias("mine")
-    conditions: list[Any] = [~select(a.c.pk).where(a.c.interaction_pk == AnnotationInteraction.pk,
-                                                    a.c.author_key_id == ctx.actor.id).exists()]
-    n = ctx.settings.reviewers_per_item
-    if n:
-        b = Annotation.__table__.alias("anyone")
-        s = ReviewState.__table__.alias("held")
-        taken = (select(func.count()).select_from(b).where(b.c.interaction_pk == AnnotationInteraction.pk)
-                 .scalar_subquery()
-                 + select(func.count()).select_from(s).where(s.c.interaction_pk == AnnotationInteraction.pk,
-                                                              s.c.reviewer_id != ctx.actor.id,
-                                                              s.c.lease_until > now).scalar_subquery())
-        conditions.append(taken < n)
-    return conditions
+# The statements are built once, with bound parameters, so that SQLAlchemy compiles each once (building
+# and compiling these subqueries per request cost more than running them).
+_ME = ReviewState.__table__.alias("me")
+_MINE = Annotation.__table__.alias("mine")
+_ANYONE = Annotation.__table__.alias("anyone")
+_HELD = ReviewState.__table__.alias("held")
+_I = AnnotationInteraction
+
+
+def _params(ctx: Ctx, now: datetime, **extra: Any) -> dict[str, Any]:
+    return {"queue": ctx.queue.pk, "reviewer": ctx.actor.id, "now": now,
+            "n": ctx.settings.reviewers_per_item or 0, **extra}
+
+
+def _candidates(with_n: bool, *, held_first: bool = False) -> Any:
+    """Items open for me: not annotated by me; with N, not filled by others' annotations and live holds.
+    `held_first`: only those I hold, found from my own state rows."""
+    reviewer = bindparam("reviewer", type_=String())
+    now = bindparam("now", type_=UTCDateTime())
+    not_mine = ~select(_MINE.c.pk).where(_MINE.c.interaction_pk == _I.pk, _MINE.c.author_key_id == reviewer).exists()
+    if held_first:
+        stmt = (select(_I).join(_ME, _ME.c.interaction_pk == _I.pk)
+                .where(_ME.c.queue_pk == bindparam("queue"), _ME.c.reviewer_id == reviewer, _ME.c.lease_until > now,
+                       _ME.c.skipped_seq.is_(None), not_mine))
+    else:
+        stmt = (select(_I).outerjoin(_ME, and_(_ME.c.interaction_pk == _I.pk, _ME.c.reviewer_id == reviewer))
+                .where(_I.queue_pk == bindparam("queue"), not_mine))
+    if with_n:
+        taken = (select(func.count()).select_from(_ANYONE).where(_ANYONE.c.interaction_pk == _I.pk).scalar_subquery()
+                 + select(func.count()).select_from(_HELD).where(
+                     _HELD.c.interaction_pk == _I.pk, _HELD.c.reviewer_id != reviewer,
+                     _HELD.c.lease_until > now).scalar_subquery())
+        stmt = stmt.where(taken < bindparam("n"))
+    return stmt
+
+
+def _statements(with_n: bool) -> dict[str, Any]:
+    base = _candidates(with_n)
+    fresh = base.where(_ME.c.skipped_seq.is_(None))
+    return {
+        "held": _candidates(with_n, held_first=True).order_by(_I.pk).limit(1),
+        "after": fresh.where(_I.pk > bindparam("after")).order_by(_I.pk).limit(1),
+        "start": fresh.order_by(_I.pk).limit(1),
+        "skipped": base.where(_ME.c.skipped_seq.is_not(None)).order_by(_ME.c.skipped_seq, _I.pk).limit(1),
+    }
+
+
+_FIND = {True: _statements(True), False: _statements(False)}
 
 
 def _find_next(session: Session, ctx: Ctx, after_pk: int | None, exclude: set[int]) -> AnnotationInteraction | None:
-    now = utcnow()
-    q = ctx.queue.pk
-    me = ReviewState.__table__.alias("me")
-    base = (select(AnnotationInteraction)
-            .outerjoin(me, and_(me.c.interaction_pk == AnnotationInteraction.pk, me.c.reviewer_id == ctx.actor.id))
-            .where(AnnotationInteraction.queue_pk == q, *_open_for_me(ctx, now)))
-    if exclude:
-        base = base.where(AnnotationInteraction.pk.not_in(exclude))
+    stmts = _FIND[bool(ctx.settings.reviewers_per_item)]
+    params = _params(ctx, utcnow(), after=after_pk or 0)
+
+    def first(name: str) -> AnnotationInteraction | None:
+        stmt = stmts[name]
+        if exclude:
+            stmt = stmt.where(_I.pk.not_in(exclude))
+        return session.scalars(stmt, params).first()
+
     # An item I hold already comes first (a reload, a second tab): it is the one I was working on.
-    if after_pk is None:
-        # Found from my state rows (few are held at once), not by walking the queue.
-        held = session.scalars(
-            select(AnnotationInteraction).join(me, me.c.interaction_pk == AnnotationInteraction.pk)
-            .where(me.c.queue_pk == q, me.c.reviewer_id == ctx.actor.id, me.c.skipped_seq.is_(None),
-                   me.c.lease_until > now, *_open_for_me(ctx, now))
-            .order_by(AnnotationInteraction.pk).limit(1)).first()
-        if held is not None and held.pk not in exclude:
-            return held
-    fresh = base.where(me.c.skipped_seq.is_(None))
     # In queue order from where the reviewer is, then from the start; skipped items last, in skip order.
-    if after_pk is not None:
-        found = session.scalars(fresh.where(AnnotationInteraction.pk > after_pk)
-                                .order_by(AnnotationInteraction.pk).limit(1)).first()
+    for name in ("held" if after_pk is None else "after", "start", "skipped"):
+        found = first(name)
         if found is not None:
             return found
-    found = session.scalars(fresh.order_by(AnnotationInteraction.pk).limit(1)).first()
-    if found is not None:
-        return found
-    return session.scalars(base.where(me.c.skipped_seq.is_not(None))
-                           .order_by(me.c.skipped_seq, AnnotationInteraction.pk).limit(1)).first()
+    return None
 
 
 def next_item(session: Session, *, queue_id: str, actor: Actor, after_id: str | None = None) -> Item | None:
@@ -472,6 +524,12 @@ def submit(session: Session, *, queue_id: str, interaction_id: str, values: Sequ
            version: str | None = None) -> dict[str, Any]:
     """Store my annotation of this item (replacing my earlier one), as one undoable action."""
     ctx = reviewing(session, queue_id=queue_id, actor=actor, lock=True)
+    return _submit(session, ctx, interaction_id, values, version)
+
+
+def _submit(session: Session, ctx: Ctx, interaction_id: str, values: Sequence[LabelValueIn],
+            version: str | None) -> dict[str, Any]:
+    queue_id, actor = ctx.queue.id, ctx.actor
     interaction = _interaction(session, ctx, interaction_id, lock=True)
     state = session.scalars(select(ReviewState).where(ReviewState.interaction_pk == interaction.pk,
                                                       ReviewState.reviewer_id == actor.id)).first()
@@ -514,14 +572,15 @@ def submit(session: Session, *, queue_id: str, interaction_id: str, values: Sequ
     session.add(ReviewAction(queue_pk=ctx.queue.pk, interaction_pk=interaction.pk, reviewer_id=actor.id,
                              kind="submit", before_values=before, created_at=now))
     session.flush()
+    if before is None:
+        _count_item(session, ctx, interaction.pk, 1)
     return saved[0]
 
 
 def submit_and_next(session: Session, *, queue_id: str, interaction_id: str, values: Sequence[LabelValueIn],
                     actor: Actor, version: str | None = None) -> tuple[dict[str, Any], Item | None]:
-    saved = submit(session, queue_id=queue_id, interaction_id=interaction_id, values=values, actor=actor,
-                   version=version)
-    ctx = reviewing(session, queue_id=queue_id, actor=actor)
+    ctx = reviewing(session, queue_id=queue_id, actor=actor, lock=True)
+    saved = _submit(session, ctx, interaction_id, values, version)
     return saved, _next(session, ctx, interaction_id)
 
 
@@ -603,6 +662,9 @@ def undo(session: Session, *, queue_id: str, actor: Actor) -> Item:
     else:
         state.skipped_seq = action.before_skip
     action.undone_at = now
+    session.flush()
+    if action.kind == "submit" and action.before_values is None:
+        _count_item(session, ctx, interaction.pk, -1)
     state.lease_until = now + timedelta(seconds=ctx.settings.lease_seconds)
     state.opened_at = now
     state.modified_at = now
