@@ -75,4 +75,6 @@ class Annotation(Base):
 
     __table_args__ = (
         UniqueConstraint("interaction_pk", "author_key_id", name="uq_annotations_interaction_author"),
+        # One reviewer's annotations in a queue (their progress), without reading everyone's.
+        Index("ix_annotations_queue_author", "queue_pk", "author_key_id"),
     )

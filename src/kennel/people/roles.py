@@ -33,6 +33,13 @@ def permission_for(path: str, method: str) -> Permission:
         return Permission.ACCOUNT
     if path.startswith(("/api/kennel/v1/users", "/api/kennel/v1/keys")):
         return Permission.PEOPLE
+    if path.startswith("/api/kennel/v1/annotation-queues/"):
+        # The review API: reviewing needs `review`; the owner's views need `read`, the settings `write`.
+        if path.endswith("/review-settings"):
+            return Permission.READ if method == "GET" else Permission.WRITE
+        if path.endswith(("/items", "/progress")) and method == "GET":
+            return Permission.READ
+        return Permission.REVIEW
     if "/annotation-queues" in path:
         if method == "GET" or path.endswith(("/annotations", "/annotations/delete")):
             return Permission.REVIEW

@@ -655,16 +655,8 @@ class Turn:
         return f"/traces/{quote(self.root.trace_id, safe='')}"
 
 
-@router.get("/sessions/{session_id:path}")
-def session_page(request: Request, session: SessionDep, person: PersonDep, session_id: str,
-                 cursor: str | None = None) -> Response:
-    """A session as a transcript: each trace's root span (its input and output), oldest first."""
-    from kennel.web.router import render
-
-    _require_some_access(person, "reading sessions")
-    if not may_view_session(session, person, session_id):
-        return _not_found(request, person, "Session not found",
-                          f"Session {session_id} is not in an annotation queue you review.")
+def session_turns(session: Session, session_id: str, cursor: str | None = None) -> tuple[list[Turn], str | None]:
+    """A page of the session's traces (each as its root span), oldest first, and the next page's URL."""
     stmt = select(*ROW_COLUMNS).where(Span.session_id == session_id, Span.parent_id.is_(None))
     if cursor:
         start_ns, pk = decode_cursor(cursor, (int, int), "cursor")
@@ -675,9 +667,6 @@ def session_page(request: Request, session: SessionDep, person: PersonDep, sessi
         last = rows[SESSION_PAGE - 1]
         next_url = f"{session_url(session_id)}?{urlencode({'cursor': encode_cursor(last.start_ns, last.pk)})}"
     rows = rows[:SESSION_PAGE]
-    if not rows and not cursor:
-        return _not_found(request, person, "Session not found",
-                          f"No trace of session {session_id} has arrived, or none has a root span yet.")
     counts: dict[str, tuple[int, int]] = {}
     trace_ids = list({r.trace_id for r in rows})
     if trace_ids:
@@ -685,5 +674,22 @@ def session_page(request: Request, session: SessionDep, person: PersonDep, sessi
                 .where(Span.trace_id.in_(trace_ids)).group_by(Span.trace_id))
         counts = {t: (n, int(e or 0)) for t, n, e in session.execute(stmt)}
     turns = [Turn(node_of(r, None), *counts.get(r.trace_id, (1, 0))) for r in rows]
+    return turns, next_url
+
+
+@router.get("/sessions/{session_id:path}")
+def session_page(request: Request, session: SessionDep, person: PersonDep, session_id: str,
+                 cursor: str | None = None) -> Response:
+    """A session as a transcript: each trace's root span (its input and output), oldest first."""
+    from kennel.web.router import render
+
+    _require_some_access(person, "reading sessions")
+    if not may_view_session(session, person, session_id):
+        return _not_found(request, person, "Session not found",
+                          f"Session {session_id} is not in an annotation queue you review.")
+    turns, next_url = session_turns(session, session_id, cursor)
+    if not turns and not cursor:
+        return _not_found(request, person, "Session not found",
+                          f"No trace of session {session_id} has arrived, or none has a root span yet.")
     return render(request, "session.html", person=person, session_id=session_id, turns=turns, next_url=next_url,
                   first_page=not cursor)
