@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from kennel import __version__
+from kennel.auth import gate_authenticator
 from kennel.config import Settings
 from kennel.datasets.storage import unsettled
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
-from kennel.auth import gate_authenticator
 from kennel.errors import install_error_handlers
-from kennel.jsonapi import plain_parameters
 from kennel.gate import Admission, Gate, Limits
+from kennel.jsonapi import plain_parameters
 
 log = logging.getLogger("kennel")
 
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     install_error_handlers(app)
 
+    from kennel.annotations.owner_router import router as queue_owner_router
     from kennel.annotations.router import router as annotations_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
@@ -63,22 +64,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.spans.router import router as spans_router
 
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-               spans_router)
+               spans_router, queue_owner_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
+    from kennel.web.queue_owner import router as queue_owner_pages
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
     from kennel.web.traces import router as traces_router
 
     install_web(app)
+    app.include_router(queue_owner_pages)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router) for r in router.routes],
+    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router, queue_owner_pages) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     return app
 

@@ -6,6 +6,7 @@ from kennel.keys import models as _keys  # noqa: F401
 from kennel.projects import models as _projects  # noqa: F401
 from kennel.datasets import models as _datasets  # noqa: F401
 from kennel.annotations import models as _annotations  # noqa: F401
+from kennel.annotations import owner_models as _owner_models  # noqa: F401
 from kennel.experiments import models as _experiments  # noqa: F401
 from kennel.spans import models as _spans  # noqa: F401
 

@@ -23,9 +23,16 @@ ROLES: dict[str, frozenset[Permission]] = {
     "annotator": frozenset({Permission.REVIEW}),
 }
 
+# The queue owner's routes (agreement, adjudications, export, hand-off to a dataset): members and admins.
+OWNER_QUEUE_PREFIX = "/api/kennel/v1/annotation-queues/{queue_id}"
+OWNER_QUEUE_PATHS = ("/agreement", "/adjudications", "/export", "/to-dataset")
+
+
 def permission_for(path: str, method: str) -> Permission:
     """The permission a request needs, from its route template and method. (The search for annotations
     across queues, /annotated-interactions outside a queue, needs `read`: it would show restricted queues.)"""
+    if path.startswith(OWNER_QUEUE_PREFIX) and path[len(OWNER_QUEUE_PREFIX):].startswith(OWNER_QUEUE_PATHS):
+        return Permission.READ if method in ("GET", "HEAD") else Permission.WRITE
     if "/annotation-queues" in path:
         if method == "GET" or path.endswith(("/annotations", "/annotations/delete")):
             return Permission.REVIEW
