@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import pytest
 
-from kennel.annotations.agreement import (INTERVAL, NOMINAL, ORDINAL, SETS, TEXT, cohen_kappa, krippendorff_alpha,
-                                          label_agreement, level_of, majority, text_similarity)
+from kennel.annotations.agreement import (
+    INTERVAL,
+    NOMINAL,
+    ORDINAL,
+    SETS,
+    TEXT,
+    cohen_kappa,
+    krippendorff_alpha,
+    label_agreement,
+    level_of,
+    majority,
+    text_similarity,
+)
 
 N = None
 CODERS = {

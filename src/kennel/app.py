@@ -9,16 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from kennel import __version__
-from kennel.auth import gate_authenticator
 from kennel.config import Settings
 from kennel.datasets.storage import unsettled
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import SQLiteCheckpointer, UpkeepRunner, tune_gc
 from kennel.db.migrate import upgrade
 from kennel.db.session import make_sessionmaker, unit_of_work
+from kennel.auth import gate_authenticator
 from kennel.errors import install_error_handlers
-from kennel.gate import Admission, Gate, Limits
 from kennel.jsonapi import plain_parameters
+from kennel.gate import Admission, Gate, Limits
 
 log = logging.getLogger("kennel")
 
@@ -81,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router, queue_owner_pages) for r in router.routes],
+    pages = (web_router, traces_router, queue_owner_pages)
+    app.add_middleware(Gate, routes=[r for router in (*routers, *pages) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     return app
 

@@ -26,8 +26,9 @@ touches the database.
 
 from __future__ import annotations
 
+import heapq
 import math
-import re
+import string
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,18 +106,21 @@ def _alpha_interval(units: list[Sequence[Any]]) -> float | None:
     return 1.0 - (observed / n) / expected
 
 
-def _alpha_categories(units: list[Sequence[Any]], level: str) -> float | None:
+def _alpha_categories(units: Iterable[tuple[Sequence[Any], int]], level: str) -> float | None:
+    """Alpha over (unit, how many items have exactly this unit): identical units are counted, not repeated,
+    so the cost follows the number of distinct units, which few categories keep small."""
     counts: Counter[Any] = Counter()
-    per_unit: list[tuple[int, Counter[Any]]] = []
-    for unit in units:
-        c = Counter(hashable(v) for v in unit)
-        per_unit.append((len(unit), c))
-        counts.update(c)
+    per_unit: list[tuple[int, Counter[Any], int]] = []
+    for unit, weight in units:
+        c = Counter(unit)
+        per_unit.append((len(unit), c, weight))
+        for v, k in c.items():
+            counts[v] += k * weight
     n = sum(counts.values())
     if n < 2 or len(counts) < 2:
         return None
     if level == NOMINAL:
-        observed = sum((m * m - sum(k * k for k in c.values())) / (m - 1) for m, c in per_unit)
+        observed = sum(w * (m * m - sum(k * k for k in c.values())) / (m - 1) for m, c, w in per_unit)
         expected = (n * n - sum(k * k for k in counts.values())) / (n - 1)
         return 1.0 - observed / expected
     values = list(counts)
@@ -146,10 +150,10 @@ def _alpha_categories(units: list[Sequence[Any]], level: str) -> float | None:
         return found
 
     observed = 0.0
-    for m, c in per_unit:
+    for m, c, w in per_unit:
         if len(c) > 1:
             items = list(c.items())
-            observed += sum(na * nb * d(a, b) for a, na in items for b, nb in items if a != b) / (m - 1)
+            observed += w * sum(na * nb * d(a, b) for a, na in items for b, nb in items if a != b) / (m - 1)
     marginal = list(counts.items())
     expected = sum(na * nb * d(a, b) for a, na in marginal for b, nb in marginal if a != b) / (n - 1)
     if expected <= 0:
@@ -165,7 +169,8 @@ def krippendorff_alpha(units: Iterable[Sequence[Any]], level: str = NOMINAL) -> 
         return None
     if level == INTERVAL:
         return _alpha_interval(pairable)
-    return _alpha_categories(pairable, level)
+    grouped = Counter(tuple(hashable(v) for v in u) for u in pairable)
+    return _alpha_categories(grouped.items(), level)
 
 
 # Cohen's kappa ------------------------------------------------------------------------------------
@@ -174,21 +179,28 @@ def cohen_kappa(pairs: Sequence[tuple[Any, Any]], *, weighted: bool = False) -> 
     """Cohen's kappa of two raters over `pairs` (one (a, b) per item both rated); quadratic-weighted when
     `weighted` (values are ordered and their rank is the category's position). None when not defined:
     no pairs, or chance agreement is already perfect."""
-    n = len(pairs)
+    return kappa_of_counts(Counter((hashable(a), hashable(b)) for a, b in pairs), weighted=weighted)
+
+
+def kappa_of_counts(table: Mapping[tuple[Any, Any], int], *, weighted: bool = False) -> float | None:
+    """Cohen's kappa from the contingency table {(a's value, b's value): number of items}."""
+    n = sum(table.values())
     if n == 0:
         return None
-    pairs = [(hashable(a), hashable(b)) for a, b in pairs]
-    count_a = Counter(a for a, _ in pairs)
-    count_b = Counter(b for _, b in pairs)
+    count_a: Counter[Any] = Counter()
+    count_b: Counter[Any] = Counter()
+    for (a, b), k in table.items():
+        count_a[a] += k
+        count_b[b] += k
     if not weighted:
-        observed = sum(1 for a, b in pairs if a == b) / n
+        observed = sum(k for (a, b), k in table.items() if a == b) / n
         chance = sum(count_a[c] * count_b.get(c, 0) for c in count_a) / (n * n)
         if chance >= 1.0:
             return None
         return (observed - chance) / (1.0 - chance)
     categories = sorted(set(count_a) | set(count_b))
     rank = {c: i for i, c in enumerate(categories)}
-    observed_w = sum((rank[a] - rank[b]) ** 2 for a, b in pairs) / n
+    observed_w = sum(k * (rank[a] - rank[b]) ** 2 for (a, b), k in table.items()) / n
     expected_w = sum(count_a[a] * count_b[b] * (rank[a] - rank[b]) ** 2
                      for a in count_a for b in count_b) / (n * n)
     if expected_w == 0:
@@ -198,12 +210,18 @@ def cohen_kappa(pairs: Sequence[tuple[Any, Any]], *, weighted: bool = False) -> 
 
 # Text ---------------------------------------------------------------------------------------------
 
-_WORD = re.compile(r"\w+")
+# Punctuation becomes a space, so that "polite." and "polite" are one word (str.split is far cheaper than a
+# regular expression over tens of thousands of texts).
+_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().translate(_PUNCTUATION).split())
 
 
 def text_similarity(a: str, b: str) -> float:
     """Word-overlap (Jaccard) similarity of two texts, case-insensitive: 1 when they use the same words."""
-    wa, wb = set(_WORD.findall(a.lower())), set(_WORD.findall(b.lower()))
+    wa, wb = _words(a), _words(b)
     union = wa | wb
     return 1.0 if not union else len(wa & wb) / len(union)
 
@@ -251,30 +269,51 @@ class LabelAgreement:
 
 
 def majority(values: Iterable[Any]) -> Any:
-    """The value more than half of `values` share, or None."""
-    counts = Counter(hashable(v) for v in values)
-    if not counts:
-        return None
-    value, count = counts.most_common(1)[0]
-    total = sum(counts.values())
-    return value if count * 2 > total else None
+    """The value more than half of `values` share, or None. (One to three values, the usual number of
+    reviewers, are decided by comparisons alone.)"""
+    vals = [hashable(v) for v in values]
+    n = len(vals)
+    if n <= 3:
+        if n == 0:
+            return None
+        if n == 1:
+            return vals[0]
+        if n == 2:
+            return vals[0] if vals[0] == vals[1] else None
+        a, b, c = vals
+        return a if a == b or a == c else b if b == c else None
+    value, count = Counter(vals).most_common(1)[0]
+    return value if count * 2 > n else None
 
 
-def _agree(a: Hashable, b: Hashable) -> bool:
-    return a == b
+def _majority_of_others(values: Sequence[Any], skip: int) -> Any:
+    """The strict majority of `values` without the one at `skip`, or None (the common small cases inline)."""
+    others = [*values[:skip], *values[skip + 1:]]
+    if len(others) == 1:
+        return others[0]
+    if len(others) == 2:
+        return others[0] if others[0] == others[1] else None
+    return majority(others)
 
 
 def label_agreement(label: Mapping[str, Any], ratings: Ratings, reviewer_names: Mapping[str, str] | None = None,
                     ) -> LabelAgreement:
     """Every figure for one label. `ratings` maps each item to {reviewer: value}; `reviewer_names` gives
-    what to call a reviewer (default: the key itself)."""
+    what to call a reviewer (default: the key itself).
+
+    Items are first grouped by their *pattern* (who gave which value): with few categories a queue of
+    10,000 items has a few hundred patterns, and every figure is a weighted sum over them. Continuous
+    scores, whose patterns are nearly all distinct, take a single pass of their own."""
     names = reviewer_names or {}
     pairable = {item: r for item, r in ratings.items() if len(r) >= 2}
-    all_values = [v for r in pairable.values() for v in r.values()]
-    level = level_of(label, all_values)
+    kind = label.get("type")
+    if kind == "categorical":
+        level = level_of(label, (v for r in pairable.values() for v in r.values()))
+    else:
+        level = level_of(label, {v for r in pairable.values() for v in r.values()} if kind == "score" else ())
     out = LabelAgreement(label_id=str(label.get("id", "")), name=str(label.get("name", "")), level=level)
     out.items = len(pairable)
-    out.values = len(all_values)
+    out.values = sum(len(r) for r in pairable.values())
     reviewers = sorted({who for r in pairable.values() for who in r})
     out.reviewers = len(reviewers)
     if not pairable:
@@ -282,75 +321,151 @@ def label_agreement(label: Mapping[str, Any], ratings: Ratings, reviewer_names: 
         return out
     if level == TEXT:
         return _text_agreement(out, pairable, names)
-
-    categories = {item: {who: hashable(v) for who, v in r.items()} for item, r in pairable.items()}
     if level == INTERVAL:
-        units: list[Sequence[Any]] = [list(r.values()) for r in pairable.values()]
+        return _interval_agreement(out, pairable, names, reviewers)
+    if level == SETS:
+        patterns = Counter(tuple(sorted((who, hashable(v)) for who, v in r.items())) for r in pairable.values())
     else:
-        units = [list(r.values()) for r in categories.values()]
-    out.alpha = krippendorff_alpha(units, level)
+        patterns = Counter(tuple(sorted(r.items())) for r in pairable.values())
+    out.alpha = _alpha_categories(((tuple(v for _, v in p), w) for p, w in patterns.items()), level)
     if out.alpha is None:
         out.note = "not defined: every rating has the same value"
 
     agreeing = total_pairs = 0
-    for r in categories.values():
-        vals = list(r.values())
-        counts = Counter(vals)
+    tables: dict[tuple[str, str], Counter[tuple[Any, Any]]] = {}
+    against: dict[str, Counter[tuple[Any, Any]]] = {who: Counter() for who in reviewers}
+    for pattern, w in patterns.items():
+        who_rated = [who for who, _ in pattern]
+        vals = [v for _, v in pattern]
         m = len(vals)
-        total_pairs += m * (m - 1) // 2
-        agreeing += sum(k * (k - 1) // 2 for k in counts.values())
-        if len(counts) == 1:
-            out.unanimous_items += 1
+        same = sum(k * (k - 1) // 2 for k in Counter(vals).values())
+        agreeing += w * same
+        total_pairs += w * (m * (m - 1) // 2)
+        if same == m * (m - 1) // 2:
+            out.unanimous_items += w
+        for i in range(m):
+            a, va = who_rated[i], vals[i]
+            for j in range(i + 1, m):
+                key = (a, who_rated[j])
+                table = tables.get(key)
+                if table is None:
+                    table = tables[key] = Counter()
+                table[(va, vals[j])] += w
+            others = _majority_of_others(vals, i)
+            if others is not None:
+                against[a][(va, others)] += w
     out.percent_agreement = agreeing / total_pairs if total_pairs else None
 
     weighted = level == ORDINAL
-    by_pair: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
-    raw_pairs: dict[tuple[str, str], list[tuple[Any, Any]]] = {}
-    against: dict[str, list[tuple[Any, Any]]] = {who: [] for who in reviewers}
-    for item, r in categories.items():
-        who_rated = sorted(r)
-        for i, a in enumerate(who_rated):
-            for b in who_rated[i + 1:]:
-                by_pair.setdefault((a, b), []).append((r[a], r[b]))
-                if level == INTERVAL:
-                    raw = pairable[item]
-                    raw_pairs.setdefault((a, b), []).append((raw[a], raw[b]))
-            others = majority(r[o] for o in who_rated if o != a)
-            if others is not None:
-                against[a].append((r[a], others))
-    for (a, b), pairs in sorted(by_pair.items()):
-        pair = PairAgreement(a=names.get(a, a), b=names.get(b, b), items=len(pairs),
-                             agreement=sum(1 for x, y in pairs if x == y) / len(pairs))
-        if level == INTERVAL:
-            numbers = raw_pairs[(a, b)]
-            pair.mean_abs_difference = sum(abs(x - y) for x, y in numbers) / len(numbers)
-        else:
-            pair.kappa = cohen_kappa(pairs, weighted=weighted)
-        out.pairs.append(pair)
+    for (a, b), table in sorted(tables.items()):
+        n = sum(table.values())
+        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=n,
+                                       agreement=sum(k for (x, y), k in table.items() if x == y) / n,
+                                       kappa=kappa_of_counts(table, weighted=weighted)))
     for who in reviewers:
-        pairs = against[who]
-        row = ReviewerAgreement(reviewer=names.get(who, who), items=len(pairs))
-        if pairs:
-            row.agreement = sum(1 for x, y in pairs if x == y) / len(pairs)
-            if level != INTERVAL:
-                row.kappa = cohen_kappa(pairs, weighted=weighted)
+        table = against[who]
+        n = sum(table.values())
+        row = ReviewerAgreement(reviewer=names.get(who, who), items=n)
+        if n:
+            row.agreement = sum(k for (x, y), k in table.items() if x == y) / n
+            row.kappa = kappa_of_counts(table, weighted=weighted)
         out.versus_consensus.append(row)
     return out
 
 
+def _interval_agreement(out: LabelAgreement, pairable: Ratings, names: Mapping[str, str],
+                        reviewers: list[str]) -> LabelAgreement:
+    """Continuous scores in one pass: alpha's closed form, and per pair the items both rated, how many got
+    the same score and the mean absolute difference; no kappa (there are no categories)."""
+    n = 0
+    total = total_sq = observed = 0.0
+    agreeing = total_pairs = 0
+    pairs: dict[tuple[str, str], list[float]] = {}  # [items, same, sum of |difference|]
+    against: dict[str, list[int]] = {who: [0, 0] for who in reviewers}  # [items, same]
+    for r in pairable.values():
+        rated = sorted(r.items())
+        vals = [v for _, v in rated]
+        m = len(vals)
+        sm = float(sum(vals))
+        sq = float(sum(v * v for v in vals))
+        observed += 2.0 * (m * sq - sm * sm) / (m - 1)
+        n += m
+        total += sm
+        total_sq += sq
+        same_item = 0
+        for i in range(m):
+            a, va = rated[i]
+            for j in range(i + 1, m):
+                b, vb = rated[j]
+                acc = pairs.get((a, b))
+                if acc is None:
+                    acc = pairs[(a, b)] = [0, 0, 0.0]
+                acc[0] += 1
+                if va == vb:
+                    acc[1] += 1
+                    same_item += 1
+                acc[2] += abs(va - vb)
+            others = _majority_of_others(vals, i)
+            if others is not None:
+                row = against[a]
+                row[0] += 1
+                row[1] += va == others
+        agreeing += same_item
+        total_pairs += m * (m - 1) // 2
+        out.unanimous_items += same_item == m * (m - 1) // 2
+    expected = 2.0 * (n * total_sq - total * total) / (n * (n - 1)) if n > 1 else 0.0
+    out.alpha = None if expected <= 1e-12 * max(1.0, total_sq) else 1.0 - (observed / n) / expected
+    if out.alpha is None:
+        out.note = "not defined: every rating has the same value"
+    out.percent_agreement = agreeing / total_pairs if total_pairs else None
+    for (a, b), (items, same, diff) in sorted(pairs.items()):
+        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=int(items),
+                                       agreement=same / items, mean_abs_difference=diff / items))
+    for who in reviewers:
+        items, same = against[who]
+        out.versus_consensus.append(ReviewerAgreement(reviewer=names.get(who, who), items=items,
+                                                      agreement=same / items if items else None))
+    return out
+
+
 def _text_agreement(out: LabelAgreement, pairable: Ratings, names: Mapping[str, str]) -> LabelAgreement:
-    scored: list[tuple[float, Any, str, str]] = []
+    differing: list[tuple[float, Any, str, str]] = []
+    words: dict[Any, set[str]] = {}
+    total = 0.0
+    pairs = 0
+    # The similarity of two texts depends on the texts only: reviewers often repeat themselves.
+    similar: dict[tuple[Any, Any], float] = {}
     for item, r in pairable.items():
         who_rated = sorted(r)
+        if len(set(r.values())) == 1:
+            out.unanimous_items += 1
         for i, a in enumerate(who_rated):
+            ta = r[a]
             for b in who_rated[i + 1:]:
-                scored.append((text_similarity(str(r[a]), str(r[b])), item, a, b))
-    out.similarity = sum(s for s, *_ in scored) / len(scored)
-    out.unanimous_items = sum(1 for r in pairable.values() if len(set(r.values())) == 1)
+                tb = r[b]
+                pairs += 1
+                if ta == tb:
+                    total += 1.0
+                    continue
+                score = similar.get((ta, tb))
+                if score is None:
+                    wa = words.get(ta)
+                    if wa is None:
+                        wa = words[ta] = _words(str(ta))
+                    wb = words.get(tb)
+                    if wb is None:
+                        wb = words[tb] = _words(str(tb))
+                    union = len(wa | wb)
+                    score = similar[(ta, tb)] = len(wa & wb) / union if union else 1.0
+                total += score
+                if score < 1.0:
+                    # Identical wording is never among the most different, however few the pairs.
+                    differing.append((score, item, a, b))
+    out.similarity = total / pairs
     out.note = "text: descriptive similarity only (mean word overlap of the pairs within an item)"
-    scored.sort(key=lambda t: (t[0], str(t[1])))
-    out.most_different = [{"item": item, "similarity": s, "a": names.get(a, a), "b": names.get(b, b)}
-                          for s, item, a, b in scored[:MOST_DIFFERENT]]
+    out.most_different = [{"item": item, "similarity": score, "a": names.get(a, a), "b": names.get(b, b)}
+                          for score, item, a, b in heapq.nsmallest(MOST_DIFFERENT, differing,
+                                                                   key=lambda t: (t[0], str(t[1])))]
     return out
 
 

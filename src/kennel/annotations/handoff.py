@@ -26,13 +26,13 @@ import orjson
 from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
-from kennel.annotations.agreement import label_agreement, round_or_none
+from kennel.annotations.agreement import round_or_none
 from kennel.annotations.models import AnnotationInteraction, AnnotationQueue
 from kennel.annotations.owner import (
-    ASSESSMENT,
     Gold,
     Ratings,
     Values,
+    agreement_of,
     consensus,
     disagreeing_labels,
     load_golds,
@@ -72,7 +72,12 @@ def _by_name(labels: Sequence[dict[str, Any]], values: Values, *, full: bool = F
         if entry is None:
             continue
         if full:
-            out[label["name"]] = {k: entry[k] for k in ("value", "assessment", "reasoning") if k in entry}
+            shown = {"value": entry.get("value")}
+            if "assessment" in entry:
+                shown["assessment"] = entry["assessment"]
+            if "reasoning" in entry:
+                shown["reasoning"] = entry["reasoning"]
+            out[label["name"]] = shown
         else:
             out[label["name"]] = entry.get("value")
     return out
@@ -233,7 +238,7 @@ def plan(session: Session, *, queue: AnnotationQueue, handoff: HandOff, limit: i
     take = chosen if limit is None else chosen[:limit]
     rows = _interactions(session, queue.pk, take) if take else []
     inputs = _inputs(session, rows)
-    alphas = {la.name: round_or_none(la.alpha) for la in queue_agreement_cached(session, queue, ratings)}
+    alphas = {la.name: round_or_none(la.alpha) for la in agreement_of(ratings)}
     records: list[tuple[str, NewRecord]] = []
     for pk, iid, kind, content_id, _ in rows:
         reviews = ratings.by_item.get(pk, {})
@@ -254,17 +259,6 @@ def plan(session: Session, *, queue: AnnotationQueue, handoff: HandOff, limit: i
         records.append((iid, NewRecord(id=None, input=inputs.get(pk), expected_output=_expected(
             handoff, labels, reviews, gold), metadata=metadata)))
     return len(chosen), records
-
-
-def queue_agreement_cached(session: Session, queue: AnnotationQueue, ratings: Ratings) -> list[Any]:
-    """Alpha per label for the records' metadata, from the ratings already read."""
-    out = []
-    for label in ratings.labels:
-        out.append(label_agreement(label, ratings.values_of(label["id"]), ratings.reviewers))
-        if label.get("has_assessment"):
-            out.append(label_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT, "type": "boolean"},
-                                       ratings.values_of(label["id"], "assessment"), ratings.reviewers))
-    return out
 
 
 @dataclass

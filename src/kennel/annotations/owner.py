@@ -61,14 +61,27 @@ class Ratings:
     reviewers: dict[str, str] = field(default_factory=dict)   # key id -> name shown
     by_item: dict[int, dict[str, Values]] = field(default_factory=dict)
 
-    def values_of(self, label_id: str, part: str = "value") -> dict[int, dict[str, Any]]:
-        out: dict[int, dict[str, Any]] = {}
+    def by_label(self) -> tuple[dict[str, dict[int, dict[str, Any]]], dict[str, dict[int, dict[str, Any]]]]:
+        """Per label of the schema: item -> reviewer -> value, and item -> reviewer -> pass/fail, in one pass."""
+        values: dict[str, dict[int, dict[str, Any]]] = {label["id"]: {} for label in self.labels}
+        assessed: dict[str, dict[int, dict[str, Any]]] = {label["id"]: {} for label in self.labels}
         for item, by_reviewer in self.by_item.items():
-            got = {who: v[label_id][part] for who, v in by_reviewer.items()
-                   if label_id in v and part in v[label_id]}
-            if got:
-                out[item] = got
-        return out
+            for who, given in by_reviewer.items():
+                for lid, entry in given.items():
+                    target = values.get(lid)
+                    if target is None:
+                        continue  # a label no longer in the schema
+                    found = target.get(item)
+                    if found is None:
+                        found = target[item] = {}
+                    found[who] = entry.get("value")
+                    assessment = entry.get("assessment")
+                    if assessment is not None:
+                        found = assessed[lid].get(item)
+                        if found is None:
+                            found = assessed[lid][item] = {}
+                        found[who] = assessment
+        return values, assessed
 
 
 def _loads(raw: Any) -> Any:
@@ -99,7 +112,8 @@ def load_ratings(session: Session, queue: AnnotationQueue) -> Ratings:
     """Every annotation of the queue, in one query."""
     ratings = Ratings(labels=list(queue.label_schemas or []))
     names: dict[str, str] = {}
-    rows = session.connection().execute(select(*_annotation_columns()).where(_A.queue_pk == queue.pk)).tuples()
+    # .all() fetches in one driver call; iterating the result would fetch row by row.
+    rows = session.connection().execute(select(*_annotation_columns()).where(_A.queue_pk == queue.pk)).tuples().all()
     _collect(rows, ratings, names)
     ratings.reviewers = _name_reviewers(names)
     return ratings
@@ -131,17 +145,23 @@ def queue_agreement(session: Session, *, queue_id: str) -> QueueAgreement:
     ratings = load_ratings(session, queue)
     total = session.scalar(select(func.count()).select_from(AnnotationInteraction.__table__)
                            .where(_I.queue_pk == queue.pk)) or 0
-    labels: list[LabelAgreement] = []
-    for label in ratings.labels:
-        labels.append(label_agreement(label, ratings.values_of(label["id"]), ratings.reviewers))
-        if label.get("has_assessment"):
-            assessed = ratings.values_of(label["id"], "assessment")
-            labels.append(label_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT,
-                                           "type": "boolean"}, assessed, ratings.reviewers))
+    labels = agreement_of(ratings)
     named = [d["item"] for la in labels for d in la.most_different]
     ids = dict(session.execute(select(_I.pk, _I.id).where(_I.pk.in_(named))).tuples().all()) if named else {}
     return QueueAgreement(items=total, annotated_items=len(ratings.by_item),
                           reviewers=sorted(ratings.reviewers.values()), labels=labels, interaction_ids=ids)
+
+
+def agreement_of(ratings: Ratings) -> list[LabelAgreement]:
+    """The figures of every label (and of its pass/fail assessment, where it has one)."""
+    values, assessed = ratings.by_label()
+    out: list[LabelAgreement] = []
+    for label in ratings.labels:
+        out.append(label_agreement(label, values[label["id"]], ratings.reviewers))
+        if label.get("has_assessment"):
+            out.append(label_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT, "type": "boolean"},
+                                       assessed[label["id"]], ratings.reviewers))
+    return out
 
 
 # Disagreement -------------------------------------------------------------------------------------
@@ -185,17 +205,15 @@ STATUSES = ("open", "adjudicated", "all")
 def _annotations_after(session: Session, queue_pk: int, after: int) -> Iterator[Any]:
     """The queue's annotations in item order, of the items after interaction pk `after`, in keyset batches."""
     conn = session.connection()
-    last = (after, 2**62)  # past every annotation of item `after` itself
+    where = _A.interaction_pk > after
     while True:
-        rows = conn.execute(select(*_annotation_columns(), _A.pk)
-                            .where(_A.queue_pk == queue_pk,
-                                   (_A.interaction_pk > last[0])
-                                   | ((_A.interaction_pk == last[0]) & (_A.pk > last[1])))
+        rows = conn.execute(select(*_annotation_columns(), _A.pk).where(_A.queue_pk == queue_pk, where)
                             .order_by(_A.interaction_pk, _A.pk).limit(BATCH)).tuples().all()
         yield from rows
         if len(rows) < BATCH:
             return
-        last = (rows[-1][0], rows[-1][4])
+        item, pk = rows[-1][0], rows[-1][4]
+        where = (_A.interaction_pk > item) | ((_A.interaction_pk == item) & (_A.pk > pk))
 
 
 def disagreements(session: Session, *, queue_id: str, status: str = "open", after: int = 0,
