@@ -294,8 +294,10 @@ def to_dataset(session: Session, *, queue_id: str, handoff: HandOff, dataset_id:
     if not planned:
         raise Invalid(f"no item of queue {queue_id} matches items={handoff.selection!r}; nothing was added",
                       pointer="/data/attributes/items")
+    # Into an existing dataset, a record already there with the same content is not added twice (a hand-off
+    # repeated before anything changed); a new dataset has nothing to compare with.
     _, result = change_records(session, project_id=project_id, dataset_id=dataset.id, actor=actor,
-                               inserts=[record for _, record in planned], deduplicate=True)
+                               inserts=[record for _, record in planned], deduplicate=not created)
     return HandedOff(dataset.id, dataset.name, project_id, created, result.version, total,
                      len(result.records) if result.records else (total if result.changed else 0))
 
