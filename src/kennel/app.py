@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(engine)
     install_error_handlers(app)
 
+    from kennel.annotations.owner_router import router as queue_owner_router
     from kennel.annotations.review_router import router as review_router
     from kennel.annotations.router import router as annotations_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
@@ -71,12 +72,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.spans.router import router as spans_router
 
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-               spans_router, people_router, review_router)
+               spans_router, people_router, review_router, queue_owner_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
     install_docs(app)
     from kennel.web.people import router as web_people_router
+    from kennel.web.queue_owner import router as queue_owner_pages
     from kennel.web.review import router as review_pages
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
@@ -84,13 +86,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     install_web(app)
     app.include_router(review_pages)
+    app.include_router(queue_owner_pages)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    pages = (web_router, web_people_router, traces_router, review_pages)
+    pages = (web_router, web_people_router, traces_router, review_pages, queue_owner_pages)
     app.add_middleware(Gate, routes=[r for router in (*routers, *pages) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     # Outermost, so that its duration covers the gate's queue and its status every refusal.

@@ -1,6 +1,7 @@
 """Imports every domain's models so that Base.metadata is complete (Alembic and tests use it)."""
 
 from kennel.annotations import models as _annotations  # noqa: F401
+from kennel.annotations import owner_models as _owner_models  # noqa: F401
 from kennel.annotations import review_models as _review  # noqa: F401
 from kennel.datasets import models as _datasets  # noqa: F401
 from kennel.db.base import Base

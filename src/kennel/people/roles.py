@@ -24,6 +24,10 @@ ROLES: dict[str, frozenset[Permission]] = {
     "annotator": frozenset({Permission.REVIEW, Permission.ACCOUNT}),
 }
 
+# The queue owner's routes (agreement, adjudications, export, hand-off to a dataset): members and admins.
+OWNER_QUEUE_PREFIX = "/api/kennel/v1/annotation-queues/{queue_id}"
+OWNER_QUEUE_PATHS = ("/agreement", "/adjudications", "/export", "/to-dataset")
+
 
 def permission_for(path: str, method: str) -> Permission:
     """The permission a request needs, from its route template and method. (The search for annotations
@@ -33,6 +37,8 @@ def permission_for(path: str, method: str) -> Permission:
         return Permission.ACCOUNT
     if path.startswith(("/api/kennel/v1/users", "/api/kennel/v1/keys")):
         return Permission.PEOPLE
+    if path.startswith(OWNER_QUEUE_PREFIX) and path[len(OWNER_QUEUE_PREFIX):].startswith(OWNER_QUEUE_PATHS):
+        return Permission.READ if method in ("GET", "HEAD") else Permission.WRITE
     if path.startswith("/api/kennel/v1/annotation-queues/"):
         # The review API: reviewing needs `review`; the owner's views need `read`, the settings `write`.
         if path.endswith("/review-settings"):

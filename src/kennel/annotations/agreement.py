@@ -1,0 +1,473 @@
+"""Inter-rater agreement, with the standard library only (see web-ui.md: the Python packages that compute
+these are GPL or pull in hundreds of megabytes).
+
+Input is plain data: for one label, the ratings of each item as a mapping reviewer -> value. Nothing here
+touches the database.
+
+* Krippendorff's alpha, from the coincidence of values within items (Krippendorff 2011, "Computing
+  Krippendorff's Alpha-Reliability"): nominal (booleans, pass/fail, categorical), ordinal (integer scores
+  with few levels), interval (other scores). Items with fewer than two ratings are not pairable and are
+  left out, as the method prescribes. Alpha is "not defined" (None) when fewer than two values are
+  pairable or when every pairable value is the same (no variation, so no expected disagreement).
+* Multi-valued categorical labels (a list of values per rating) use the Jaccard distance between the two
+  sets as alpha's difference function (1 - |A and B| / |A or B|): two reviewers who chose {a, b} and
+  {a} disagree by 1/2, not fully. Single values count as one-element sets, so a label whose ratings all
+  have one value gets exactly its nominal alpha.
+* Cohen's kappa for each pair of reviewers over the items both rated: unweighted for nominal labels,
+  quadratic-weighted for ordinal ones; for interval scores kappa is not defined (no categories) and the
+  pair's mean absolute difference is given instead. Multi-valued ratings count as equal only when the
+  sets are equal.
+* Each reviewer against the consensus of the others on the same item (the strict majority of the other
+  reviewers' values; an item where the others have no majority is left out), so that a reviewer's own
+  rating never props up their score.
+* Text labels get descriptive similarity only: the mean word-overlap (Jaccard) similarity of the pairs of
+  texts within an item, and the least similar pairs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import string
+from collections import Counter
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+NOMINAL, ORDINAL, INTERVAL, SETS, TEXT = "nominal", "ordinal", "interval", "sets", "text"
+# An integer score with at most this many levels is ordinal; beyond, interval.
+ORDINAL_MAX_LEVELS = 12
+MOST_DIFFERENT = 5
+
+Ratings = Mapping[Any, Mapping[str, Any]]  # item -> reviewer -> value
+
+
+def level_of(label: Mapping[str, Any], values: Iterable[Any] = ()) -> str:
+    """The level of measurement of a label of the schema (see the module's docstring)."""
+    kind = label.get("type")
+    if kind == "text":
+        return TEXT
+    if kind == "score":
+        if label.get("is_integer"):
+            low, high = label.get("min"), label.get("max")
+            if low is not None and high is not None:
+                levels = high - low + 1
+            else:
+                levels = len(set(values))
+            if levels <= ORDINAL_MAX_LEVELS:
+                return ORDINAL
+        return INTERVAL
+    if kind == "categorical" and any(isinstance(v, list) for v in values):
+        return SETS
+    return NOMINAL
+
+
+def hashable(value: Any) -> Hashable:
+    """A rating as a hashable category: a multi-valued rating as the frozenset of its values."""
+    if isinstance(value, list):
+        return frozenset(value)
+    return value
+
+
+def _as_set(value: Hashable) -> frozenset[Any]:
+    return value if isinstance(value, frozenset) else frozenset([value])
+
+
+def jaccard_distance(a: Hashable, b: Hashable) -> float:
+    sa, sb = _as_set(a), _as_set(b)
+    union = len(sa | sb)
+    return 0.0 if union == 0 else 1.0 - len(sa & sb) / union
+
+
+# Krippendorff's alpha ------------------------------------------------------------------------------
+
+def _pairable(units: Iterable[Sequence[Any]]) -> list[Sequence[Any]]:
+    return [u for u in units if len(u) >= 2]
+
+
+def _alpha_interval(units: list[Sequence[Any]]) -> float | None:
+    # With the squared difference, both sums have closed forms: no pass over pairs of values.
+    n = 0
+    total = total_sq = 0.0
+    observed = 0.0
+    for unit in units:
+        m = len(unit)
+        s = float(sum(unit))
+        sq = float(sum(x * x for x in unit))
+        observed += 2.0 * (m * sq - s * s) / (m - 1)
+        n += m
+        total += s
+        total_sq += sq
+    if n < 2:
+        return None
+    expected = 2.0 * (n * total_sq - total * total) / (n * (n - 1))
+    if expected <= 1e-12 * max(1.0, total_sq):
+        return None
+    return 1.0 - (observed / n) / expected
+
+
+def _alpha_categories(units: Iterable[tuple[Sequence[Any], int]], level: str) -> float | None:
+    """Alpha over (unit, how many items have exactly this unit): identical units are counted, not repeated,
+    so the cost follows the number of distinct units, which few categories keep small."""
+    counts: Counter[Any] = Counter()
+    per_unit: list[tuple[int, Counter[Any], int]] = []
+    for unit, weight in units:
+        c = Counter(unit)
+        per_unit.append((len(unit), c, weight))
+        for v, k in c.items():
+            counts[v] += k * weight
+    n = sum(counts.values())
+    if n < 2 or len(counts) < 2:
+        return None
+    if level == NOMINAL:
+        observed = sum(w * (m * m - sum(k * k for k in c.values())) / (m - 1) for m, c, w in per_unit)
+        expected = (n * n - sum(k * k for k in counts.values())) / (n - 1)
+        return 1.0 - observed / expected
+    values = list(counts)
+    if level == ORDINAL:
+        values.sort()
+        # delta(c, k) = (sum of n_g from c to k - (n_c + n_k) / 2) ** 2, over the marginal counts.
+        cumulative = []
+        running = 0
+        for v in values:
+            running += counts[v]
+            cumulative.append(running)
+        index = {v: i for i, v in enumerate(values)}
+
+        def distance(a: Any, b: Any) -> float:
+            i, j = sorted((index[a], index[b]))
+            between = cumulative[j] - (cumulative[i - 1] if i else 0)
+            return (between - (counts[a] + counts[b]) / 2.0) ** 2
+    else:
+        distance = jaccard_distance
+    pair_distance: dict[tuple[Any, Any], float] = {}
+
+    def d(a: Any, b: Any) -> float:
+        key = (a, b)
+        found = pair_distance.get(key)
+        if found is None:
+            found = pair_distance[key] = pair_distance[(b, a)] = distance(a, b)
+        return found
+
+    observed = 0.0
+    for m, c, w in per_unit:
+        if len(c) > 1:
+            items = list(c.items())
+            observed += w * sum(na * nb * d(a, b) for a, na in items for b, nb in items if a != b) / (m - 1)
+    marginal = list(counts.items())
+    expected = sum(na * nb * d(a, b) for a, na in marginal for b, nb in marginal if a != b) / (n - 1)
+    if expected <= 0:
+        return None
+    return 1.0 - observed / expected
+
+
+def krippendorff_alpha(units: Iterable[Sequence[Any]], level: str = NOMINAL) -> float | None:
+    """Alpha over `units`, each the values given to one item (missing ratings simply absent), or None
+    where it is not defined."""
+    pairable = _pairable(units)
+    if not pairable:
+        return None
+    if level == INTERVAL:
+        return _alpha_interval(pairable)
+    grouped = Counter(tuple(hashable(v) for v in u) for u in pairable)
+    return _alpha_categories(grouped.items(), level)
+
+
+# Cohen's kappa ------------------------------------------------------------------------------------
+
+def cohen_kappa(pairs: Sequence[tuple[Any, Any]], *, weighted: bool = False) -> float | None:
+    """Cohen's kappa of two raters over `pairs` (one (a, b) per item both rated); quadratic-weighted when
+    `weighted` (values are ordered and their rank is the category's position). None when not defined:
+    no pairs, or chance agreement is already perfect."""
+    return kappa_of_counts(Counter((hashable(a), hashable(b)) for a, b in pairs), weighted=weighted)
+
+
+def kappa_of_counts(table: Mapping[tuple[Any, Any], int], *, weighted: bool = False) -> float | None:
+    """Cohen's kappa from the contingency table {(a's value, b's value): number of items}."""
+    n = sum(table.values())
+    if n == 0:
+        return None
+    count_a: Counter[Any] = Counter()
+    count_b: Counter[Any] = Counter()
+    for (a, b), k in table.items():
+        count_a[a] += k
+        count_b[b] += k
+    if not weighted:
+        observed = sum(k for (a, b), k in table.items() if a == b) / n
+        chance = sum(count_a[c] * count_b.get(c, 0) for c in count_a) / (n * n)
+        if chance >= 1.0:
+            return None
+        return (observed - chance) / (1.0 - chance)
+    categories = sorted(set(count_a) | set(count_b))
+    rank = {c: i for i, c in enumerate(categories)}
+    observed_w = sum(k * (rank[a] - rank[b]) ** 2 for (a, b), k in table.items()) / n
+    expected_w = sum(count_a[a] * count_b[b] * (rank[a] - rank[b]) ** 2
+                     for a in count_a for b in count_b) / (n * n)
+    if expected_w == 0:
+        return None
+    return 1.0 - observed_w / expected_w
+
+
+# Text ---------------------------------------------------------------------------------------------
+
+# Punctuation becomes a space, so that "polite." and "polite" are one word (str.split is far cheaper than a
+# regular expression over tens of thousands of texts).
+_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation})
+
+
+def _words(text: str) -> set[str]:
+    return set(text.lower().translate(_PUNCTUATION).split())
+
+
+def text_similarity(a: str, b: str) -> float:
+    """Word-overlap (Jaccard) similarity of two texts, case-insensitive: 1 when they use the same words."""
+    wa, wb = _words(a), _words(b)
+    union = wa | wb
+    return 1.0 if not union else len(wa & wb) / len(union)
+
+
+# One label ----------------------------------------------------------------------------------------
+
+@dataclass
+class PairAgreement:
+    a: str
+    b: str
+    items: int
+    kappa: float | None = None
+    agreement: float | None = None
+    mean_abs_difference: float | None = None
+
+
+@dataclass
+class ReviewerAgreement:
+    reviewer: str
+    items: int
+    kappa: float | None = None
+    agreement: float | None = None
+
+
+@dataclass
+class LabelAgreement:
+    label_id: str
+    name: str
+    level: str
+    items: int = 0             # items with at least two ratings (what alpha rests on)
+    reviewers: int = 0         # reviewers with at least one pairable rating
+    values: int = 0            # pairable ratings
+    alpha: float | None = None
+    percent_agreement: float | None = None  # agreeing pairs of ratings within items, out of all pairs
+    unanimous_items: int = 0
+    pairs: list[PairAgreement] = field(default_factory=list)
+    versus_consensus: list[ReviewerAgreement] = field(default_factory=list)
+    similarity: float | None = None         # text labels only
+    most_different: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def defined(self) -> bool:
+        return self.alpha is not None or self.similarity is not None
+
+
+def majority(values: Iterable[Any]) -> Any:
+    """The value more than half of `values` share, or None. (One to three values, the usual number of
+    reviewers, are decided by comparisons alone.)"""
+    vals = [hashable(v) for v in values]
+    n = len(vals)
+    if n <= 3:
+        if n == 0:
+            return None
+        if n == 1:
+            return vals[0]
+        if n == 2:
+            return vals[0] if vals[0] == vals[1] else None
+        a, b, c = vals
+        return a if a == b or a == c else b if b == c else None
+    value, count = Counter(vals).most_common(1)[0]
+    return value if count * 2 > n else None
+
+
+def _majority_of_others(values: Sequence[Any], skip: int) -> Any:
+    """The strict majority of `values` without the one at `skip`, or None (the common small cases inline)."""
+    others = [*values[:skip], *values[skip + 1:]]
+    if len(others) == 1:
+        return others[0]
+    if len(others) == 2:
+        return others[0] if others[0] == others[1] else None
+    return majority(others)
+
+
+def label_agreement(label: Mapping[str, Any], ratings: Ratings, reviewer_names: Mapping[str, str] | None = None,
+                    ) -> LabelAgreement:
+    """Every figure for one label. `ratings` maps each item to {reviewer: value}; `reviewer_names` gives
+    what to call a reviewer (default: the key itself).
+
+    Items are first grouped by their *pattern* (who gave which value): with few categories a queue of
+    10,000 items has a few hundred patterns, and every figure is a weighted sum over them. Continuous
+    scores, whose patterns are nearly all distinct, take a single pass of their own."""
+    names = reviewer_names or {}
+    pairable = {item: r for item, r in ratings.items() if len(r) >= 2}
+    kind = label.get("type")
+    if kind == "categorical":
+        level = level_of(label, (v for r in pairable.values() for v in r.values()))
+    else:
+        level = level_of(label, {v for r in pairable.values() for v in r.values()} if kind == "score" else ())
+    out = LabelAgreement(label_id=str(label.get("id", "")), name=str(label.get("name", "")), level=level)
+    out.items = len(pairable)
+    out.values = sum(len(r) for r in pairable.values())
+    reviewers = sorted({who for r in pairable.values() for who in r})
+    out.reviewers = len(reviewers)
+    if not pairable:
+        out.note = "not defined: no item has ratings from two reviewers"
+        return out
+    if level == TEXT:
+        return _text_agreement(out, pairable, names)
+    if level == INTERVAL:
+        return _interval_agreement(out, pairable, names, reviewers)
+    if level == SETS:
+        patterns = Counter(tuple(sorted((who, hashable(v)) for who, v in r.items())) for r in pairable.values())
+    else:
+        patterns = Counter(tuple(sorted(r.items())) for r in pairable.values())
+    out.alpha = _alpha_categories(((tuple(v for _, v in p), w) for p, w in patterns.items()), level)
+    if out.alpha is None:
+        out.note = "not defined: every rating has the same value"
+
+    agreeing = total_pairs = 0
+    tables: dict[tuple[str, str], Counter[tuple[Any, Any]]] = {}
+    against: dict[str, Counter[tuple[Any, Any]]] = {who: Counter() for who in reviewers}
+    for pattern, w in patterns.items():
+        who_rated = [who for who, _ in pattern]
+        vals = [v for _, v in pattern]
+        m = len(vals)
+        same = sum(k * (k - 1) // 2 for k in Counter(vals).values())
+        agreeing += w * same
+        total_pairs += w * (m * (m - 1) // 2)
+        if same == m * (m - 1) // 2:
+            out.unanimous_items += w
+        for i in range(m):
+            a, va = who_rated[i], vals[i]
+            for j in range(i + 1, m):
+                key = (a, who_rated[j])
+                table = tables.get(key)
+                if table is None:
+                    table = tables[key] = Counter()
+                table[(va, vals[j])] += w
+            others = _majority_of_others(vals, i)
+            if others is not None:
+                against[a][(va, others)] += w
+    out.percent_agreement = agreeing / total_pairs if total_pairs else None
+
+    weighted = level == ORDINAL
+    for (a, b), table in sorted(tables.items()):
+        n = sum(table.values())
+        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=n,
+                                       agreement=sum(k for (x, y), k in table.items() if x == y) / n,
+                                       kappa=kappa_of_counts(table, weighted=weighted)))
+    for who in reviewers:
+        table = against[who]
+        n = sum(table.values())
+        row = ReviewerAgreement(reviewer=names.get(who, who), items=n)
+        if n:
+            row.agreement = sum(k for (x, y), k in table.items() if x == y) / n
+            row.kappa = kappa_of_counts(table, weighted=weighted)
+        out.versus_consensus.append(row)
+    return out
+
+
+def _interval_agreement(out: LabelAgreement, pairable: Ratings, names: Mapping[str, str],
+                        reviewers: list[str]) -> LabelAgreement:
+    """Continuous scores in one pass: alpha's closed form, and per pair the items both rated, how many got
+    the same score and the mean absolute difference; no kappa (there are no categories)."""
+    n = 0
+    total = total_sq = observed = 0.0
+    agreeing = total_pairs = 0
+    pairs: dict[tuple[str, str], list[float]] = {}  # [items, same, sum of |difference|]
+    against: dict[str, list[int]] = {who: [0, 0] for who in reviewers}  # [items, same]
+    for r in pairable.values():
+        rated = sorted(r.items())
+        vals = [v for _, v in rated]
+        m = len(vals)
+        sm = float(sum(vals))
+        sq = float(sum(v * v for v in vals))
+        observed += 2.0 * (m * sq - sm * sm) / (m - 1)
+        n += m
+        total += sm
+        total_sq += sq
+        same_item = 0
+        for i in range(m):
+            a, va = rated[i]
+            for j in range(i + 1, m):
+                b, vb = rated[j]
+                acc = pairs.get((a, b))
+                if acc is None:
+                    acc = pairs[(a, b)] = [0, 0, 0.0]
+                acc[0] += 1
+                if va == vb:
+                    acc[1] += 1
+                    same_item += 1
+                acc[2] += abs(va - vb)
+            others = _majority_of_others(vals, i)
+            if others is not None:
+                row = against[a]
+                row[0] += 1
+                row[1] += va == others
+        agreeing += same_item
+        total_pairs += m * (m - 1) // 2
+        out.unanimous_items += same_item == m * (m - 1) // 2
+    expected = 2.0 * (n * total_sq - total * total) / (n * (n - 1)) if n > 1 else 0.0
+    out.alpha = None if expected <= 1e-12 * max(1.0, total_sq) else 1.0 - (observed / n) / expected
+    if out.alpha is None:
+        out.note = "not defined: every rating has the same value"
+    out.percent_agreement = agreeing / total_pairs if total_pairs else None
+    for (a, b), (items, same, diff) in sorted(pairs.items()):
+        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=int(items),
+                                       agreement=same / items, mean_abs_difference=diff / items))
+    for who in reviewers:
+        items, same = against[who]
+        out.versus_consensus.append(ReviewerAgreement(reviewer=names.get(who, who), items=items,
+                                                      agreement=same / items if items else None))
+    return out
+
+
+def _text_agreement(out: LabelAgreement, pairable: Ratings, names: Mapping[str, str]) -> LabelAgreement:
+    differing: list[tuple[float, Any, str, str]] = []
+    words: dict[Any, set[str]] = {}
+    total = 0.0
+    pairs = 0
+    # The similarity of two texts depends on the texts only: reviewers often repeat themselves.
+    similar: dict[tuple[Any, Any], float] = {}
+    for item, r in pairable.items():
+        who_rated = sorted(r)
+        if len(set(r.values())) == 1:
+            out.unanimous_items += 1
+        for i, a in enumerate(who_rated):
+            ta = r[a]
+            for b in who_rated[i + 1:]:
+                tb = r[b]
+                pairs += 1
+                if ta == tb:
+                    total += 1.0
+                    continue
+                score = similar.get((ta, tb))
+                if score is None:
+                    wa = words.get(ta)
+                    if wa is None:
+                        wa = words[ta] = _words(str(ta))
+                    wb = words.get(tb)
+                    if wb is None:
+                        wb = words[tb] = _words(str(tb))
+                    union = len(wa | wb)
+                    score = similar[(ta, tb)] = len(wa & wb) / union if union else 1.0
+                total += score
+                if score < 1.0:
+                    # Identical wording is never among the most different, however few the pairs.
+                    differing.append((score, item, a, b))
+    out.similarity = total / pairs
+    out.note = "text: descriptive similarity only (mean word overlap of the pairs within an item)"
+    out.most_different = [{"item": item, "similarity": score, "a": names.get(a, a), "b": names.get(b, b)}
+                          for score, item, a, b in heapq.nsmallest(MOST_DIFFERENT, differing,
+                                                                   key=lambda t: (t[0], str(t[1])))]
+    return out
+
+
+def round_or_none(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None or not math.isfinite(value) else round(value, digits)

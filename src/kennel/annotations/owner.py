@@ -1,0 +1,348 @@
+"""The queue owner's reads and rulings: agreement, the items in disagreement, and gold values.
+
+Every read is set-based: a queue's annotations come in one query (or in keyset batches over the index on
+(queue_pk, interaction_pk, pk) when only a page is wanted), never a query per item. The figures themselves
+are computed by `agreement.py`, which knows nothing of the database.
+
+An item is *in disagreement* when at least two reviewers annotated it and their values (or pass/fail
+assessments) differ on some label. Text labels are left out of that test: free text almost never matches
+word for word, and is summarised by similarity instead.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import DateTime, Text, cast, delete, func, select, type_coerce
+from sqlalchemy.orm import Session
+
+from kennel.annotations.agreement import (
+    LabelAgreement,
+    hashable,
+    label_agreement,
+    majority,
+)
+from kennel.annotations.models import Annotation, AnnotationInteraction, AnnotationQueue
+from kennel.annotations.owner_models import Adjudication
+from kennel.annotations.schemas import LabelValueIn
+from kennel.annotations.service import dialect_insert, get_queue
+from kennel.annotations.validation import check_annotation
+from kennel.db.base import new_id, utcnow
+from kennel.errors import Invalid, NotFound
+from kennel.keys.service import Actor
+
+_A = Annotation.__table__.c
+_I = AnnotationInteraction.__table__.c
+_J = Adjudication.__table__.c
+BATCH = 5000
+ASSESSMENT = " (assessment)"
+
+Values = dict[str, dict[str, Any]]  # label id -> stored entry {value, assessment?, reasoning?, ...}
+
+
+@dataclass
+class Gold:
+    values: Values
+    by: str
+    at: datetime
+
+
+@dataclass
+class Ratings:
+    """A queue's annotations, by item: interaction pk -> reviewer key -> values by label id."""
+
+    labels: list[dict[str, Any]]
+    reviewers: dict[str, str] = field(default_factory=dict)   # key id -> name shown
+    by_item: dict[int, dict[str, Values]] = field(default_factory=dict)
+
+    def by_label(self) -> tuple[dict[str, dict[int, dict[str, Any]]], dict[str, dict[int, dict[str, Any]]]]:
+        """Per label of the schema: item -> reviewer -> value, and item -> reviewer -> pass/fail, in one pass."""
+        values: dict[str, dict[int, dict[str, Any]]] = {label["id"]: {} for label in self.labels}
+        assessed: dict[str, dict[int, dict[str, Any]]] = {label["id"]: {} for label in self.labels}
+        for item, by_reviewer in self.by_item.items():
+            for who, given in by_reviewer.items():
+                for lid, entry in given.items():
+                    target = values.get(lid)
+                    if target is None:
+                        continue  # a label no longer in the schema
+                    found = target.get(item)
+                    if found is None:
+                        found = target[item] = {}
+                    found[who] = entry.get("value")
+                    assessment = entry.get("assessment")
+                    if assessment is not None:
+                        found = assessed[lid].get(item)
+                        if found is None:
+                            found = assessed[lid][item] = {}
+                        found[who] = assessment
+        return values, assessed
+
+
+def _loads(raw: Any) -> Any:
+    return orjson.loads(raw) if isinstance(raw, (str, bytes)) else raw
+
+
+def _name_reviewers(names: dict[str, str]) -> dict[str, str]:
+    """Names as shown; two keys with one name are told apart by the start of their id."""
+    seen = Counter(names.values())
+    return {key: (name if seen[name] == 1 else f"{name} ({key[:6]})") for key, name in names.items()}
+
+
+def _collect(rows: Any, ratings: Ratings, names: dict[str, str]) -> None:
+    by_item = ratings.by_item
+    for pk, author, who, raw in rows:
+        names[author] = who
+        group = by_item.get(pk)
+        if group is None:
+            group = by_item[pk] = {}
+        group[author] = _loads(raw)
+
+
+def _annotation_columns() -> tuple[Any, ...]:
+    return (_A.interaction_pk, _A.author_key_id, _A.modified_by, cast(_A.label_values, Text))
+
+
+def load_ratings(session: Session, queue: AnnotationQueue) -> Ratings:
+    """Every annotation of the queue, in one query."""
+    ratings = Ratings(labels=list(queue.label_schemas or []))
+    names: dict[str, str] = {}
+    # .all() fetches in one driver call; iterating the result would fetch row by row.
+    rows = session.connection().execute(select(*_annotation_columns()).where(_A.queue_pk == queue.pk)).tuples().all()
+    _collect(rows, ratings, names)
+    ratings.reviewers = _name_reviewers(names)
+    return ratings
+
+
+def load_golds(session: Session, queue_pk: int, interaction_pks: Sequence[int] | None = None) -> dict[int, Gold]:
+    stmt = select(_J.interaction_pk, cast(_J.label_values, Text), _J.adjudicated_by,
+                  type_coerce(_J.modified_at, DateTime())).where(_J.queue_pk == queue_pk)
+    if interaction_pks is not None:
+        if not interaction_pks:
+            return {}
+        stmt = stmt.where(_J.interaction_pk.in_(list(interaction_pks)))
+    return {pk: Gold(_loads(raw), by, at) for pk, raw, by, at in session.connection().execute(stmt).tuples()}
+
+
+# Agreement ----------------------------------------------------------------------------------------
+
+@dataclass
+class QueueAgreement:
+    items: int
+    annotated_items: int
+    reviewers: list[str]
+    labels: list[LabelAgreement]
+    interaction_ids: dict[int, str] = field(default_factory=dict)  # for the items the figures name
+
+
+def queue_agreement(session: Session, *, queue_id: str) -> QueueAgreement:
+    queue, _ = get_queue(session, queue_id=queue_id)
+    ratings = load_ratings(session, queue)
+    total = session.scalar(select(func.count()).select_from(AnnotationInteraction.__table__)
+                           .where(_I.queue_pk == queue.pk)) or 0
+    labels = agreement_of(ratings)
+    named = [d["item"] for la in labels for d in la.most_different]
+    ids = dict(session.execute(select(_I.pk, _I.id).where(_I.pk.in_(named))).tuples().all()) if named else {}
+    return QueueAgreement(items=total, annotated_items=len(ratings.by_item),
+                          reviewers=sorted(ratings.reviewers.values()), labels=labels, interaction_ids=ids)
+
+
+def agreement_of(ratings: Ratings) -> list[LabelAgreement]:
+    """The figures of every label (and of its pass/fail assessment, where it has one)."""
+    values, assessed = ratings.by_label()
+    out: list[LabelAgreement] = []
+    for label in ratings.labels:
+        out.append(label_agreement(label, values[label["id"]], ratings.reviewers))
+        if label.get("has_assessment"):
+            out.append(label_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT, "type": "boolean"},
+                                       assessed[label["id"]], ratings.reviewers))
+    return out
+
+
+# Disagreement -------------------------------------------------------------------------------------
+
+def disagreeing_labels(labels: Sequence[dict[str, Any]], by_reviewer: dict[str, Values]) -> list[str]:
+    """The ids of the labels on which the reviewers of one item differ (see the module's docstring)."""
+    if len(by_reviewer) < 2:
+        return []
+    out: list[str] = []
+    for label in labels:
+        if label["type"] == "text":
+            continue
+        lid = label["id"]
+        given = [v[lid] for v in by_reviewer.values() if lid in v]
+        if len(given) < 2:
+            continue
+        if len({hashable(g.get("value")) for g in given}) > 1:
+            out.append(lid)
+            continue
+        assessed = [g["assessment"] for g in given if "assessment" in g]
+        if len(assessed) >= 2 and len(set(assessed)) > 1:
+            out.append(lid)
+    return out
+
+
+@dataclass
+class Item:
+    pk: int
+    id: str
+    type: str
+    content_id: str
+    display_block: Any
+    reviews: dict[str, Values]
+    disagreeing: list[str]
+    gold: Gold | None = None
+
+
+STATUSES = ("open", "adjudicated", "all")
+
+
+def _annotations_after(session: Session, queue_pk: int, after: int) -> Iterator[Any]:
+    """The queue's annotations in item order, of the items after interaction pk `after`, in keyset batches."""
+    conn = session.connection()
+    where = _A.interaction_pk > after
+    while True:
+        rows = conn.execute(select(*_annotation_columns(), _A.pk).where(_A.queue_pk == queue_pk, where)
+                            .order_by(_A.interaction_pk, _A.pk).limit(BATCH)).tuples().all()
+        yield from rows
+        if len(rows) < BATCH:
+            return
+        item, pk = rows[-1][0], rows[-1][4]
+        where = (_A.interaction_pk > item) | ((_A.interaction_pk == item) & (_A.pk > pk))
+
+
+def disagreements(session: Session, *, queue_id: str, status: str = "open", after: int = 0,
+                  limit: int = 20) -> tuple[list[Item], int | None]:
+    """A page of the items in disagreement (by interaction pk, from `after` on) and the next page's
+    cursor. `status`: open (not adjudicated yet), adjudicated, or all."""
+    if status not in STATUSES:
+        raise Invalid(f"status must be one of {', '.join(STATUSES)}, got {status!r}", parameter="status")
+    queue, _ = get_queue(session, queue_id=queue_id)
+    labels = list(queue.label_schemas or [])
+    found: dict[int, tuple[dict[str, Values], list[str]]] = {}
+    names: dict[str, str] = {}
+    current: int | None = None
+    group: dict[str, Values] = {}
+    next_cursor: int | None = None
+
+    def settle(pk: int, reviews: dict[str, Values]) -> None:
+        differ = disagreeing_labels(labels, reviews)
+        if differ:
+            found[pk] = (reviews, differ)
+
+    wanted = limit + 1
+    golds: dict[int, Gold] = {}
+    for pk, author, who, raw, _ in _annotations_after(session, queue.pk, after):
+        if pk != current:
+            if current is not None:
+                settle(current, group)
+            current, group = pk, {}
+            if len(found) >= wanted * 4:
+                golds.update(load_golds(session, queue.pk, list(found)))
+                _keep(found, golds, status)
+                if len(found) >= wanted:
+                    break
+        names[author] = who
+        group[author] = _loads(raw)
+    else:
+        if current is not None:
+            settle(current, group)
+    golds.update(load_golds(session, queue.pk, [pk for pk in found if pk not in golds]))
+    _keep(found, golds, status)
+    pks = sorted(found)[:wanted]
+    if len(pks) > limit:
+        next_cursor = pks[limit - 1]
+        pks = pks[:limit]
+    shown = _name_reviewers(names)
+    rows = {r.pk: r for r in session.execute(select(_I.pk, _I.id, _I.type, _I.content_id, _I.display_block)
+                                             .where(_I.pk.in_(pks)))} if pks else {}
+    items = [Item(pk, rows[pk].id, rows[pk].type, rows[pk].content_id, _loads(rows[pk].display_block),
+                  {shown[a]: v for a, v in found[pk][0].items()}, found[pk][1], golds.get(pk))
+             for pk in pks]
+    return items, next_cursor
+
+
+def _keep(found: dict[int, Any], golds: dict[int, Gold], status: str) -> None:
+    if status == "all":
+        return
+    drop = [pk for pk in found if (pk in golds) != (status == "adjudicated")]
+    for pk in drop:
+        del found[pk]
+
+
+def item(session: Session, *, queue_id: str, interaction_id: str) -> tuple[AnnotationQueue, Item]:
+    """One item with every review and its gold value, whether or not it is in disagreement."""
+    queue, _ = get_queue(session, queue_id=queue_id)
+    row = session.execute(select(_I.pk, _I.id, _I.type, _I.content_id, _I.display_block)
+                          .where(_I.queue_pk == queue.pk, _I.id == interaction_id)).first()
+    if row is None:
+        raise NotFound(f"interaction {interaction_id!r} not found in queue {queue_id}")
+    names: dict[str, str] = {}
+    reviews: dict[str, Values] = {}
+    for _, author, who, raw in session.connection().execute(
+            select(*_annotation_columns()).where(_A.interaction_pk == row.pk).order_by(_A.pk)).tuples():
+        names[author] = who
+        reviews[author] = _loads(raw)
+    shown = _name_reviewers(names)
+    labels = list(queue.label_schemas or [])
+    return queue, Item(row.pk, row.id, row.type, row.content_id, _loads(row.display_block),
+                       {shown[a]: v for a, v in reviews.items()}, disagreeing_labels(labels, reviews),
+                       load_golds(session, queue.pk, [row.pk]).get(row.pk))
+
+
+# Rulings ------------------------------------------------------------------------------------------
+
+def adjudicate(session: Session, *, queue_id: str, interaction_id: str, label_values: Sequence[LabelValueIn],
+               actor: Actor) -> tuple[str, Gold]:
+    """Store the gold values of one item (replacing any earlier ruling). Values follow the label schema as
+    reviewers' do, but no label is required: a ruling may settle only the labels in dispute."""
+    queue, _ = get_queue(session, queue_id=queue_id, lock=True)
+    pk = session.scalar(select(_I.pk).where(_I.queue_pk == queue.pk, _I.id == interaction_id))
+    if pk is None:
+        raise NotFound(f"interaction {interaction_id!r} not found in queue {queue_id}")
+    labels_by_id = {label["id"]: label for label in queue.label_schemas or []}
+    stored, problem = check_annotation(label_values, labels_by_id, [])
+    if problem or stored is None:
+        raise Invalid(f"gold value: {problem}", pointer="/data/attributes/label_values")
+    now = utcnow()
+    table = Adjudication.__table__
+    stmt = dialect_insert(session, table)
+    stmt = stmt.on_conflict_do_update(index_elements=["interaction_pk"], set_={
+        "label_values": stmt.excluded.label_values, "author_key_id": stmt.excluded.author_key_id,
+        "adjudicated_by": stmt.excluded.adjudicated_by, "modified_at": stmt.excluded.modified_at})
+    ruling_id = session.execute(stmt.returning(table.c.id), {
+        "id": new_id(), "queue_pk": queue.pk, "interaction_pk": pk, "label_values": stored,
+        "author_key_id": actor.id, "adjudicated_by": actor.name, "created_at": now, "modified_at": now}).scalar_one()
+    session.flush()
+    return ruling_id, Gold(stored, actor.name, now)
+
+
+def withdraw(session: Session, *, queue_id: str, interaction_id: str) -> None:
+    queue, _ = get_queue(session, queue_id=queue_id, lock=True)
+    pk = session.scalar(select(_I.pk).where(_I.queue_pk == queue.pk, _I.id == interaction_id))
+    if pk is None:
+        raise NotFound(f"interaction {interaction_id!r} not found in queue {queue_id}")
+    gone = session.execute(delete(Adjudication).where(_J.interaction_pk == pk))
+    if not gone.rowcount:  # type: ignore[attr-defined]
+        raise NotFound(f"interaction {interaction_id} has no gold value to withdraw")
+    session.flush()
+
+
+# Consensus ----------------------------------------------------------------------------------------
+
+def consensus(label: dict[str, Any], given: Sequence[Any]) -> Any:
+    """The reviewers' shared value of a label on one item: the strict majority; for scores without one,
+    the median; otherwise None (no consensus)."""
+    if not given:
+        return None
+    found = majority(given)
+    if found is not None:
+        return sorted(found) if isinstance(found, frozenset) else found
+    if label["type"] == "score":
+        return statistics.median(given)
+    return None
