@@ -278,11 +278,13 @@ def compare(session: Session, run_ids: Sequence[str], baseline_id: str | None, *
     infos = run_infos(session, run_ids)
     if len(infos) < 2:
         raise Invalid("compare needs at least two runs", parameter="runs")
-    baseline_id = baseline_id or infos[0].id
+    baseline_id = baseline_id or min(infos, key=lambda i: i.pk).id
     if baseline_id not in {i.id for i in infos}:
         raise Invalid(f"baseline {baseline_id!r} is not one of the runs compared", parameter="baseline")
+    # The baseline first, then the others in the order named: cards and columns read left to right from it.
+    infos.sort(key=lambda i: i.id != baseline_id)
     runs = [load_run(session, i) for i in infos]
-    baseline = next(r for r in runs if r.info.id == baseline_id)
+    baseline = runs[0]
     counts: dict[str, Counter[str]] = {}
     for r in runs:
         for label, c in r.type_counts.items():
@@ -314,6 +316,16 @@ def _warnings(runs: list[RunData]) -> list[str]:
             f"{r.info.name} on version {r.info.dataset_version}" for r in runs)
             + ". Records may have changed between versions.")
     return out
+
+
+def pick_run(comp: Comparison, run_id: str | None, field: str, *, pointer: str | None = None) -> str:
+    """One of the compared runs (default: the first after the baseline), or a 400 naming `field`."""
+    ids = [r.info.id for r in comp.runs]
+    chosen = run_id or next(i for i in ids if i != comp.baseline.info.id)
+    if chosen not in ids:
+        where = {"pointer": pointer} if pointer else {"parameter": field}
+        raise Invalid(f"{field} {chosen!r} is not one of the runs compared", **where)
+    return chosen
 
 
 def value_of(result: Result | None, label: str, kind: str) -> Any:

@@ -93,7 +93,7 @@ def send_to_queue(session: Session, comp: Comparison, record_ids: list[str], *, 
 def _block(label: str, value: Any) -> list[dict[str, Any]]:
     body = ({"type": "text", "content": value} if isinstance(value, str)
             else {"type": "json", "content": value if value is not None else None})
-    return [{"type": "header", "content": label, "level": "h3"}, {**body, "label": label}]
+    return [{"type": "header", "content": label, "level": "md"}, {**body, "label": label}]
 
 
 def pairwise_queue(session: Session, comp: Comparison, record_ids: list[str], *, a: str, b: str, name: str,

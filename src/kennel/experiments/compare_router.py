@@ -45,7 +45,7 @@ class CompareParams:
     def __init__(
         self,
         runs: Annotated[str | None, Query(description="run (experiment) ids, comma-separated, 2 to 10")] = None,
-        baseline: Annotated[str | None, Query(description="one of the runs; default the first")] = None,
+        baseline: Annotated[str | None, Query(description="one of the runs; default the oldest")] = None,
         metrics: Annotated[str | None, Query(description="only these metric labels, comma-separated")] = None,
         metric: Annotated[str | None, Query(description="filter rows: the metric an outcome or value applies to")]
         = None,
@@ -181,21 +181,13 @@ def _selection(session: Any, attrs: CompareSelectionIn) -> tuple[cmp.Comparison,
     return comp, actions.selection(comp, q, attrs.record_ids, pointer="/data/attributes/record_ids")
 
 
-def _run_of(comp: cmp.Comparison, run_id: str | None, field: str) -> str:
-    ids = [r.info.id for r in comp.runs]
-    chosen = run_id or next(i for i in ids if i != comp.baseline.info.id)
-    if chosen not in ids:
-        raise Invalid(f"{field} {chosen!r} is not one of the runs compared", pointer=f"/data/attributes/{field}")
-    return chosen
-
-
 @router.post(BASE + "/compare/annotation-queue", openapi_extra=json_body(QueueActionRequest))
 def to_annotation_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     """Send the selected records' traces in one run (default: the regressed ones of the first run after the
     baseline) to a queue as experiment traces; names an existing queue or makes one."""
     attrs = parse_body(QueueActionRequest, raw).data.attributes
     comp, chosen = _selection(session, attrs)
-    result = actions.send_to_queue(session, comp, chosen, run_id=_run_of(comp, attrs.run, "run"),
+    result = actions.send_to_queue(session, comp, chosen, run_id=cmp.pick_run(comp, attrs.run, "run", pointer="/data/attributes/run"),
                                    queue_id=attrs.queue_id, queue_name=attrs.queue_name, actor=actor)
     return respond({"data": {"type": "annotation_queue_actions", "attributes": {
         "queue_id": result.queue_id, "created": result.created, "added": result.added,
@@ -207,7 +199,7 @@ def to_pairwise_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Res
     """A new queue asking "A or B or tie" (label `preference`: a, b, tie) for each selected record."""
     attrs = parse_body(PairwiseRequest, raw).data.attributes
     comp, chosen = _selection(session, attrs)
-    result = actions.pairwise_queue(session, comp, chosen, a=_run_of(comp, attrs.a, "a"), b=_run_of(comp, attrs.b, "b"),
+    result = actions.pairwise_queue(session, comp, chosen, a=cmp.pick_run(comp, attrs.a, "a", pointer="/data/attributes/a"), b=cmp.pick_run(comp, attrs.b, "b", pointer="/data/attributes/b"),
                                     name=attrs.queue_name, actor=actor)
     return respond({"data": {"type": "pairwise_queue_actions", "attributes": {
         "queue_id": result.queue_id, "added": result.added, "skipped_record_ids": result.skipped}}})
@@ -218,7 +210,7 @@ def to_dataset_version(session: SessionDep, actor: ActorDep, raw: RawBody) -> Re
     """Write the selected records with a run's outputs as expected outputs to a dataset, as one new version."""
     attrs = parse_body(DatasetVersionRequest, raw).data.attributes
     comp, chosen = _selection(session, attrs)
-    result = actions.to_dataset(session, comp, chosen, run_id=_run_of(comp, attrs.run, "run"),
+    result = actions.to_dataset(session, comp, chosen, run_id=cmp.pick_run(comp, attrs.run, "run", pointer="/data/attributes/run"),
                                 dataset_id=attrs.dataset_id, actor=actor)
     return respond({"data": {"type": "dataset_version_actions", "attributes": {
         "dataset_id": result.dataset_id, "version": result.version, "added": result.added,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from kennel.experiments import service
 from kennel.experiments.compare import RunInfo, run_info
 from kennel.experiments.models import Experiment
+from kennel.keys.models import ApiKey
 from kennel.people.models import User
 from kennel.spans.models import SpanMetric
 
@@ -62,7 +63,12 @@ def authors(session: Session, ids: set[str]) -> dict[str, str]:
     ids.discard("")
     if not ids:
         return {}
-    return dict(session.execute(select(User.id, User.username).where(User.id.in_(list(ids)))).all())
+    names = dict(session.execute(select(User.id, User.username).where(User.id.in_(list(ids)))).all())
+    # A key pair that belongs to no person authors as itself: show the pair's name.
+    rest = [i for i in ids if i not in names]
+    if rest:
+        names.update(session.execute(select(ApiKey.id, ApiKey.name).where(ApiKey.id.in_(rest))).all())
+    return names
 
 
 def list_runs(session: Session, *, project_id: str | None, dataset_id: str | None, experiment: str | None,

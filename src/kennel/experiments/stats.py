@@ -121,7 +121,8 @@ def describe(result: TestResult | None, *, percent: bool = False) -> str:
         parts.append(f"95% CI [{fmt(result.ci_low * scale)}, {fmt(result.ci_high * scale)}]")
     if result.discordant is not None:
         parts.append(f"{result.discordant[0]} vs {result.discordant[1]} discordant")
-    parts.append(f"p = {fmt_p(result.p_value)}")
+    p = fmt_p(result.p_value)
+    parts.append(f"p {p}" if p.startswith("<") else f"p = {p}")
     parts.append(f"n = {result.n:,}")
     return ", ".join(parts)
 
