@@ -400,3 +400,114 @@ def test_openapi_documents_the_workspace(http: httpx.Client) -> None:
                  "/api/kennel/v1/experiments/compare/dataset-version", "/api/kennel/v1/experiments/metric-directions"):
         assert path in paths, path
     assert "requestBody" in paths["/api/kennel/v1/experiments/compare/pairwise-queue"]["post"]
+
+
+# In Chromium ----------------------------------------------------------------------------------------
+
+def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Scenario, browser: Any) -> None:
+    s = scenario
+    figs = {"base": figures("base"), "new": figures("new")}
+    regressed = {s.rid(q) for q in QUESTIONS if figs["base"][q]["exact"] and not figs["new"][q]["exact"]}
+    names = {r["id"]: r["attributes"]["name"] for r in get(http, "", project_id=s.project)["data"]}
+    web = person(server)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    problems: list[str] = []
+    try:
+        context.add_cookies([{"name": "kennel_session", "value": web.cookies.get("kennel_session"),
+                              "url": server.base_url}])
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("request", lambda r: None if r.url.startswith(server.base_url + "/")
+                else problems.append(f"request to {r.url}"))
+        page.goto(f"{server.base_url}/projects/{s.project}/experiments")
+        expect(page.get_by_role("img", name=re.compile("across|over"))).to_be_visible()
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{server.backend}-experiments.png"), full_page=True)
+        page.get_by_role("checkbox", name=f"select {names[s.base]}").check()
+        page.get_by_role("checkbox", name=f"select {names[s.new]}").check()
+        page.get_by_role("button", name="Compare selected runs").click()
+        expect(page.get_by_role("heading", name=re.compile(f"baseline {re.escape(names[s.base])}"))).to_be_visible()
+
+        # The cards' figures, as a person reads them, against the answer tables.
+        exact = page.locator(".metric-card", has=page.get_by_role("heading", name=re.compile("^exact")))
+        rate = sum(figs["new"][q]["exact"] for q in QUESTIONS) / 12
+        assert exact.locator(f".fig[data-run='{s.new}'] .big").inner_text() == f"{rate * 100:.1f}%"
+        close = page.locator(".metric-card", has=page.get_by_role("heading", name=re.compile("^closeness")))
+        mean = sum(figs["new"][q]["closeness"] for q in QUESTIONS) / 12
+        assert float(close.locator(f".fig[data-run='{s.new}'] .big").get_attribute("data-value")) == pytest.approx(mean)
+        assert "Is it real? Δ" in exact.locator(f".fig[data-run='{s.new}'] .real").inner_text()
+        page.screenshot(path=str(SHOTS / f"{server.backend}-compare.png"), full_page=True)
+
+        # A card's number filters the rows, and the URL keeps the filter through a reload.
+        exact.locator(f".fig[data-run='{s.new}'] a[data-outcome='regressed']").click()
+        expect(page.locator("tr[data-record]")).to_have_count(len(regressed))
+        assert "outcome=regressed" in page.url
+        page.reload()
+        assert {page.locator("tr[data-record]").nth(i).get_attribute("data-record")
+                for i in range(len(regressed))} == regressed
+        # Modes: full shows whole outputs, diff marks the changed lines against the baseline.
+        page.get_by_role("link", name="full").click()
+        expect(page.locator("td.cell pre").first).to_be_visible()
+        page.get_by_role("link", name="diff").click()
+        row = page.locator(f"tr[data-record='{s.rid('q05')}']")
+        expect(row.locator(".diff .add")).to_have_text("+ nope")
+        expect(row.locator(".diff .del")).to_have_text(f"- {EXPECTED['q05']}")
+        hostile = page.locator(f"tr[data-record='{s.rid('q04')}']")
+        expect(hostile.get_by_text(NEW_ANSWERS["q04"], exact=False).first).to_be_visible()
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        page.screenshot(path=str(SHOTS / f"{server.backend}-compare-diff.png"), full_page=True)
+
+        # A record opens with every run's trace side by side.
+        hostile.get_by_role("link").first.click()
+        expect(page.get_by_role("heading", name="Each run’s trace, side by side")).to_be_visible()
+        for run_id in (s.base, s.new):
+            section = page.locator(f"section[data-run='{run_id}']")
+            expect(section.locator("details.span").first).to_be_visible()
+        trace = page.locator(f"section[data-run='{s.new}'] details.span").first
+        expect(trace.get_by_text(NEW_ANSWERS["q04"], exact=True).first).to_be_visible()
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        page.screenshot(path=str(SHOTS / f"{server.backend}-record.png"), full_page=True)
+        page.go_back()
+
+        # Actions: the regressions (no box ticked: the filter) to a new queue; two ticked records to a
+        # pairwise queue; one ticked record's new output into the dataset as a new version.
+        queue_name = unique("ui-regressions")
+        page.get_by_label("or a new queue named").fill(queue_name)
+        page.get_by_role("button", name="Send to queue").click()
+        expect(page.get_by_role("heading", name="Sent to the annotation queue")).to_be_visible()
+        queue = next(q for q in http.get(f"{V2}/annotation-queues", params={"projectId": s.project}).json()["data"]
+                     if q["attributes"]["name"] == queue_name)
+        got = http.get(f"{V2}/annotation-queues/{queue['id']}/annotated-interactions").json()
+        assert len(got["data"]["attributes"]["annotated_interactions"]) == len(regressed)
+        page.go_back()
+        pair_name = unique("ui-pairs")
+        page.get_by_role("checkbox", name=f"select record {s.rid('q04')}").check()
+        page.get_by_role("checkbox", name=f"select record {s.rid('q05')}").check()
+        page.get_by_label("Pairwise queue name").fill(pair_name)
+        page.get_by_role("button", name="Build pairwise queue").click()
+        expect(page.get_by_role("heading", name="Pairwise queue created")).to_be_visible()
+        pq = next(q for q in http.get(f"{V2}/annotation-queues", params={"projectId": s.project}).json()["data"]
+                  if q["attributes"]["name"] == pair_name)
+        got = http.get(f"{V2}/annotation-queues/{pq['id']}/annotated-interactions").json()
+        assert len(got["data"]["attributes"]["annotated_interactions"]) == 2
+        page.go_back()
+        versions = http.get(f"{V2}/{s.project}/datasets/{s.dataset}/versions").json()["data"]
+        page.get_by_role("checkbox", name=f"select record {s.rid('q05')}").check()
+        page.get_by_label("Expected output from run").select_option(s.new)
+        page.get_by_role("button", name="Add to dataset").click()
+        expect(page.get_by_role("heading", name="New dataset version")).to_be_visible()
+        after = http.get(f"{V2}/{s.project}/datasets/{s.dataset}/versions").json()["data"]
+        assert len(after) == len(versions) + 1
+        records = http.get(f"{V2}/{s.project}/datasets/{s.dataset}/records").json()["data"]
+        assert next(r for r in records if r["id"] == s.rid("q05"))["attributes"]["expected_output"] == "nope"
+        assert not problems, problems
+    finally:
+        context.close()
+    # An annotator sees none of it, and cannot act.
+    annotator = person(server, "annotator")
+    assert annotator.get(f"/experiments/compare?runs={s.base},{s.new}").status_code == 403
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', annotator.get("/queues").text).group(1)
+    r = annotator.post("/experiments/compare/annotation-queue", data={
+        "csrf_token": token, "runs": f"{s.base},{s.new}", "queue_name": "sneaky"})
+    assert r.status_code == 403
+    assert "sneaky" not in http.get(f"{V2}/annotation-queues").text
