@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Float, String, func, select, type_coerce
+import orjson
+from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
@@ -77,6 +78,11 @@ class RunData:
     results: dict[str, Result]
     # label -> (type -> how many values of that type): the label's type is its commonest.
     type_counts: dict[str, Counter[str]]
+    # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
+    columns: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def column(self, label: str, kind: str) -> dict[str, Any]:
+        return self.columns.get(label, {}).get(kind, {})
 
 
 # Runs -----------------------------------------------------------------------------------------------
@@ -118,15 +124,16 @@ _cache: OrderedDict[str, tuple[tuple[Any, ...], RunData]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _metric_columns(session: Session) -> tuple[Any, Any, Any, Any, Any]:
+def _metric_parts(session: Session) -> Any:
+    """The metric's type, value and status out of its JSON body. SQLite parses the body once for all five
+    paths (one json_extract with several paths answers a JSON array); PostgreSQL reads jsonb fields."""
     body = SpanMetric.body
     if session.get_bind().dialect.name == "postgresql":
         doc = type_coerce(body, JSONB)
         return (doc["metric_type"].astext, doc["boolean_value"].astext, doc["score_value"].astext,
                 doc["categorical_value"].astext, doc["status"].astext)
-    return (func.json_extract(body, "$.metric_type").cast(String), func.json_extract(body, "$.boolean_value"),
-            func.json_extract(body, "$.score_value").cast(Float), func.json_extract(body, "$.categorical_value"),
-            func.json_extract(body, "$.status").cast(String))
+    return (func.json_extract(body, "$.metric_type", "$.boolean_value", "$.score_value", "$.categorical_value",
+                              "$.status").cast(String),)
 
 
 def _boolean(raw: Any) -> bool | None:
@@ -160,7 +167,7 @@ def load_run(session: Session, info: RunInfo) -> RunData:
         hit = _cache.get(info.id)
         if hit is not None and hit[0] == key:
             _cache.move_to_end(info.id)
-            return RunData(info, hit[1].results, hit[1].type_counts)
+            return RunData(info, hit[1].results, hit[1].type_counts, hit[1].columns)
     data = _load(session, info)
     with _cache_lock:
         _cache[info.id] = (key, data)
@@ -188,14 +195,17 @@ def _load(session: Session, info: RunInfo) -> RunData:
         results[record_id] = result
         by_span[span_id] = result
     type_counts: dict[str, Counter[str]] = {}
-    mtype, boolean, score, categorical, status = _metric_columns(session)
-    metric_rows = session.execute(select(SpanMetric.span_id, SpanMetric.label, mtype, boolean, score, categorical,
-                                         status)
+    columns: dict[str, dict[str, dict[str, Any]]] = {}
+    parts = _metric_parts(session)
+    metric_rows = session.execute(select(SpanMetric.span_id, SpanMetric.label, *parts)
                                   .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
                                   .order_by(SpanMetric.pk)).all()
-    for span_id, label, kind, b, s, c, state in metric_rows:
+    record_of = {r.span_id: rid for rid, r in results.items()}
+    for row in metric_rows:
+        span_id, label = row[0], row[1]
+        kind, b, s, c, state = orjson.loads(row[2]) if len(row) == 3 else row[2:]
         result = by_span.get(span_id)
-        if result is None or label in result.values:
+        if result is None or label in result.values or label in result.metric_errors:
             continue
         value: Any = None
         if state != "ERROR":
@@ -210,7 +220,8 @@ def _load(session: Session, info: RunInfo) -> RunData:
             continue
         result.values[label] = value
         type_counts.setdefault(label, Counter())[kind] += 1
-    return RunData(info, results, type_counts)
+        columns.setdefault(label, {}).setdefault(kind, {})[record_of[span_id]] = value
+    return RunData(info, results, type_counts, columns)
 
 
 # Directions -----------------------------------------------------------------------------------------
@@ -351,39 +362,49 @@ def outcome(base: Any, other: Any, kind: str, higher: bool) -> str:
     return "improved" if better else "regressed"
 
 
+def _counts(base: dict[str, Any], other: dict[str, Any], total: int, kind: str,
+            higher: bool) -> tuple[dict[str, int], list[str]]:
+    """Outcome counts over the comparison's `total` records, and the records both runs have a value for."""
+    common = base.keys() & other.keys()
+    counts = dict.fromkeys(OUTCOMES, 0)
+    counts["missing"] = total - len(common)
+    same = sum(1 for rid in common if base[rid] == other[rid])
+    counts["unchanged"] = same
+    if kind == "categorical":
+        counts["changed"] = len(common) - same
+    else:
+        up = sum(1 for rid in common if other[rid] > base[rid])
+        down = len(common) - same - up
+        counts["improved"], counts["regressed"] = (up, down) if higher else (down, up)
+    # Record order, so that the bootstrap's resamples (and so its interval) do not depend on set order.
+    return counts, sorted(common) if len(common) <= stats.BOOTSTRAP_MAX else list(common)
+
+
 def cards(comp: Comparison, *, with_tests: bool = True) -> list[Card]:
     out = []
     base = comp.baseline
+    total = len(comp.record_ids)
     for label, kind in comp.labels.items():
         higher = comp.higher.get(label, True)
-        base_values = {rid: value_of(res, label, kind) for rid, res in base.results.items()}
+        base_values = base.column(label, kind)
         figures = []
         base_value = None
         for run in comp.runs:
-            values = base_values if run is base else {rid: value_of(res, label, kind)
-                                                      for rid, res in run.results.items()}
-            present = [v for v in values.values() if v is not None]
-            fig = RunFigure(run.info.id, len(present), None)
+            values = run.column(label, kind)
+            fig = RunFigure(run.info.id, len(values), None)
             if kind == "categorical":
-                fig.distribution = Counter(present).most_common()
-            elif present:
-                fig.value = math.fsum(float(v) for v in present) / len(present)
+                fig.distribution = Counter(values.values()).most_common()
+            elif values:
+                fig.value = math.fsum(values.values()) / len(values)
             if run is base:
                 base_value = fig.value
             else:
                 if fig.value is not None and base_value is not None:
                     fig.delta = fig.value - base_value
-                fig.counts = dict.fromkeys(OUTCOMES, 0)
-                pairs_a, pairs_b = [], []
-                for rid in comp.record_ids:
-                    a, b = base_values.get(rid), values.get(rid)
-                    fig.counts[outcome(a, b, kind, higher)] += 1
-                    if a is not None and b is not None:
-                        pairs_a.append(a)
-                        pairs_b.append(b)
-                if with_tests and pairs_a and kind != "categorical":
-                    fig.test = (stats.mcnemar_exact(pairs_a, pairs_b) if kind == "boolean"
-                                else stats.paired_mean_test(pairs_a, pairs_b))
+                fig.counts, paired = _counts(base_values, values, total, kind, higher)
+                if with_tests and paired and kind != "categorical":
+                    a, b = [base_values[r] for r in paired], [values[r] for r in paired]
+                    fig.test = stats.mcnemar_exact(a, b) if kind == "boolean" else stats.paired_mean_test(a, b)
             figures.append(fig)
         out.append(Card(label, kind, higher, figures))
     return out
@@ -404,8 +425,6 @@ def config_diff(comp: Comparison) -> tuple[list[tuple[str, list[str]]], int]:
 
 
 def _flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    import orjson
-
     if isinstance(config, dict) and config:
         out: dict[str, str] = {}
         for k, v in config.items():

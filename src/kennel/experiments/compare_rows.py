@@ -101,27 +101,20 @@ def _has_error(comp: Comparison, rid: str) -> bool:
 def matching(comp: Comparison, q: RowQuery) -> list[str]:
     """Record ids passing the filters, in record order."""
     assert q.vs is not None
-    base, other = comp.baseline.results, comp.run(q.vs).results
+    base, other = comp.baseline, comp.run(q.vs)
     ids = comp.record_ids
     if q.errors:
         ids = [rid for rid in ids if _has_error(comp, rid)]
     if q.outcome is not None:
-        labels = [q.metric] if q.metric else list(comp.labels)
         wanted = q.outcome
-
-        def hit(rid: str) -> bool:
-            for label in labels:
-                kind = comp.labels[label]
-                got = outcome(value_of(base.get(rid), label, kind), value_of(other.get(rid), label, kind),
-                              kind, comp.higher.get(label, True))
-                if got == wanted:
-                    return True
-            return False
-        ids = [rid for rid in ids if hit(rid)]
+        tests = [(base.column(label, kind), other.column(label, kind), kind, comp.higher.get(label, True))
+                 for label, kind in comp.labels.items() if q.metric in (None, label)]
+        ids = [rid for rid in ids
+               if any(outcome(a.get(rid), b.get(rid), kind, higher) == wanted for a, b, kind, higher in tests)]
     if q.metric and q.value is not None:
-        test, label = _value_test(comp.labels[q.metric], q.value), q.metric
-        kind = comp.labels[label]
-        ids = [rid for rid in ids if test(value_of(other.get(rid), label, kind))]
+        test = _value_test(comp.labels[q.metric], q.value)
+        column = other.column(q.metric, comp.labels[q.metric])
+        ids = [rid for rid in ids if test(column.get(rid))]
     return ids
 
 
@@ -137,11 +130,10 @@ def sort_keys(comp: Comparison, q: RowQuery, ids: list[str]) -> list[tuple[Any, 
     if q.sort == "record":
         return [(0, _desc_key(rid) if q.order == "desc" else rid, rid) for rid in ids]
     assert q.vs is not None
-    label, results = q.sort, comp.run(q.vs).results
-    kind = comp.labels[label]
+    column = comp.run(q.vs).column(q.sort, comp.labels[q.sort])
     out: list[tuple[Any, ...]] = []
     for rid in ids:
-        v = value_of(results.get(rid), label, kind)
+        v = column.get(rid)
         if v is None:
             out.append((1, 0, rid))
         else:
