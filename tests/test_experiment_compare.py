@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.conftest import Server, run_ddtrace, unique
@@ -142,6 +143,24 @@ def counts(base: dict[str, Any], other: dict[str, Any], metric: str, higher: boo
         a, b = base[q][metric], other[q][metric]
         out["unchanged" if a == b else "improved" if (b > a) == higher else "regressed"] += 1
     return {k: out[k] for k in ("improved", "regressed", "unchanged")}
+
+
+@dataclass
+class Annotator:
+    web: httpx.Client     # signed in
+    headers: dict[str, str]  # a key pair of theirs
+
+
+@pytest.fixture(scope="module")
+def annotator(server: Server) -> Annotator:
+    """One annotator per backend, with a browser session and a key pair (each CLI call is a process)."""
+    from tests.conftest import kennel_cli
+
+    web = person(server, "annotator")
+    name = re.search(r'<summary>(\S+) <span class="role">', web.get("/queues").text).group(1)
+    keys = orjson.loads(kennel_cli("keys", "create", "--name", "a", "--user", name, "--json", "--database-url",
+                                   server.database_url).stdout)
+    return Annotator(web, {"DD-API-KEY": keys["api_key"], "DD-APPLICATION-KEY": keys["app_key"]})
 
 
 def get(http: httpx.Client, path: str, **params: Any) -> dict[str, Any]:
@@ -352,9 +371,8 @@ def test_actions_write_one_queue_one_pairwise_queue_one_version(http: httpx.Clie
     assert changed["attributes"]["expected_output"] == NEW_ANSWERS["q00"]
 
 
-def test_bad_input_is_a_clear_4xx_and_changes_nothing(server: Server, http: httpx.Client, scenario: Scenario) -> None:
-    from tests.conftest import kennel_cli
-
+def test_bad_input_is_a_clear_4xx_and_changes_nothing(server: Server, http: httpx.Client, scenario: Scenario,
+                                                       annotator: Annotator) -> None:
     s = scenario
     cases = [({"runs": f"{s.base},nope"}, 404, "nope"), ({"runs": s.base}, 400, "at least two"),
              ({"runs": f"{s.base},{s.new}", "baseline": s.old}, 400, "baseline"),
@@ -371,12 +389,7 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(server: Server, http: http
             "name": unique("other")}}}).json()["data"]["id"]}}}).json()["data"]["id"]
     r = http.get(f"{API}/compare", params={"runs": f"{s.base},{other}"})
     assert r.status_code == 400 and "different projects" in r.text
-    name = unique("annotator")
-    kennel_cli("users", "create", name, "--role", "annotator", "--password-stdin", "--database-url",
-               server.database_url, input="annotator pw\n")
-    keys = __import__("orjson").loads(kennel_cli("keys", "create", "--name", "a", "--user", name, "--json",
-                                                 "--database-url", server.database_url).stdout)
-    with server.client(headers={"DD-API-KEY": keys["api_key"], "DD-APPLICATION-KEY": keys["app_key"]}) as c:
+    with server.client(headers=annotator.headers) as c:
         r = c.post(f"{API}/compare/annotation-queue", json={"data": {"type": "annotation_queue_actions", "attributes": {
             "runs": [s.base, s.new], "queue_name": "nope"}}})
         assert r.status_code == 403, r.text
@@ -404,7 +417,16 @@ def test_openapi_documents_the_workspace(http: httpx.Client) -> None:
 
 # In Chromium ----------------------------------------------------------------------------------------
 
-def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Scenario, browser: Any) -> None:
+def interactions(http: httpx.Client, project: str, queue_name: str) -> list[dict[str, Any]]:
+    """The interactions of the project's queue of this name, read back over the API."""
+    queue = next(q for q in http.get(f"{V2}/annotation-queues", params={"projectId": project}).json()["data"]
+                 if q["attributes"]["name"] == queue_name)
+    got = http.get(f"{V2}/annotation-queues/{queue['id']}/annotated-interactions").json()
+    return got["data"]["attributes"]["annotated_interactions"]
+
+
+def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Scenario, annotator: Annotator,
+                               browser: Any) -> None:
     s = scenario
     figs = {"base": figures("base"), "new": figures("new")}
     regressed = {s.rid(q) for q in QUESTIONS if figs["base"][q]["exact"] and not figs["new"][q]["exact"]}
@@ -475,10 +497,7 @@ def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Sce
         page.get_by_label("or a new queue named").fill(queue_name)
         page.get_by_role("button", name="Send to queue").click()
         expect(page.get_by_role("heading", name="Sent to the annotation queue")).to_be_visible()
-        queue = next(q for q in http.get(f"{V2}/annotation-queues", params={"projectId": s.project}).json()["data"]
-                     if q["attributes"]["name"] == queue_name)
-        got = http.get(f"{V2}/annotation-queues/{queue['id']}/annotated-interactions").json()
-        assert len(got["data"]["attributes"]["annotated_interactions"]) == len(regressed)
+        assert len(interactions(http, s.project, queue_name)) == len(regressed)
         page.go_back()
         pair_name = unique("ui-pairs")
         page.get_by_role("checkbox", name=f"select record {s.rid('q04')}").check()
@@ -486,10 +505,7 @@ def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Sce
         page.get_by_label("Pairwise queue name").fill(pair_name)
         page.get_by_role("button", name="Build pairwise queue").click()
         expect(page.get_by_role("heading", name="Pairwise queue created")).to_be_visible()
-        pq = next(q for q in http.get(f"{V2}/annotation-queues", params={"projectId": s.project}).json()["data"]
-                  if q["attributes"]["name"] == pair_name)
-        got = http.get(f"{V2}/annotation-queues/{pq['id']}/annotated-interactions").json()
-        assert len(got["data"]["attributes"]["annotated_interactions"]) == 2
+        assert len(interactions(http, s.project, pair_name)) == 2
         page.go_back()
         versions = http.get(f"{V2}/{s.project}/datasets/{s.dataset}/versions").json()["data"]
         page.get_by_role("checkbox", name=f"select record {s.rid('q05')}").check()
@@ -504,10 +520,9 @@ def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Sce
     finally:
         context.close()
     # An annotator sees none of it, and cannot act.
-    annotator = person(server, "annotator")
-    assert annotator.get(f"/experiments/compare?runs={s.base},{s.new}").status_code == 403
-    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', annotator.get("/queues").text).group(1)
-    r = annotator.post("/experiments/compare/annotation-queue", data={
+    assert annotator.web.get(f"/experiments/compare?runs={s.base},{s.new}").status_code == 403
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', annotator.web.get("/queues").text).group(1)
+    r = annotator.web.post("/experiments/compare/annotation-queue", data={
         "csrf_token": token, "runs": f"{s.base},{s.new}", "queue_name": "sneaky"})
     assert r.status_code == 403
     assert "sneaky" not in http.get(f"{V2}/annotation-queues").text

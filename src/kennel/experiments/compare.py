@@ -15,6 +15,7 @@ and left out of every paired figure.
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
@@ -156,9 +157,9 @@ def _score(raw: Any) -> float | None:
 
 def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
     spans = session.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
-    metrics = session.execute(select(func.max(SpanMetric.pk), func.count())
-                              .where(SpanMetric.experiment_pk == info.pk)).one()
-    return (tuple(spans), tuple(metrics), info.updated_at, info.dataset_version)
+    # Metrics are only ever added (pk grows): the newest is one probe of ix_llmobs_metrics_experiment_pk.
+    metrics = session.scalar(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk))
+    return (tuple(spans), metrics, info.updated_at, info.dataset_version)
 
 
 def load_run(session: Session, info: RunInfo) -> RunData:
@@ -204,8 +205,8 @@ def _load(session: Session, info: RunInfo) -> RunData:
     for row in metric_rows:
         span_id, label = row[0], row[1]
         kind, b, s, c, state = orjson.loads(row[2]) if len(row) == 3 else row[2:]
-        result = by_span.get(span_id)
-        if result is None or label in result.values or label in result.metric_errors:
+        found = by_span.get(span_id)
+        if found is None or label in found.values or label in found.metric_errors:
             continue
         value: Any = None
         if state != "ERROR":
@@ -216,9 +217,9 @@ def _load(session: Session, info: RunInfo) -> RunData:
             elif kind == "categorical":
                 value = c if isinstance(c, str) else None
         if value is None:
-            result.metric_errors.append(label)
+            found.metric_errors.append(label)
             continue
-        result.values[label] = value
+        found.values[label] = value
         type_counts.setdefault(label, Counter())[kind] += 1
         columns.setdefault(label, {}).setdefault(kind, {})[record_of[span_id]] = value
     return RunData(info, results, type_counts, columns)
@@ -334,8 +335,8 @@ def pick_run(comp: Comparison, run_id: str | None, field: str, *, pointer: str |
     ids = [r.info.id for r in comp.runs]
     chosen = run_id or next(i for i in ids if i != comp.baseline.info.id)
     if chosen not in ids:
-        where = {"pointer": pointer} if pointer else {"parameter": field}
-        raise Invalid(f"{field} {chosen!r} is not one of the runs compared", **where)
+        detail = f"{field} {chosen!r} is not one of the runs compared"
+        raise Invalid(detail, pointer=pointer) if pointer else Invalid(detail, parameter=field)
     return chosen
 
 
@@ -363,21 +364,24 @@ def outcome(base: Any, other: Any, kind: str, higher: bool) -> str:
 
 
 def _counts(base: dict[str, Any], other: dict[str, Any], total: int, kind: str,
-            higher: bool) -> tuple[dict[str, int], list[str]]:
-    """Outcome counts over the comparison's `total` records, and the records both runs have a value for."""
+            higher: bool) -> tuple[dict[str, int], list[Any], list[Any]]:
+    """Outcome counts over the comparison's `total` records, and the paired values (baseline's, other's) of
+    the records both runs have a value for. map() over operator functions keeps the per-record work in C."""
     common = base.keys() & other.keys()
+    # Record order, so that the bootstrap's resamples (and so its interval) never depend on set order.
+    keys = sorted(common) if len(common) <= stats.BOOTSTRAP_MAX else list(common)
+    a, b = list(map(base.__getitem__, keys)), list(map(other.__getitem__, keys))
     counts = dict.fromkeys(OUTCOMES, 0)
-    counts["missing"] = total - len(common)
-    same = sum(1 for rid in common if base[rid] == other[rid])
+    counts["missing"] = total - len(keys)
+    same = sum(map(operator.eq, a, b))
     counts["unchanged"] = same
     if kind == "categorical":
-        counts["changed"] = len(common) - same
+        counts["changed"] = len(keys) - same
     else:
-        up = sum(1 for rid in common if other[rid] > base[rid])
-        down = len(common) - same - up
+        up = sum(map(operator.gt, b, a))
+        down = len(keys) - same - up
         counts["improved"], counts["regressed"] = (up, down) if higher else (down, up)
-    # Record order, so that the bootstrap's resamples (and so its interval) do not depend on set order.
-    return counts, sorted(common) if len(common) <= stats.BOOTSTRAP_MAX else list(common)
+    return counts, a, b
 
 
 def cards(comp: Comparison, *, with_tests: bool = True) -> list[Card]:
@@ -401,9 +405,8 @@ def cards(comp: Comparison, *, with_tests: bool = True) -> list[Card]:
             else:
                 if fig.value is not None and base_value is not None:
                     fig.delta = fig.value - base_value
-                fig.counts, paired = _counts(base_values, values, total, kind, higher)
-                if with_tests and paired and kind != "categorical":
-                    a, b = [base_values[r] for r in paired], [values[r] for r in paired]
+                fig.counts, a, b = _counts(base_values, values, total, kind, higher)
+                if with_tests and a and kind != "categorical":
                     fig.test = stats.mcnemar_exact(a, b) if kind == "boolean" else stats.paired_mean_test(a, b)
             figures.append(fig)
         out.append(Card(label, kind, higher, figures))

@@ -17,8 +17,13 @@ from kennel.experiments import compare_actions as actions
 from kennel.experiments import overview
 from kennel.experiments.compare_rows import RowQuery, check_query, page, rows
 from kennel.experiments.compare_views import card_dict, head, list_item, row_dict
-from kennel.experiments.schemas import (CompareSelectionIn, DatasetVersionRequest, MetricDirectionRequest,
-                                        PairwiseRequest, QueueActionRequest)
+from kennel.experiments.schemas import (
+    CompareSelectionIn,
+    DatasetVersionRequest,
+    MetricDirectionRequest,
+    PairwiseRequest,
+    QueueActionRequest,
+)
 from kennel.jsonapi import RawBody, bool_param, decode_cursor, encode_cursor, page_limit, parse_body, respond
 from kennel.openapi import BOOLEAN, integer, json_body
 

@@ -7,6 +7,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
+from kennel.spans.models import SpanMetric
 
 
 class Experiment(Base):
@@ -54,3 +55,9 @@ class MetricDirection(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (UniqueConstraint("project_pk", "label", name="uq_experiment_metric_directions_label"),)
+
+
+# A run's metrics in arrival order: what the compare view reads a run by, and how it learns whether a run it
+# holds in its cache gained metrics since (max(pk) is one index probe). Declared here, with the experiment
+# workspace that needs it, on the spans package's table.
+Index("ix_llmobs_metrics_experiment_pk", SpanMetric.experiment_pk, SpanMetric.pk)

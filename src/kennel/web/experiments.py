@@ -89,7 +89,7 @@ class View:
 
     def filter_url(self, **changes: str | None) -> str:
         # A new filter starts from the first page and keeps everything else.
-        return self.url(**changes)
+        return self.url("/experiments/compare", **changes)
 
 
 def _view_params(request: Request, run: list[str] | None) -> dict[str, str]:
@@ -222,38 +222,44 @@ def direction(request: Request, session: SessionDep, person: PersonDep, form: Fo
     return RedirectResponse(View(params).url(), status_code=303)
 
 
+def _field(form: Any, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _said(text: str, skipped: list[str], why: str) -> str:
+    return text + (f"; {len(skipped)} record(s) {why}" if skipped else "") + "."
+
+
 @router.post("/experiments/compare/annotation-queue")
 def to_queue(request: Request, session: SessionDep, person: PersonDep, form: FormDep) -> Response:
     def work(comp: cmp.Comparison, chosen: list[str]) -> tuple[str, str]:
-        result = actions.send_to_queue(session, comp, chosen, run_id=cmp.pick_run(comp, str(form.get("run") or ""), "run"),
-                                       queue_id=str(form.get("queue_id") or "") or None,
-                                       queue_name=str(form.get("queue_name") or "").strip() or None, actor=person.actor)
-        return ("Sent to the annotation queue",
-                f"{result.added} trace(s) added to {'a new' if result.created else 'the'} queue ({result.queue_id})"
-                + (f"; {len(result.skipped)} record(s) had no trace in that run" if result.skipped else "") + ".")
+        got = actions.send_to_queue(session, comp, chosen, run_id=cmp.pick_run(comp, _field(form, "run"), "run"),
+                                    queue_id=_field(form, "queue_id") or None,
+                                    queue_name=_field(form, "queue_name") or None, actor=person.actor)
+        where = "a new" if got.created else "the"
+        return "Sent to the annotation queue", _said(f"{got.added} trace(s) added to {where} queue ({got.queue_id})",
+                                                     got.skipped, "had no trace in that run")
     return _act(request, session, person, form, "sending records to a queue", work)
 
 
 @router.post("/experiments/compare/pairwise-queue")
 def to_pairwise(request: Request, session: SessionDep, person: PersonDep, form: FormDep) -> Response:
     def work(comp: cmp.Comparison, chosen: list[str]) -> tuple[str, str]:
-        result = actions.pairwise_queue(session, comp, chosen, a=cmp.pick_run(comp, str(form.get("a") or ""), "a"),
-                                        b=cmp.pick_run(comp, str(form.get("b") or ""), "b"),
-                                        name=str(form.get("pairwise_name") or "").strip() or "pairwise review",
-                                        actor=person.actor)
-        return ("Pairwise queue created",
-                f"{result.added} pair(s) to judge “A or B or tie” in queue {result.queue_id}"
-                + (f"; {len(result.skipped)} record(s) lacked a result in one run" if result.skipped else "") + ".")
+        got = actions.pairwise_queue(session, comp, chosen, a=cmp.pick_run(comp, _field(form, "a"), "a"),
+                                     b=cmp.pick_run(comp, _field(form, "b"), "b"),
+                                     name=_field(form, "pairwise_name") or "pairwise review", actor=person.actor)
+        return "Pairwise queue created", _said(f"{got.added} pair(s) to judge “A or B or tie” in queue {got.queue_id}",
+                                               got.skipped, "lacked a result in one run")
     return _act(request, session, person, form, "building a pairwise queue", work)
 
 
 @router.post("/experiments/compare/dataset-version")
 def to_dataset(request: Request, session: SessionDep, person: PersonDep, form: FormDep) -> Response:
     def work(comp: cmp.Comparison, chosen: list[str]) -> tuple[str, str]:
-        result = actions.to_dataset(session, comp, chosen,
-                                    run_id=cmp.pick_run(comp, str(form.get("output_run") or ""), "run"),
-                                    dataset_id=str(form.get("dataset_id") or ""), actor=person.actor)
-        return ("New dataset version",
-                f"{result.added} record(s) written as version {result.version} of dataset {result.dataset_id}"
-                + (f"; {len(result.skipped)} skipped (no output in that run)" if result.skipped else "") + ".")
+        got = actions.to_dataset(session, comp, chosen, run_id=cmp.pick_run(comp, _field(form, "output_run"), "run"),
+                                 dataset_id=_field(form, "dataset_id"), actor=person.actor)
+        return "New dataset version", _said(
+            f"{got.added} record(s) written as version {got.version} of dataset {got.dataset_id}", got.skipped,
+            "skipped (no output in that run)")
     return _act(request, session, person, form, "adding records to a dataset", work)

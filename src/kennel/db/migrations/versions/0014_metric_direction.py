@@ -1,4 +1,5 @@
-"""experiments: whether higher is better, per project and metric label (the compare view's counts)
+"""experiments: whether higher is better, per project and metric label (the compare view's counts), and an
+index on a run's metrics in arrival order (the compare view reads a run by it)
 
 Revision ID: 0014
 Revises: 0011
@@ -24,7 +25,9 @@ def upgrade() -> None:
         sa.Column("updated_at", UTCDateTime(), nullable=False),
         sa.UniqueConstraint("project_pk", "label", name="uq_experiment_metric_directions_label"),
     )
+    op.create_index("ix_llmobs_metrics_experiment_pk", "llmobs_metrics", ["experiment_pk", "pk"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_llmobs_metrics_experiment_pk", table_name="llmobs_metrics")
     op.drop_table("experiment_metric_directions")
