@@ -246,6 +246,15 @@ def test_rows_filters_sorts_and_keyset_pages(http: httpx.Client, scenario: Scena
     assert [r["record_id"] for r in seen] == sorted(
         (s.rid(q) for q in QUESTIONS), key=lambda rid: (-next(
             figs["new"][q]["closeness"] for q in QUESTIONS if s.rid(q) == rid), rid))
+    for order in ("asc", "desc"):
+        ids, cursor = [], None
+        while True:
+            page = get(http, "/compare/rows", runs=runs, order=order, limit=5, **({"cursor": cursor} if cursor else {}))
+            ids += [r["record_id"] for r in page["data"]]
+            cursor = page["meta"]["after"]
+            if not cursor:
+                break
+        assert ids == sorted(s.records.values(), reverse=order == "desc")
 
 
 def manual_run(http: httpx.Client, project_id: str, dataset_id: str, records: dict[str, str]) -> str:

@@ -81,6 +81,7 @@ class RunData:
     type_counts: dict[str, Counter[str]]
     # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
     columns: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    key: tuple[Any, ...] = ()  # what it was loaded from (see _fingerprint)
 
     def column(self, label: str, kind: str) -> dict[str, Any]:
         return self.columns.get(label, {}).get(kind, {})
@@ -168,8 +169,9 @@ def load_run(session: Session, info: RunInfo) -> RunData:
         hit = _cache.get(info.id)
         if hit is not None and hit[0] == key:
             _cache.move_to_end(info.id)
-            return RunData(info, hit[1].results, hit[1].type_counts, hit[1].columns)
+            return RunData(info, hit[1].results, hit[1].type_counts, hit[1].columns, key)
     data = _load(session, info)
+    data.key = key
     with _cache_lock:
         _cache[info.id] = (key, data)
         _cache.move_to_end(info.id)
@@ -309,11 +311,30 @@ def compare(session: Session, run_ids: Sequence[str], baseline_id: str | None, *
             raise Invalid(f"unknown metric(s) {', '.join(repr(u) for u in unknown)}; these runs have: "
                           f"{', '.join(labels) or 'no metrics'}", parameter="metrics")
         labels = {m: labels[m] for m in metrics}
+    higher = {**dict.fromkeys(labels, True), **directions(session, infos[0].project_pk)}
+    return Comparison(runs, baseline, labels, higher, _record_ids(runs), _warnings(runs))
+
+
+_unions: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
+
+
+def _record_ids(runs: list[RunData]) -> list[str]:
+    """The sorted union of the runs' records, kept for as long as the runs are unchanged (paging re-reads it)."""
+    key = tuple((r.info.id, r.key) for r in sorted(runs, key=lambda r: r.info.id))
+    with _cache_lock:
+        hit = _unions.get(key)
+        if hit is not None:
+            _unions.move_to_end(key)
+            return hit
     ids: set[str] = set()
     for r in runs:
         ids.update(r.results)
-    return Comparison(runs, baseline, labels, {**dict.fromkeys(labels, True), **directions(session, infos[0].project_pk)},
-                      sorted(ids), _warnings(runs))
+    union = sorted(ids)
+    with _cache_lock:
+        _unions[key] = union
+        while len(_unions) > CACHE_RUNS:
+            _unions.popitem(last=False)
+    return union
 
 
 def _warnings(runs: list[RunData]) -> list[str]:

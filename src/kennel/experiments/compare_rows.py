@@ -12,7 +12,7 @@ import base64
 import binascii
 import difflib
 import operator
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -118,27 +118,26 @@ def matching(comp: Comparison, q: RowQuery) -> list[str]:
     return ids
 
 
-def _desc_key(value: Any) -> Any:
-    if isinstance(value, str):
-        # Reversed string order as a tuple that sorts ascending ("ab" before "a" before "" when descending).
-        return tuple(-ord(ch) for ch in value) + (1,)
-    return -value
+def _desc_key(value: str) -> tuple[int, ...]:
+    # Reversed string order as a tuple that sorts ascending ("ab" before "a" before "" when descending).
+    return tuple(-ord(ch) for ch in value) + (1,)
 
 
 def sort_keys(comp: Comparison, q: RowQuery, ids: list[str]) -> list[tuple[Any, ...]]:
-    """(missing last, value, record id) per record, ascending in the wanted order."""
-    if q.sort == "record":
-        return [(0, _desc_key(rid) if q.order == "desc" else rid, rid) for rid in ids]
+    """(missing last, 0 for numbers / 1 for text, value, record id) per record, unsorted. The type tag keeps
+    a forged cursor of the other type from ever being compared with a value."""
     assert q.vs is not None
     column = comp.run(q.vs).column(q.sort, comp.labels[q.sort])
+    desc = q.order == "desc"
     out: list[tuple[Any, ...]] = []
     for rid in ids:
         v = column.get(rid)
         if v is None:
-            out.append((1, 0, rid))
+            out.append((1, 0, 0, rid))
+        elif isinstance(v, str):
+            out.append((0, 1, _desc_key(v) if desc else v, rid))
         else:
-            v = int(v) if isinstance(v, bool) else v
-            out.append((0, _desc_key(v) if q.order == "desc" else v, rid))
+            out.append((0, 0, -float(v) if desc else float(v), rid))
     return out
 
 
@@ -146,16 +145,20 @@ def encode_key(prefix: Sequence[Any], key: tuple[Any, ...]) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([list(prefix), list(key)])).decode().rstrip("=")
 
 
-def _freeze(x: Any) -> Any:
-    return tuple(_freeze(i) for i in x) if isinstance(x, list) else x
-
-
 def decode_key(cursor: str, prefix: Sequence[Any]) -> tuple[Any, ...]:
     try:
         head, key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if head != list(prefix) or not isinstance(key, list) or len(key) != 3:
+        if head != list(prefix) or not isinstance(key, list) or len(key) != 4:
             raise ValueError
-        return tuple(_freeze(k) for k in key)
+        missing, tag, value, rid = key
+        if isinstance(value, list):
+            value = tuple(value)
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        text = isinstance(value, str) or (isinstance(value, tuple) and all(isinstance(i, int) for i in value))
+        if missing not in (0, 1) or tag not in (0, 1) or not isinstance(rid, str) or not (
+                (tag == 0 and numeric) or (tag == 1 and text)):
+            raise ValueError
+        return (missing, tag, value, rid)
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise Invalid("cursor is not one this comparison issued (it belongs to another sort, or was changed); "
                       "start from the first page", parameter="cursor") from None
@@ -163,22 +166,26 @@ def decode_key(cursor: str, prefix: Sequence[Any]) -> tuple[Any, ...]:
 
 def page(comp: Comparison, q: RowQuery) -> tuple[list[str], str | None, int]:
     """The page's record ids, the next page's cursor, and how many records match."""
-    ids = matching(comp, q)
-    keys = sorted(sort_keys(comp, q, ids), key=_comparable)
+    ids = matching(comp, q)  # in record order
     prefix = [q.sort, q.order, q.vs]
-    start = 0
-    if q.cursor:
-        start = bisect_right([_comparable(k) for k in keys], _comparable(decode_key(q.cursor, prefix)))
-    chosen = keys[start:start + q.limit]
-    after = encode_key(prefix, chosen[-1]) if start + q.limit < len(keys) and chosen else None
-    return [k[2] for k in chosen], after, len(keys)
-
-
-def _comparable(key: tuple[Any, ...]) -> tuple[Any, ...]:
-    # Values of one metric are all numbers or all strings; the type tag keeps a forged cursor that mixes
-    # them from raising TypeError when compared.
-    missing, value, rid = key
-    return (missing, 0 if isinstance(value, (int, float)) else 1, value, rid)
+    after_key = decode_key(q.cursor, prefix) if q.cursor else None
+    if q.sort == "record":
+        # Already in order: the cursor is the last record id shown.
+        if q.order == "desc":
+            start = 0 if after_key is None else len(ids) - bisect_left(ids, after_key[3])
+            ids = ids[::-1]
+        else:
+            start = 0 if after_key is None else bisect_right(ids, after_key[3])
+        chosen = ids[start:start + q.limit]
+        last = (0, 1, chosen[-1], chosen[-1]) if chosen else None
+    else:
+        keys = sorted(sort_keys(comp, q, ids))
+        start = 0 if after_key is None else bisect_right(keys, after_key)
+        window = keys[start:start + q.limit]
+        chosen = [k[3] for k in window]
+        last = window[-1] if window else None
+    after = encode_key(prefix, last) if last is not None and start + q.limit < len(ids) else None
+    return chosen, after, len(ids)
 
 
 # What a row shows -------------------------------------------------------------------------------------
