@@ -151,7 +151,7 @@ def compare_page(request: Request, session: SessionDep, person: PersonDep,
                   queue_choices=queue_choices, dataset_choices=dataset_choices, first_page=not q.cursor)
 
 
-@router.get("/experiments/compare/records/{record_id}")
+@router.get("/experiments/compare/records/{record_id:path}")
 def record_page(request: Request, session: SessionDep, person: PersonDep, record_id: str) -> Response:
     person.require(Permission.READ, "comparing experiments")
     params = _view_params(request, None)
