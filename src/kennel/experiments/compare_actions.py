@@ -229,7 +229,12 @@ def csv_stream(factory: sessionmaker[Session], comp: Comparison) -> Iterator[byt
             yield _csv_line(line)
 
 
+def _inert(cell: str) -> str:
+    # Outputs come from models and people: a cell a spreadsheet would run as a formula gets a leading quote.
+    return "'" + cell if cell[:1] in ("=", "+", "@", "\t", "\r") else cell
+
+
 def _csv_line(values: list[str]) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(values)
+    csv.writer(buf, lineterminator="\n").writerow([_inert(v) for v in values])
     return buf.getvalue().encode()
