@@ -3,10 +3,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
+from kennel.spans.models import SpanMetric
 
 
 class Experiment(Base):
@@ -39,3 +40,24 @@ class Experiment(Base):
         Index("ix_experiments_name", "name"),
         Index("ix_experiments_parent", "parent_experiment_id"),
     )
+
+
+class MetricDirection(Base):
+    """Whether a higher value of an evaluation metric (by label) is better, per project. A label without a
+    row is taken as higher-is-better; comparing runs reads this to count improvements and regressions."""
+
+    __tablename__ = "experiment_metric_directions"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_pk: Mapped[int] = mapped_column(ForeignKey("projects.pk", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(512))
+    higher_is_better: Mapped[bool] = mapped_column(Boolean)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("project_pk", "label", name="uq_experiment_metric_directions_label"),)
+
+
+# A run's metrics in arrival order: what the compare view reads a run by, and how it learns whether a run it
+# holds in its cache gained metrics since (max(pk) is one index probe). Declared here, with the experiment
+# workspace that needs it, on the spans package's table.
+Index("ix_llmobs_metrics_experiment_pk", SpanMetric.experiment_pk, SpanMetric.pk)

@@ -80,3 +80,81 @@ class EventsDataIn(BaseModel):
 
 class EventsRequest(BaseModel):
     data: EventsDataIn
+
+
+# The Kennel namespace: comparing runs (/api/kennel/v1/experiments/...) -------------------------------
+
+class RowFilterIn(BaseModel):
+    """Which records an action applies to, when `record_ids` is not given (as the compare URL says)."""
+    metric: str | None = None
+    vs: str | None = None
+    outcome: str | None = "regressed"
+    value: str | None = None
+    errors: bool = False
+
+
+class CompareSelectionIn(BaseModel):
+    runs: list[str] = Field(min_length=2)
+    baseline: str | None = None
+    record_ids: list[str] | None = None
+    filter: RowFilterIn | None = None
+
+
+class QueueActionAttributesIn(CompareSelectionIn):
+    run: str | None = Field(default=None, description="whose traces go to the queue; default the first run "
+                                                      "after the baseline")
+    queue_id: str | None = None
+    queue_name: str | None = Field(default=None, min_length=1, max_length=512)
+
+
+class QueueActionDataIn(BaseModel):
+    type: Literal["annotation_queue_actions"]
+    attributes: QueueActionAttributesIn
+
+
+class QueueActionRequest(BaseModel):
+    data: QueueActionDataIn
+
+
+class PairwiseAttributesIn(CompareSelectionIn):
+    a: str
+    b: str
+    queue_name: str = Field(min_length=1, max_length=512)
+
+
+class PairwiseDataIn(BaseModel):
+    type: Literal["pairwise_queue_actions"]
+    attributes: PairwiseAttributesIn
+
+
+class PairwiseRequest(BaseModel):
+    data: PairwiseDataIn
+
+
+class DatasetVersionAttributesIn(CompareSelectionIn):
+    run: str = Field(description="whose outputs become the expected outputs")
+    dataset_id: str = Field(min_length=1)
+
+
+class DatasetVersionDataIn(BaseModel):
+    type: Literal["dataset_version_actions"]
+    attributes: DatasetVersionAttributesIn
+
+
+class DatasetVersionRequest(BaseModel):
+    data: DatasetVersionDataIn
+
+
+class MetricDirectionAttributesIn(BaseModel):
+    project_id: str = Field(min_length=1)
+    label: str = Field(min_length=1, max_length=512)
+    higher_is_better: bool
+
+
+class MetricDirectionDataIn(BaseModel):
+    type: Literal["metric_directions"]
+    attributes: MetricDirectionAttributesIn
+
+
+class MetricDirectionRequest(BaseModel):
+    data: MetricDirectionDataIn

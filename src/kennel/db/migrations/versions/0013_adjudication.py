@@ -1,7 +1,7 @@
 """annotation queues: the owner's gold values (adjudications), and annotations in item order per queue
 
 Revision ID: 0013
-Revises: 0011 (the lead chains it after 0012 at merge)
+Revises: 0012
 """
 import sqlalchemy as sa
 from alembic import op

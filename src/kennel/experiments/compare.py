@@ -1,0 +1,459 @@
+"""Comparing experiment runs record by record: metric cards, paired tests, aligned rows.
+
+A run is one experiment row; its results are its root spans (one per dataset record, tagged
+`dataset_record_id:`) and the evaluation metrics attached to them. Loading a run reads one narrow row
+per span and per metric (metric values are pulled out of the JSON by the database), never the spans'
+inputs and outputs: those are read for the records of the page being shown only. A loaded run is kept
+in a small per-process cache keyed by what it was loaded from (its newest span and metric rows and the
+experiment's last update), so paging, filtering and re-sorting do not reload it, and a run that gains
+spans or metrics is loaded afresh.
+
+Records a run has no value for are "missing": shown as missing, never counted as passing or failing,
+and left out of every paired figure.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import String, func, select, type_coerce
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from kennel.datasets.models import Dataset
+from kennel.errors import Invalid, NotFound
+from kennel.experiments import stats
+from kennel.experiments.models import Experiment, MetricDirection
+from kennel.projects.models import Project
+from kennel.spans.models import Span, SpanMetric
+
+MAX_RUNS = 10
+VALUE_TYPES = ("boolean", "score", "categorical")
+OUTCOMES = ("improved", "regressed", "unchanged", "changed", "missing")
+CACHE_RUNS = 16
+RECORD_TAG = "\ndataset_record_id:"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    pk: int
+    id: str
+    name: str
+    experiment: str
+    status: str | None
+    error: str | None
+    project_pk: int
+    project_id: str
+    dataset_id: str | None
+    dataset_name: str | None
+    dataset_version: int | None
+    config: dict[str, Any]
+    author_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class Result:
+    """One run's result for one dataset record."""
+
+    span_id: str
+    trace_id: str
+    error: bool
+    duration_ns: float
+    values: dict[str, Any] = field(default_factory=dict)
+    metric_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RunData:
+    info: RunInfo
+    results: dict[str, Result]
+    # label -> (type -> how many values of that type): the label's type is its commonest.
+    type_counts: dict[str, Counter[str]]
+    # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
+    columns: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    key: tuple[Any, ...] = ()  # what it was loaded from (see _fingerprint)
+
+    def column(self, label: str, kind: str) -> dict[str, Any]:
+        return self.columns.get(label, {}).get(kind, {})
+
+
+# Runs -----------------------------------------------------------------------------------------------
+
+def run_info(row: Any) -> RunInfo:
+    e, project_id, dataset_id, dataset_name = row
+    return RunInfo(e.pk, e.id, e.name, e.experiment, e.status, e.error, e.project_pk, project_id, dataset_id,
+                   dataset_name, e.dataset_version, e.config if isinstance(e.config, dict) else {}, e.author_id,
+                   e.created_at, e.updated_at)
+
+
+def run_infos(session: Session, run_ids: Sequence[str], *, parameter: str = "runs") -> list[RunInfo]:
+    """The live runs named, in the order named; unknown ones and runs of different projects are a 400/404."""
+    ids = [r.strip() for r in run_ids if r.strip()]
+    if not ids:
+        raise Invalid("name the runs to compare: runs=<id>,<id>", parameter=parameter)
+    if len(set(ids)) != len(ids):
+        raise Invalid("a run is named twice", parameter=parameter)
+    if len(ids) > MAX_RUNS:
+        raise Invalid(f"at most {MAX_RUNS} runs can be compared at once, got {len(ids)}", parameter=parameter)
+    rows = session.execute(select(Experiment, Project.id, Dataset.id, Dataset.name)
+                           .join(Project, Project.pk == Experiment.project_pk)
+                           .outerjoin(Dataset, Dataset.pk == Experiment.dataset_pk)
+                           .where(Experiment.id.in_(ids), Experiment.deleted_at.is_(None))).all()
+    found = {r[0].id: run_info(tuple(r)) for r in rows}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise NotFound(f"run(s) not found: {', '.join(repr(m) for m in missing)}", parameter=parameter)
+    infos = [found[i] for i in ids]
+    projects = {i.project_id for i in infos}
+    if len(projects) > 1:
+        raise Invalid("the runs belong to different projects; compare runs of one project", parameter=parameter)
+    return infos
+
+
+# Loading, with a small cache --------------------------------------------------------------------------
+
+_cache: OrderedDict[str, tuple[tuple[Any, ...], RunData]] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def _metric_parts(session: Session) -> Any:
+    """The metric's type, value and status out of its JSON body. SQLite parses the body once for all five
+    paths (one json_extract with several paths answers a JSON array); PostgreSQL reads jsonb fields."""
+    body = SpanMetric.body
+    if session.get_bind().dialect.name == "postgresql":
+        doc = type_coerce(body, JSONB)
+        return (doc["metric_type"].astext, doc["boolean_value"].astext, doc["score_value"].astext,
+                doc["categorical_value"].astext, doc["status"].astext)
+    return (func.json_extract(body, "$.metric_type", "$.boolean_value", "$.score_value", "$.categorical_value",
+                              "$.status").cast(String),)
+
+
+def _boolean(raw: Any) -> bool | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return True if raw == "true" else False if raw == "false" else None
+    return bool(raw)
+
+
+def _score(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
+    spans = session.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
+    # Metrics are only ever added (pk grows): the newest is one probe of ix_llmobs_metrics_experiment_pk.
+    metrics = session.scalar(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk))
+    return (tuple(spans), metrics, info.updated_at, info.dataset_version)
+
+
+def load_run(session: Session, info: RunInfo) -> RunData:
+    key = _fingerprint(session, info)
+    with _cache_lock:
+        hit = _cache.get(info.id)
+        if hit is not None and hit[0] == key:
+            _cache.move_to_end(info.id)
+            return RunData(info, hit[1].results, hit[1].type_counts, hit[1].columns, key)
+    data = _load(session, info)
+    data.key = key
+    with _cache_lock:
+        _cache[info.id] = (key, data)
+        _cache.move_to_end(info.id)
+        while len(_cache) > CACHE_RUNS:
+            _cache.popitem(last=False)
+    return data
+
+
+def _load(session: Session, info: RunInfo) -> RunData:
+    results: dict[str, Result] = {}
+    by_span: dict[str, Result] = {}
+    rows = session.execute(select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
+                           .where(Span.experiment_id == info.id, Span.parent_id.is_(None))
+                           .order_by(Span.start_ns, Span.pk)).all()
+    for span_id, trace_id, status, duration, tag_text in rows:
+        at = tag_text.find(RECORD_TAG)
+        if at < 0:
+            continue
+        start = at + len(RECORD_TAG)
+        record_id = tag_text[start:tag_text.index("\n", start)]
+        if record_id in results:
+            continue  # a run of several iterations: the first is the one compared
+        result = Result(span_id, trace_id, status == "error", float(duration or 0.0))
+        results[record_id] = result
+        by_span[span_id] = result
+    type_counts: dict[str, Counter[str]] = {}
+    columns: dict[str, dict[str, dict[str, Any]]] = {}
+    parts = _metric_parts(session)
+    metric_rows = session.execute(select(SpanMetric.span_id, SpanMetric.label, *parts)
+                                  .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
+                                  .order_by(SpanMetric.pk)).all()
+    record_of = {r.span_id: rid for rid, r in results.items()}
+    for row in metric_rows:
+        span_id, label = row[0], row[1]
+        kind, b, s, c, state = orjson.loads(row[2]) if len(row) == 3 else row[2:]
+        found = by_span.get(span_id)
+        if found is None or label in found.values or label in found.metric_errors:
+            continue
+        value: Any = None
+        if state != "ERROR":
+            if kind == "boolean":
+                value = _boolean(b)
+            elif kind == "score":
+                value = _score(s)
+            elif kind == "categorical":
+                value = c if isinstance(c, str) else None
+        if value is None:
+            found.metric_errors.append(label)
+            continue
+        found.values[label] = value
+        type_counts.setdefault(label, Counter())[kind] += 1
+        columns.setdefault(label, {}).setdefault(kind, {})[record_of[span_id]] = value
+    return RunData(info, results, type_counts, columns)
+
+
+# Directions -----------------------------------------------------------------------------------------
+
+def directions(session: Session, project_pk: int) -> dict[str, bool]:
+    return dict(session.execute(select(MetricDirection.label, MetricDirection.higher_is_better)
+                                .where(MetricDirection.project_pk == project_pk)).all())
+
+
+def set_direction(session: Session, *, project_id: str, label: str, higher_is_better: bool) -> None:
+    from kennel.db.base import utcnow
+    from kennel.projects.service import get_project
+
+    project = get_project(session, project_id=project_id)
+    row = session.scalars(select(MetricDirection).where(MetricDirection.project_pk == project.pk,
+                                                        MetricDirection.label == label)).first()
+    if row is None:
+        session.add(MetricDirection(project_pk=project.pk, label=label, higher_is_better=higher_is_better,
+                                    updated_at=utcnow()))
+    else:
+        row.higher_is_better = higher_is_better
+        row.updated_at = utcnow()
+    session.flush()
+
+
+# The comparison ---------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class RunFigure:
+    run_id: str
+    n: int                      # records with a value
+    value: float | None         # pass rate or mean; None for categorical or no values
+    distribution: list[tuple[str, int]] = field(default_factory=list)
+    delta: float | None = None  # against the baseline's value
+    counts: dict[str, int] = field(default_factory=dict)
+    test: stats.TestResult | None = None
+
+
+@dataclass(slots=True)
+class Card:
+    label: str
+    kind: str
+    higher_is_better: bool
+    figures: list[RunFigure]
+
+
+@dataclass
+class Comparison:
+    runs: list[RunData]
+    baseline: RunData
+    labels: dict[str, str]          # label -> type, in card order
+    higher: dict[str, bool]
+    record_ids: list[str]           # the union of the runs' records, sorted
+    warnings: list[str]
+
+    def run(self, run_id: str) -> RunData:
+        for r in self.runs:
+            if r.info.id == run_id:
+                return r
+        raise KeyError(run_id)
+
+
+def compare(session: Session, run_ids: Sequence[str], baseline_id: str | None, *,
+            metrics: Sequence[str] = ()) -> Comparison:
+    infos = run_infos(session, run_ids)
+    if len(infos) < 2:
+        raise Invalid("compare needs at least two runs", parameter="runs")
+    baseline_id = baseline_id or min(infos, key=lambda i: i.pk).id
+    if baseline_id not in {i.id for i in infos}:
+        raise Invalid(f"baseline {baseline_id!r} is not one of the runs compared", parameter="baseline")
+    # The baseline first, then the others in the order named: cards and columns read left to right from it.
+    infos.sort(key=lambda i: i.id != baseline_id)
+    runs = [load_run(session, i) for i in infos]
+    baseline = runs[0]
+    counts: dict[str, Counter[str]] = {}
+    for r in runs:
+        for label, c in r.type_counts.items():
+            counts.setdefault(label, Counter()).update(c)
+    labels = {label: c.most_common(1)[0][0] for label, c in sorted(counts.items())
+              if c.most_common(1)[0][0] in VALUE_TYPES}
+    if metrics:
+        unknown = [m for m in metrics if m not in labels]
+        if unknown:
+            raise Invalid(f"unknown metric(s) {', '.join(repr(u) for u in unknown)}; these runs have: "
+                          f"{', '.join(labels) or 'no metrics'}", parameter="metrics")
+        labels = {m: labels[m] for m in metrics}
+    higher = {**dict.fromkeys(labels, True), **directions(session, infos[0].project_pk)}
+    return Comparison(runs, baseline, labels, higher, _record_ids(runs), _warnings(runs))
+
+
+_unions: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
+
+
+def _record_ids(runs: list[RunData]) -> list[str]:
+    """The sorted union of the runs' records, kept for as long as the runs are unchanged (paging re-reads it)."""
+    key = tuple((r.info.id, r.key) for r in sorted(runs, key=lambda r: r.info.id))
+    with _cache_lock:
+        hit = _unions.get(key)
+        if hit is not None:
+            _unions.move_to_end(key)
+            return hit
+    ids: set[str] = set()
+    for r in runs:
+        ids.update(r.results)
+    union = sorted(ids)
+    with _cache_lock:
+        _unions[key] = union
+        while len(_unions) > CACHE_RUNS:
+            _unions.popitem(last=False)
+    return union
+
+
+def _warnings(runs: list[RunData]) -> list[str]:
+    out = []
+    datasets = {(r.info.dataset_id, r.info.dataset_name) for r in runs}
+    if len(datasets) > 1:
+        out.append("These runs used different datasets: " + "; ".join(
+            f"{r.info.name} on {r.info.dataset_name or 'no dataset'}" for r in runs)
+            + ". Only records both runs have are paired.")
+    elif len({r.info.dataset_version for r in runs}) > 1:
+        out.append("These runs used different versions of the dataset: " + "; ".join(
+            f"{r.info.name} on version {r.info.dataset_version}" for r in runs)
+            + ". Records may have changed between versions.")
+    return out
+
+
+def pick_run(comp: Comparison, run_id: str | None, field: str, *, pointer: str | None = None) -> str:
+    """One of the compared runs (default: the first after the baseline), or a 400 naming `field`."""
+    ids = [r.info.id for r in comp.runs]
+    chosen = run_id or next(i for i in ids if i != comp.baseline.info.id)
+    if chosen not in ids:
+        detail = f"{field} {chosen!r} is not one of the runs compared"
+        raise Invalid(detail, pointer=pointer) if pointer else Invalid(detail, parameter=field)
+    return chosen
+
+
+def value_of(result: Result | None, label: str, kind: str) -> Any:
+    """The record's value of this metric in this run, or None (missing) if absent or not of the metric's type."""
+    if result is None:
+        return None
+    v = result.values.get(label)
+    if kind == "boolean":
+        return v if isinstance(v, bool) else None
+    if kind == "score":
+        return v if isinstance(v, float) and not isinstance(v, bool) else None
+    return v if isinstance(v, str) else None
+
+
+def outcome(base: Any, other: Any, kind: str, higher: bool) -> str:
+    if base is None or other is None:
+        return "missing"
+    if base == other:
+        return "unchanged"
+    if kind == "categorical":
+        return "changed"
+    better = (other > base) if higher else (other < base)
+    return "improved" if better else "regressed"
+
+
+def _counts(base: dict[str, Any], other: dict[str, Any], total: int, kind: str,
+            higher: bool) -> tuple[dict[str, int], list[Any], list[Any]]:
+    """Outcome counts over the comparison's `total` records, and the paired values (baseline's, other's) of
+    the records both runs have a value for. map() over operator functions keeps the per-record work in C."""
+    common = base.keys() & other.keys()
+    # Record order, so that the bootstrap's resamples (and so its interval) never depend on set order.
+    keys = sorted(common) if len(common) <= stats.BOOTSTRAP_MAX else list(common)
+    a, b = list(map(base.__getitem__, keys)), list(map(other.__getitem__, keys))
+    counts = dict.fromkeys(OUTCOMES, 0)
+    counts["missing"] = total - len(keys)
+    same = sum(map(operator.eq, a, b))
+    counts["unchanged"] = same
+    if kind == "categorical":
+        counts["changed"] = len(keys) - same
+    else:
+        up = sum(map(operator.gt, b, a))
+        down = len(keys) - same - up
+        counts["improved"], counts["regressed"] = (up, down) if higher else (down, up)
+    return counts, a, b
+
+
+def cards(comp: Comparison, *, with_tests: bool = True) -> list[Card]:
+    out = []
+    base = comp.baseline
+    total = len(comp.record_ids)
+    for label, kind in comp.labels.items():
+        higher = comp.higher.get(label, True)
+        base_values = base.column(label, kind)
+        figures = []
+        base_value = None
+        for run in comp.runs:
+            values = run.column(label, kind)
+            fig = RunFigure(run.info.id, len(values), None)
+            if kind == "categorical":
+                fig.distribution = Counter(values.values()).most_common()
+            elif values:
+                fig.value = math.fsum(values.values()) / len(values)
+            if run is base:
+                base_value = fig.value
+            else:
+                if fig.value is not None and base_value is not None:
+                    fig.delta = fig.value - base_value
+                fig.counts, a, b = _counts(base_values, values, total, kind, higher)
+                if with_tests and a and kind != "categorical":
+                    fig.test = stats.mcnemar_exact(a, b) if kind == "boolean" else stats.paired_mean_test(a, b)
+            figures.append(fig)
+        out.append(Card(label, kind, higher, figures))
+    return out
+
+
+def config_diff(comp: Comparison) -> tuple[list[tuple[str, list[str]]], int]:
+    """(key, each run's value as text) for config keys whose values differ, and how many keys agree."""
+    flat = [_flatten(r.info.config) for r in comp.runs]
+    keys = sorted(set().union(*flat))
+    differ, same = [], 0
+    for key in keys:
+        values = [f.get(key, "—") for f in flat]
+        if len(set(values)) > 1:
+            differ.append((key, values))
+        else:
+            same += 1
+    return differ, same
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, str]:
+    if isinstance(config, dict) and config:
+        out: dict[str, str] = {}
+        for k, v in config.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if not prefix:
+        return {}
+    return {prefix: config if isinstance(config, str) else orjson.dumps(config).decode()}
