@@ -57,13 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.annotations.router import router as annotations_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
+    from kennel.datasets.workspace_router import router as workspace_router
     from kennel.experiments.router import router as experiments_router
     from kennel.openapi import install as install_openapi
     from kennel.projects.router import router as projects_router
     from kennel.spans.router import router as spans_router
 
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-               spans_router)
+               spans_router, workspace_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
