@@ -70,16 +70,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
+    from kennel.web.dataset_records import router as dataset_records_router
+    from kennel.web.datasets import router as datasets_pages_router
     from kennel.web.traces import router as traces_router
 
     install_web(app)
+    app.include_router(datasets_pages_router)
+    app.include_router(dataset_records_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router) for r in router.routes],
+    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router, datasets_pages_router,
+                                                          dataset_records_router) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     return app
 
