@@ -9,12 +9,14 @@ a restore keeps the record's seq); an opening alone is an addition, a closing al
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, and_, cast, func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
 from kennel.datasets.diff import FieldChange, field_changes
@@ -46,46 +48,73 @@ class VersionRow:
     author: str | None = None
 
 
-def _counts(session: Session, dataset: Dataset, first: int, last: int) -> dict[int, VersionRow]:
-    rows: dict[int, VersionRow] = {}
+# Counts of versions older than a dataset's current one, which never change again (a change makes a new
+# version, or amends the current one): kept per process, so a timeline reads the rows of the versions it
+# has not counted yet, usually only the current one. Bounded; the oldest entries go first.
+_SETTLED: OrderedDict[tuple[int, int], tuple[int, int, int, str | None]] = OrderedDict()
+_SETTLED_MAX = 200_000
+_SETTLED_LOCK = threading.Lock()
+
+
+def _versions(session: Session, dataset: Dataset, first: int, last: int) -> dict[int, VersionRow]:
     versions = session.execute(select(DatasetVersion.version_number, DatasetVersion.created_at,
                                       DatasetVersion.last_used).where(
         DatasetVersion.dataset_pk == dataset.pk, DatasetVersion.version_number.between(first, last))).all()
-    for number, created, used in versions:
-        rows[number] = VersionRow(number, created, used)
-    opened = session.execute(select(R.valid_from, func.count(), func.max(R.author_id)).where(
+    return {number: VersionRow(number, created, used) for number, created, used in versions}
+
+
+def _grouped(session: Session, dataset: Dataset, first: int, last: int) -> dict[int, list[int]]:
+    """version -> [opened, closed, changed] for the versions first..last, from the indexes."""
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
+    opened = session.execute(select(R.valid_from, func.count()).where(
         R.dataset_pk == dataset.pk, R.valid_from.between(first, last)).group_by(R.valid_from)).all()
-    closed = session.execute(select(R.valid_to, func.count()).where(
-        R.dataset_pk == dataset.pk, R.valid_to.is_not(None), R.valid_to.between(first, last)).group_by(R.valid_to)).all()
-    new, old = aliased(DatasetRecord), aliased(DatasetRecord)
-    # An opening whose record (same seq) closed at that very version is one change, not two.
-    changed: list[Any] = [*session.execute(select(new.valid_from, func.count()).select_from(new).join(old, and_(
-        old.dataset_pk == new.dataset_pk, old.seq == new.seq, old.valid_to == new.valid_from)).where(
-        new.dataset_pk == dataset.pk, new.valid_from.between(first, last)).group_by(new.valid_from)).all()]
-    closings: list[Any] = [*closed]
+    closed: list[Any] = [*session.execute(select(R.valid_to, func.count()).where(
+        R.dataset_pk == dataset.pk, R.valid_to.is_not(None), R.valid_to.between(first, last)).group_by(R.valid_to))]
+    old = aliased(DatasetRecord)
+    # An opening whose record (same seq) closed at that very version is one change, not two. EXISTS, not a
+    # join: SQLite would carry the version range over to the closed rows and scan it for every opening.
+    same_record = select(old.pk).where(old.dataset_pk == R.dataset_pk, old.seq == R.seq,
+                                       old.valid_to == R.valid_from).exists()
+    changed: list[Any] = [*session.execute(select(R.valid_from, func.count()).where(
+        R.dataset_pk == dataset.pk, R.valid_from.between(first, last), same_record).group_by(R.valid_from))]
     if dataset.closures_pending:
-        closings += session.execute(select(P.valid_to, func.count()).where(
+        closed += session.execute(select(P.valid_to, func.count()).where(
             P.dataset_pk == dataset.pk, P.valid_to.between(first, last)).group_by(P.valid_to)).all()
-        changed += session.execute(select(R.valid_from, func.count()).select_from(
-            DatasetRecord.__table__.join(DatasetPendingClosure.__table__, and_(
-                P.dataset_pk == R.dataset_pk, P.seq == R.seq, P.valid_to == R.valid_from))).where(
-            R.dataset_pk == dataset.pk, R.valid_from.between(first, last)).group_by(R.valid_from)).all()
-    authors: dict[int, str | None] = {}
-    for number, count, author in opened:
-        if number in rows:
-            rows[number].added += count
-            authors[number] = author
-    for number, count in closings:
-        if number in rows:
-            rows[number].deleted += count
-    for number, count in changed:
-        if number in rows:
-            rows[number].added -= count
-            rows[number].deleted -= count
-            rows[number].changed += count
-    names = author_names(session, authors.values())
-    for number, author in authors.items():
-        rows[number].author = names.get(author or "", author)
+        pending_same = select(P.seq).where(P.dataset_pk == R.dataset_pk, P.seq == R.seq,
+                                           P.valid_to == R.valid_from).exists()
+        changed += session.execute(select(R.valid_from, func.count()).where(
+            R.dataset_pk == dataset.pk, R.valid_from.between(first, last), pending_same).group_by(R.valid_from)).all()
+    for index, rows in enumerate((opened, closed, changed)):
+        for number, count in rows:
+            counts[number][index] += count
+    return counts
+
+
+def _author(session: Session, dataset: Dataset, version: int) -> str | None:
+    return session.scalar(select(R.author_id).where(R.dataset_pk == dataset.pk, R.valid_from == version).limit(1))
+
+
+def _counts(session: Session, dataset: Dataset, first: int, last: int) -> dict[int, VersionRow]:
+    rows = _versions(session, dataset, first, last)
+    current = dataset.current_version
+    with _SETTLED_LOCK:
+        known = {n: _SETTLED[(dataset.pk, n)] for n in rows if (dataset.pk, n) in _SETTLED}
+    missing = [n for n in rows if n not in known]
+    if missing:
+        grouped = _grouped(session, dataset, min(missing), max(missing))
+        for n in missing:
+            opened, closed, changed = grouped.get(n, (0, 0, 0))
+            known[n] = (opened - changed, changed, closed - changed, _author(session, dataset, n) if opened else None)
+        with _SETTLED_LOCK:
+            for n in missing:
+                if n < current:
+                    _SETTLED[(dataset.pk, n)] = known[n]
+            while len(_SETTLED) > _SETTLED_MAX:
+                _SETTLED.popitem(last=False)
+    names = author_names(session, (known[n][3] for n in rows))
+    for n, row in rows.items():
+        row.added, row.changed, row.deleted, author = known[n]
+        row.author = names.get(author or "", author)
     return rows
 
 
