@@ -103,10 +103,10 @@ class Bench:
                        deletes=[f"rec-{ids[4]:08d}"] if v % 5 == 0 else None)
         print(f"  made {self.versions} versions", flush=True)
 
-    def time(self, label: str, path: str, params: dict[str, Any], check: Any = None) -> None:
+    def time(self, label: str, path: str, params: dict[str, Any], check: Any = None, repeat: int = 0) -> None:
         rounds, cpus = [], []
         body: Any = None
-        for _ in range(self.repeat):
+        for _ in range(repeat or self.repeat):
             c0 = proc_cpu_s(self.pid)
             t0 = time.perf_counter()
             r = self.http.get(path, params=params)
@@ -136,13 +136,14 @@ class Bench:
                   lambda b: print(f"    counts {b['meta']['counts']}"))
         self.time("diff whole history", f"{d}/diff", {"from": 0, "to": self.versions, "page[limit]": 50,
                                                       "kind": "deleted"},
-                  lambda b: print(f"    counts {b['meta']['counts']}"))
+                  lambda b: print(f"    counts {b['meta']['counts']}"), repeat=3)
         self.time("timeline", f"{d}/versions", {}, lambda b: print(f"    {len(b['data'])} versions"))
         self.time("history", f"{d}/history", {"record_id": f"rec-{0:08d}"})
         self.time("filter 1 in 10", f"{d}/records", {"page[limit]": 50, "filter": "@metadata.bucket:b3"})
-        self.time("filter 1 in 10,000", f"{d}/records", {"page[limit]": 50, "filter": "@metadata.rare:true"})
+        self.time("filter 1 in 10,000", f"{d}/records", {"page[limit]": 50, "filter": "@metadata.rare:true"},
+                  repeat=5)
         self.time("filter matching nothing", f"{d}/records", {"page[limit]": 50,
-                                                             "filter": "@metadata.difficulty:impossible"})
+                                                             "filter": "@metadata.difficulty:impossible"}, repeat=5)
 
 
 def main() -> None:

@@ -17,19 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Text, and_, cast, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord
-from kennel.datasets.storage import not_pending
-from kennel.datasets.workspace import CONTENT, Revision, revision
+from kennel.datasets.storage import is_postgres, not_pending
+from kennel.datasets.workspace import REVISION_COLUMNS, Revision, revision
 from kennel.errors import Invalid, NotFound
 
 R = DatasetRecord.__table__.c
 P = DatasetPendingClosure.__table__.c
 KINDS = ("added", "changed", "deleted")
-KEY_COLUMNS = (R.pk, R.record_id, R.seq, R.valid_from, R.valid_to, R.content_hash, R.tags, R.author_id,
-               R.created_at, R.updated_at)
 # A changed string longer than this (in words) is shown before and after, without a word diff: the
 # matching is quadratic at worst.
 WORD_DIFF_MAX_TOKENS = 4000
@@ -40,12 +38,16 @@ _TOKENS = re.compile(r"\s+|\w+|[^\w\s]")
 
 @dataclass(slots=True)
 class Change:
+    """A record that differs. `before` and `after` (its two states) are loaded for a page only."""
+
     record_id: str
     kind: str
     seq: int
-    before: Revision | None
-    after: Revision | None
+    before_pk: int | None
+    after_pk: int | None
     tags_only: bool = False
+    before: Revision | None = None
+    after: Revision | None = None
 
     @property
     def position(self) -> tuple[int, str]:
@@ -70,26 +72,33 @@ def check_version(dataset: Dataset, value: int | None, parameter: str) -> int:
     return value
 
 
-def _states(session: Session, dataset: Dataset, lo: int, hi: int) -> tuple[list[Revision], list[Revision]]:
+# What comparing needs of a revision, and nothing the driver would have to convert: tags as their stored
+# text (kept sorted by the writers, so equal sets have equal text).
+State = tuple[int, str, int, str, str]  # pk, record_id, seq, content_hash, tags text
+
+
+def _key_columns(session: Session) -> tuple[Any, ...]:
+    tags = cast(R.tags, Text) if is_postgres(session) else type_coerce(R.tags, Text)
+    return (R.pk, R.record_id, R.seq, R.content_hash, tags.label("tags_text"))
+
+
+def _states(session: Session, dataset: Dataset, lo: int, hi: int) -> tuple[list[Any], list[Any]]:
     """(revisions visible at lo that closed by hi, revisions visible at hi that opened after lo)."""
-    at_hi = select(*KEY_COLUMNS).where(R.dataset_pk == dataset.pk, R.valid_from > lo, R.valid_from <= hi,
-                                       or_(R.valid_to.is_(None), R.valid_to > hi))
+    columns = _key_columns(session)
+    at_hi = select(*columns).where(R.dataset_pk == dataset.pk, R.valid_from > lo, R.valid_from <= hi,
+                                   or_(R.valid_to.is_(None), R.valid_to > hi))
     if dataset.closures_pending:
         at_hi = at_hi.where(not_pending(hi))
-    at_lo = select(*KEY_COLUMNS).where(R.dataset_pk == dataset.pk, R.valid_to.is_not(None), R.valid_to > lo,
-                                       R.valid_to <= hi, R.valid_from <= lo)
-    before = [revision(r) for r in session.execute(at_lo).all()]
+    at_lo = select(*columns).where(R.dataset_pk == dataset.pk, R.valid_to.is_not(None), R.valid_to > lo,
+                                   R.valid_to <= hi, R.valid_from <= lo)
+    before = list(session.execute(at_lo).all())
     if dataset.closures_pending:
         joined = DatasetRecord.__table__.join(DatasetPendingClosure.__table__, and_(
             P.dataset_pk == R.dataset_pk, P.seq == R.seq, P.valid_from == R.valid_from))
-        pending = select(*KEY_COLUMNS, P.valid_to.label("closes_at")).select_from(joined).where(
-            P.dataset_pk == dataset.pk, P.valid_to > lo, P.valid_to <= hi, R.valid_from <= lo,
-            R.valid_to.is_(None))
-        for row in session.execute(pending).all():
-            rev = revision(row)
-            rev.valid_to = row.closes_at
-            before.append(rev)
-    return before, [revision(r) for r in session.execute(at_hi).all()]
+        pending = select(*columns).select_from(joined).where(
+            P.dataset_pk == dataset.pk, P.valid_to > lo, P.valid_to <= hi, R.valid_from <= lo, R.valid_to.is_(None))
+        before += session.execute(pending).all()
+    return before, list(session.execute(at_hi).all())
 
 
 def compute(session: Session, dataset: Dataset, from_version: int | None, to_version: int | None) -> Diff:
@@ -100,36 +109,39 @@ def compute(session: Session, dataset: Dataset, from_version: int | None, to_ver
     if a == b:
         return diff
     at_lo, at_hi = _states(session, dataset, min(a, b), max(a, b))
-    older = {r.record_id: r for r in at_lo}
-    newer = {r.record_id: r for r in at_hi}
+    older: dict[str, State] = {r[1]: tuple(r) for r in at_lo}  # type: ignore[misc]
+    newer: dict[str, State] = {r[1]: tuple(r) for r in at_hi}  # type: ignore[misc]
     before, after = (older, newer) if a < b else (newer, older)
+    changes = diff.changes
     for rid in before.keys() | after.keys():
         old, new = before.get(rid), after.get(rid)
         if old is None and new is not None:
-            change = Change(rid, "added", new.seq, None, new)
+            change = Change(rid, "added", new[2], None, new[0])
         elif new is None and old is not None:
-            change = Change(rid, "deleted", old.seq, old, None)
+            change = Change(rid, "deleted", old[2], old[0], None)
         elif old is not None and new is not None:
-            same_content = old.content_hash == new.content_hash
-            if same_content and sorted(old.tags) == sorted(new.tags):
+            same_content = old[3] == new[3]
+            if same_content and old[4] == new[4]:
                 continue  # changed and changed back (a restore, or an edit undone)
-            change = Change(rid, "changed", new.seq, old, new, tags_only=same_content)
+            change = Change(rid, "changed", new[2], old[0], new[0], tags_only=same_content)
         else:  # pragma: no cover - the record id came from one of the two maps
             continue
-        diff.changes.append(change)
+        changes.append(change)
         diff.counts[change.kind] += 1
-    diff.changes.sort(key=lambda c: c.position, reverse=True)
+    changes.sort(key=lambda c: c.position, reverse=True)
     return diff
 
 
 def load_content(session: Session, changes: list[Change]) -> None:
-    """Fill in the input, expected output and metadata of the changes' revisions (by primary key)."""
-    revisions = {rev.pk: rev for c in changes for rev in (c.before, c.after) if rev is not None}
-    keys = sorted(revisions)
+    """Load the two states of each change (by primary key)."""
+    keys = sorted({pk for c in changes for pk in (c.before_pk, c.after_pk) if pk is not None})
+    found: dict[int, Revision] = {}
     for start in range(0, len(keys), 5000):
-        for row in session.execute(select(R.pk, *CONTENT).where(R.pk.in_(keys[start:start + 5000]))).all():
-            rev = revisions[row.pk]
-            rev.input, rev.expected_output, rev.metadata = row.input, row.expected_output, row.metadata
+        for row in session.execute(select(*REVISION_COLUMNS).where(R.pk.in_(keys[start:start + 5000]))).all():
+            found[row.pk] = revision(row)
+    for c in changes:
+        c.before = found.get(c.before_pk) if c.before_pk is not None else None
+        c.after = found.get(c.after_pk) if c.after_pk is not None else None
 
 
 def page(session: Session, diff: Diff, *, kind: str | None, after: tuple[int, str] | None,
