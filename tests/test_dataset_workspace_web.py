@@ -214,3 +214,51 @@ pick = lambda ds: {{r["record_id"]: r["expected_output"] for r in ds}}
 print(json.dumps({{"v3": pick(v3)["q003"], "v4": pick(v4)["q003"], "n4": len(v4), "version": v4.version}}))
 """)
     assert pulled == {"v3": {"answer": "Paris"}, "v4": {"answer": "Paris is the capital"}, "n4": 60, "version": 4}
+
+
+CSV_FILE = ('question,answer,meta,notes\n'
+            '"{""country"": ""France""}",Paris,"{""difficulty"": ""easy""}",ignored\n'
+            'Capital of Spain?,Madrid,,\n'
+            '"What is 2+2?",4,"{""difficulty"": ""hard""}",x\n')
+
+
+def test_import_with_preview_and_mapping_in_chromium(server: Server, http: httpx.Client, web: httpx.Client,
+                                                     browser: Any, typed: Any) -> None:  # noqa: F811
+    _, pid, did = seed(http)
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.base_url)
+    try:
+        context.add_cookies([{"name": "kennel_session", "value": web.cookies.get("kennel_session"),
+                              "url": server.base_url}])
+        page = context.new_page()
+        page.goto(f"/datasets/{did}")
+        page.get_by_role("link", name="Import").click()
+        page.get_by_label("File (.csv or .jsonl)").set_input_files(files=[{
+            "name": "more.csv", "mimeType": "text/csv", "buffer": CSV_FILE.encode()}])
+        page.get_by_role("button", name="Preview").click()
+        # The preview guesses question -> input and answer -> expected output; meta is mapped by hand.
+        expect(page.get_by_label("Column question is")).to_have_value("input")
+        expect(page.get_by_label("Column answer is")).to_have_value("expected_output")
+        expect(page.get_by_role("cell", name="Capital of Spain?")).to_be_visible()
+        page.get_by_label("Column meta is").select_option("metadata")
+        page.screenshot(path=str(SHOTS / f"{server.backend}-dataset-import.png"), full_page=True)
+        # A mapping that leaves no input is refused, and nothing is stored.
+        page.get_by_label("Column question is").select_option("ignore")
+        page.get_by_role("button", name="Import as a new version").click()
+        expect(page.get_by_role("alert")).to_contain_text("the mapping leaves no input")
+        assert len(records(http, pid, did)) == 60
+        page.go_back()
+        page.get_by_label("Column question is").select_option("input")
+        page.get_by_label("Column meta is").select_option("metadata")
+        page.get_by_role("button", name="Import as a new version").click()
+        expect(page.get_by_text("Imported: 3 records added, 0 replaced, as version 3.")).to_be_visible()
+    finally:
+        context.close()
+    expected = sorted([(repr({"country": "France"}), "Paris", {"difficulty": "easy"}),
+                       (repr("Capital of Spain?"), "Madrid", None), (repr("What is 2+2?"), 4, {"difficulty": "hard"})])
+    seeded = {f"q{i:03}" for i in range(60)} | {"evil"}
+    by_typed = sorted((repr(plain(r.input)), plain(r.expected_output), plain(r.metadata))
+                      for r in typed.list_llm_obs_dataset_records(pid, did, page_limit=1000).data if r.id not in seeded)
+    assert by_typed == expected
+    by_http = sorted((repr(r["input"]), r["expected_output"], r["metadata"])
+                     for rid, r in records(http, pid, did).items() if rid not in seeded)
+    assert by_http == expected

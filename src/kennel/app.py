@@ -70,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
+    from kennel.web.dataset_import import router as dataset_import_router
     from kennel.web.dataset_records import router as dataset_records_router
     from kennel.web.datasets import router as datasets_pages_router
     from kennel.web.traces import router as traces_router
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_web(app)
     app.include_router(datasets_pages_router)
     app.include_router(dataset_records_router)
+    app.include_router(dataset_import_router)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -84,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
     app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router, datasets_pages_router,
-                                                          dataset_records_router) for r in router.routes],
+                                                          dataset_records_router, dataset_import_router)
+                                     for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     return app
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal_column, select
 from sqlalchemy.orm import Session
 
 from kennel.datasets import records as record_changes
@@ -92,8 +92,11 @@ def revisions_of(session: Session, dataset: Dataset, record_id: str) -> list[Rev
     """Every stored state of a record id, oldest first: its open revision by the current-id index, its
     closed ones by the closed-id index (workspace_models), so the cost is that of the record's history."""
     open_rows = lookup_current(session, dataset.pk, [record_id], REVISION_COLUMNS)
+    # `dataset_pk + 0`: no index may lead with the dataset here. SQLite otherwise walked every closed
+    # revision of the dataset (ix_dataset_records_closed) instead of probing this record's: 330 ms
+    # against 0.1 at 100,000 records.
     closed = session.execute(select(*REVISION_COLUMNS).where(
-        R.record_id == record_id, R.dataset_pk == dataset.pk, R.valid_to.is_not(None))).all()
+        R.record_id == record_id, R.dataset_pk + literal_column("0") == dataset.pk, R.valid_to.is_not(None))).all()
     revisions = [revision(r) for r in (*open_rows, *closed)]
     return sorted(settle_in_memory(session, dataset, revisions), key=lambda r: (r.valid_from, r.pk))
 

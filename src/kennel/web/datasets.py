@@ -115,14 +115,16 @@ def _record_view(row: Any, view: str) -> dict[str, Any]:
 
 @router.get("/datasets/{dataset_id}/versions")
 def versions_page(request: Request, session: SessionDep, person: PersonDep, dataset_id: str,
-                  cursor: str | None = None, restored: str = "") -> Response:
+                  cursor: str | None = None, restored: str = "", imported: str = "") -> Response:
     dataset, project = _dataset(session, person, dataset_id)
     below = decode_cursor(cursor, (int,), parameter="cursor")[0] if cursor else None
     rows, nxt = history.timeline(session, dataset, below=below)
     next_url = _url(request.url.path, cursor=encode_cursor(nxt)) if nxt is not None else None
-    done = restored.split(":") if re.fullmatch(r"[0-9]+:[0-9]+", restored) else None
+    def pair(text: str) -> list[str] | None:
+        return text.split(":") if re.fullmatch(r"[0-9]+:[0-9]+", text) else None
+
     return _page(request, "dataset_versions.html", person, dataset, project, "versions", rows=rows,
-                 next_url=next_url, restored=done)
+                 next_url=next_url, restored=pair(restored), imported=pair(imported))
 
 
 @router.post("/datasets/{dataset_id}/restore")
