@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.annotations.router import router as annotations_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
+    from kennel.datasets.workspace_router import router as workspace_router
     from kennel.docs import install as install_docs
     from kennel.experiments.compare_router import router as compare_router
     from kennel.experiments.router import router as experiments_router
@@ -73,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.spans.router import router as spans_router
 
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-               spans_router, people_router, review_router, queue_owner_router, compare_router)
+               spans_router, people_router, review_router, queue_owner_router, compare_router, workspace_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
@@ -83,20 +84,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.web.review import router as review_pages
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
+    from kennel.web.dataset_import import router as dataset_import_router
+    from kennel.web.dataset_records import router as dataset_records_router
+    from kennel.web.datasets import router as datasets_pages_router
     from kennel.web.experiments import router as web_experiments_router
     from kennel.web.traces import router as traces_router
 
     install_web(app)
-    app.include_router(review_pages)
-    app.include_router(queue_owner_pages)
-    app.include_router(web_experiments_router)
+    # The work screens, each its own router; install_web added the shell's (sign-in, people, traces).
+    screens = (review_pages, queue_owner_pages, web_experiments_router, datasets_pages_router,
+               dataset_records_router, dataset_import_router)
+    for screen in screens:
+        app.include_router(screen)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    pages = (web_router, web_people_router, traces_router, review_pages, queue_owner_pages, web_experiments_router)
+    pages = (web_router, web_people_router, traces_router, *screens)
     app.add_middleware(Gate, routes=[r for router in (*routers, *pages) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     # Outermost, so that its duration covers the gate's queue and its status every refusal.

@@ -1,0 +1,27 @@
+"""Indexes the dataset workspace reads through (diffs, version counts, record history).
+
+They are declared here, on the records table of models.py, so that the workspace's needs sit next to
+the code that has them. Each keeps a read's cost proportional to what changed rather than to the size
+of the dataset:
+
+- `opened`: the revisions a version opened. Every insert writes one entry, but always at the right end
+  of the dataset's run (valid_from is the newest version), so the cost is an append, not a random write.
+- `closed`: the revisions a version closed; only rows that have been closed are in it, so an insert
+  never touches it, and the closing UPDATE rewrites the row anyway.
+- `closed_id`: a record's past revisions by its id (its open one is in uq_dataset_records_current_id).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Index, text
+
+from kennel.datasets.models import DatasetRecord
+
+R = DatasetRecord.__table__.c
+CLOSED = text("valid_to IS NOT NULL")
+
+OPENED_INDEX = Index("ix_dataset_records_opened", R.dataset_pk, R.valid_from, R.seq)
+CLOSED_INDEX = Index("ix_dataset_records_closed", R.dataset_pk, R.valid_to, R.seq,
+                     sqlite_where=CLOSED, postgresql_where=CLOSED)
+CLOSED_ID_INDEX = Index("ix_dataset_records_closed_id", R.record_id, R.dataset_pk,
+                        sqlite_where=CLOSED, postgresql_where=CLOSED)

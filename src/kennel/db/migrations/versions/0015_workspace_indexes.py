@@ -1,0 +1,28 @@
+"""dataset records: indexes for the dataset workspace (diffs and version counts read only what changed)
+
+Revision ID: 0015
+Revises: 0014
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+CLOSED = sa.text("valid_to IS NOT NULL")
+
+
+def upgrade() -> None:
+    op.create_index("ix_dataset_records_opened", "dataset_records", ["dataset_pk", "valid_from", "seq"])
+    op.create_index("ix_dataset_records_closed", "dataset_records", ["dataset_pk", "valid_to", "seq"],
+                    sqlite_where=CLOSED, postgresql_where=CLOSED)
+    op.create_index("ix_dataset_records_closed_id", "dataset_records", ["record_id", "dataset_pk"],
+                    sqlite_where=CLOSED, postgresql_where=CLOSED)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_dataset_records_closed_id", table_name="dataset_records")
+    op.drop_index("ix_dataset_records_closed", table_name="dataset_records")
+    op.drop_index("ix_dataset_records_opened", table_name="dataset_records")
