@@ -23,7 +23,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_server, stop_server  # noqa: E402
+from tests.conftest import start_server, stop_server
 
 TARGETS = {"upsert_annotations_per_s": 5000, "read_queue_s": 1.0, "lookup_100_content_ids_s": 0.05,
            "delete_1000_annotations_s": 0.2}

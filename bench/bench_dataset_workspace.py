@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_datasets import PG_ADMIN_DEFAULT, make_record, pg_admin, proc_cpu_s
-
 from tests.conftest import start_server, stop_server
+
+from bench_datasets import PG_ADMIN_DEFAULT, make_record, pg_admin, proc_cpu_s
 
 V2 = "/api/v2/llm-obs/v1"
 K = "/api/kennel/v1"

@@ -31,7 +31,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_server, stop_server  # noqa: E402
+from tests.conftest import start_server, stop_server
 
 FILLER = "lorem ipsum dolor sit amet " * 40  # ~1 KB of text per field, ~2 KB per span on the wire
 

@@ -25,7 +25,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.conftest import start_server, stop_server  # noqa: E402
+from tests.conftest import start_server, stop_server
 
 V1 = "/api/v2/llm-obs/v1"
 TARGETS = {"export_records_per_s": 50_000, "export_peak_rss_mb": 300, "upload_records_per_s": 20_000,

@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from tests.conftest import start_server, stop_server  # noqa: E402
-from tests.loadclient import Answer, hold_open, request, summary  # noqa: E402
+from tests.conftest import start_server, stop_server
+from tests.loadclient import Answer, hold_open, request, summary
 
-from bench_datasets import PG_ADMIN_DEFAULT, RssSampler, pg_admin, snapshot_src  # noqa: E402
+from bench_datasets import PG_ADMIN_DEFAULT, RssSampler, pg_admin, snapshot_src
 
 V2 = "/api/v2/llm-obs/v1"
 

@@ -40,10 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from tests.conftest import kennel_cli, start_server, stop_server
+
 from bench_datasets import PG_ADMIN_DEFAULT, pg_admin
 from bench_trace_view import cpu_ms
-
-from tests.conftest import kennel_cli, start_server, stop_server
 
 V2 = "/api/v2/llm-obs/v1"
 K = "/api/kennel/v1/annotation-queues"

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from tests.conftest import kennel_cli, start_server, stop_server  # noqa: E402
+from tests.conftest import kennel_cli, start_server, stop_server
 
-from bench_datasets import PG_ADMIN_DEFAULT, pg_admin  # noqa: E402
+from bench_datasets import PG_ADMIN_DEFAULT, pg_admin
 
 V2 = "/api/v2/llm-obs/v1"
 TARGET_MS = 50

@@ -31,7 +31,7 @@ CODERS = {
     "C": [N, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, N],
     "D": [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, N],
 }
-UNITS = [[v for v in unit if v is not None] for unit in zip(*CODERS.values())]
+UNITS = [[v for v in unit if v is not None] for unit in zip(*CODERS.values(), strict=True)]
 
 
 @pytest.mark.parametrize(("level", "published"), [(NOMINAL, 0.743), (ORDINAL, 0.815), (INTERVAL, 0.849)])

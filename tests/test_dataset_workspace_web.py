@@ -131,7 +131,7 @@ def test_the_editor_points_at_bad_json_and_honours_the_draft_lock(http: httpx.Cl
     assert records(http, pid, did)["q001"]["input"] == {"country": "Spain", "question": "Capital? #1"}
 
 
-def test_workspace_in_chromium(server: Server, http: httpx.Client, web: httpx.Client, browser: Any,  # noqa: F811
+def test_workspace_in_chromium(server: Server, http: httpx.Client, web: httpx.Client, browser: Any,
                                typed: Any) -> None:
     name = f"golden-answers-{uuid.uuid4().hex[:4]}"
     project, pid, did = seed(http, name)
@@ -223,7 +223,7 @@ CSV_FILE = ('question,answer,meta,notes\n'
 
 
 def test_import_with_preview_and_mapping_in_chromium(server: Server, http: httpx.Client, web: httpx.Client,
-                                                     browser: Any, typed: Any) -> None:  # noqa: F811
+                                                     browser: Any, typed: Any) -> None:
     _, pid, did = seed(http)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.base_url)
     try:

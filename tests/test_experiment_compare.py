@@ -58,7 +58,7 @@ def exact(input_data, output_data, expected_output):
 
 def closeness(input_data, output_data, expected_output):
     a, b = str(output_data), str(expected_output)
-    return sum(1 for x, y in zip(a, b) if x == y) / max(len(a), len(b), 1)
+    return sum(1 for x, y in zip(a, b, strict=False) if x == y) / max(len(a), len(b), 1)
 
 def accuracy(inputs, outputs, expected_outputs, evaluators_results):
     return sum(1 for v in evaluators_results["exact"] if v) / len(evaluators_results["exact"])

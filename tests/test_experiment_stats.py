@@ -83,7 +83,7 @@ def test_the_interval_and_p_value_are_reproducible_and_agree() -> None:
     b = [x + 0.08 + rng.gauss(0, 0.2) for x in a]
     first, second = stats.paired_mean_test(a, b), stats.paired_mean_test(a, b)
     assert first == second and first.method == "bootstrap"
-    assert first.delta == pytest.approx(math.fsum(y - x for x, y in zip(a, b)) / 120)
+    assert first.delta == pytest.approx(math.fsum(y - x for x, y in zip(a, b, strict=True)) / 120)
     # Zero outside the interval and p < 0.05 go together (both come from the same resamples).
     assert (first.ci_low > 0) == (first.p_value < 0.05)
     large = stats.paired_mean_test(a * 10, b * 10)

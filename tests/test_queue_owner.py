@@ -358,7 +358,7 @@ def sign_in(page: Any, login: str) -> None:
     page.wait_for_url(re.compile(r".*/(queues)?$"))
 
 
-def test_adjudicate_and_hand_off_in_the_browser(world: World, browser: Any) -> None:  # noqa: F811
+def test_adjudicate_and_hand_off_in_the_browser(world: World, browser: Any) -> None:
     context = browser.new_context(base_url=world.server.base_url,
                                   extra_http_headers={"X-Forwarded-For": f"10.9.{uuid.uuid4().bytes[0]}.7"},
                                   viewport={"width": 1280, "height": 900})

@@ -96,7 +96,7 @@ def shot(page: Any, server: Server, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{server.backend}-{name}.png"), full_page=True)
 
 
-def test_keyboard_flow_burst_required_draft_undo_skip(browser: Any, server: Server,  # noqa: F811
+def test_keyboard_flow_burst_required_draft_undo_skip(browser: Any, server: Server,
                                                       http: httpx.Client) -> None:
     qid, ids, labels = queue_of(http, [qa(n) for n in range(13)])
     login = user(server, "annotator")
@@ -163,7 +163,7 @@ def test_keyboard_flow_burst_required_draft_undo_skip(browser: Any, server: Serv
     assert annotations(http, qid, labels["quality"])[ids[10]] == ["good"]
 
 
-def test_two_reviewers_per_item_blind_review_in_three_contexts(browser: Any, server: Server,  # noqa: F811
+def test_two_reviewers_per_item_blind_review_in_three_contexts(browser: Any, server: Server,
                                                               http: httpx.Client) -> None:
     hostile_item = {"type": "display_block", "display_block": [
         {"type": "text", "content": HOSTILE}, {"type": "markdown", "content": "<script>window.__pwned=1</script>"},

@@ -79,15 +79,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
     install_docs(app)
+    from kennel.web.dataset_import import router as dataset_import_router
+    from kennel.web.dataset_records import router as dataset_records_router
+    from kennel.web.datasets import router as datasets_pages_router
+    from kennel.web.experiments import router as web_experiments_router
     from kennel.web.people import router as web_people_router
     from kennel.web.queue_owner import router as queue_owner_pages
     from kennel.web.review import router as review_pages
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
-    from kennel.web.dataset_import import router as dataset_import_router
-    from kennel.web.dataset_records import router as dataset_records_router
-    from kennel.web.datasets import router as datasets_pages_router
-    from kennel.web.experiments import router as web_experiments_router
     from kennel.web.traces import router as traces_router
 
     install_web(app)

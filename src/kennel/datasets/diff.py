@@ -21,7 +21,7 @@ from sqlalchemy import Text, and_, cast, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord
-from kennel.datasets.storage import is_postgres, not_pending
+from kennel.datasets.store import not_pending
 from kennel.datasets.workspace import REVISION_COLUMNS, Revision, revision
 from kennel.errors import Invalid, NotFound
 
@@ -78,7 +78,7 @@ State = tuple[int, str, int, str, str]  # pk, record_id, seq, content_hash, tags
 
 
 def _key_columns(session: Session) -> tuple[Any, ...]:
-    tags = cast(R.tags, Text) if is_postgres(session) else type_coerce(R.tags, Text)
+    tags = cast(R.tags, Text) if session.get_bind().dialect.name == "postgresql" else type_coerce(R.tags, Text)
     return (R.pk, R.record_id, R.seq, R.content_hash, tags.label("tags_text"))
 
 
@@ -109,8 +109,8 @@ def compute(session: Session, dataset: Dataset, from_version: int | None, to_ver
     if a == b:
         return diff
     at_lo, at_hi = _states(session, dataset, min(a, b), max(a, b))
-    older: dict[str, State] = {r[1]: tuple(r) for r in at_lo}  # type: ignore[misc]
-    newer: dict[str, State] = {r[1]: tuple(r) for r in at_hi}  # type: ignore[misc]
+    older: dict[str, State] = {r[1]: tuple(r) for r in at_lo}
+    newer: dict[str, State] = {r[1]: tuple(r) for r in at_hi}
     before, after = (older, newer) if a < b else (newer, older)
     changes = diff.changes
     for rid in before.keys() | after.keys():
@@ -220,7 +220,7 @@ def _walk(path: str, old: Any, new: Any, out: list[FieldChange]) -> None:
                 _walk(sub, old[key], new[key], out)
         return
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        for index, (x, y) in enumerate(zip(old, new)):
+        for index, (x, y) in enumerate(zip(old, new, strict=True)):
             _walk(f"{path}[{index}]", x, y, out)
         return
     words = word_diff(old, new) if isinstance(old, str) and isinstance(new, str) else None

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from kennel.datasets import records as record_changes
 from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord
-from kennel.datasets.records import ChangeResult, NewRecord, visible_in
+from kennel.datasets.records import Change, ChangeResult, NewRecord
 from kennel.datasets.service import get_dataset, list_datasets
-from kennel.datasets.storage import lookup_current, page_columns
+from kennel.datasets.store import store_for
 from kennel.errors import Conflict, NotFound
 from kennel.keys.models import ApiKey
 from kennel.keys.service import Actor
@@ -91,7 +91,7 @@ def settle_in_memory(session: Session, dataset: Dataset, revisions: list[Revisio
 def revisions_of(session: Session, dataset: Dataset, record_id: str) -> list[Revision]:
     """Every stored state of a record id, oldest first: its open revision by the current-id index, its
     closed ones by the closed-id index (workspace_models), so the cost is that of the record's history."""
-    open_rows = lookup_current(session, dataset.pk, [record_id], REVISION_COLUMNS)
+    open_rows = store_for(session).current(dataset.pk, [record_id], REVISION_COLUMNS)
     # `dataset_pk + 0`: no index may lead with the dataset here. SQLite otherwise walked every closed
     # revision of the dataset (ix_dataset_records_closed) instead of probing this record's: 330 ms
     # against 0.1 at 100,000 records.
@@ -140,9 +140,10 @@ def summaries(session: Session, *, project_id: str, search: str | None, before_p
                          limit=limit)
     counts: dict[int, int] = {}
     authors: dict[int, str | None] = {}
+    store = store_for(session)
     for d in rows:
         counts[d.pk] = session.scalar(select(func.count()).select_from(DatasetRecord.__table__)
-                                      .where(visible_in(d, d.current_version))) or 0
+                                      .where(store.visible(d, d.current_version))) or 0
         authors[d.pk] = session.scalar(select(R.author_id).where(
             R.dataset_pk == d.pk, R.valid_from == d.current_version).limit(1)) if d.current_version else None
     names = author_names(session, authors.values())
@@ -162,9 +163,10 @@ def records_page(session: Session, *, dataset: Dataset, version: int, where: Any
                  limit: int) -> RecordsPage:
     """A keyset page (newest first) of the records visible at `version` that meet `where`.
 
-    Rows carry the stored JSON text (storage.page_columns), their revision's pk and its first version.
+    Rows carry the stored JSON text (the store's page_columns), their revision's pk and its first version.
     """
-    stmt = select(*page_columns(session), R.pk, R.valid_from).where(visible_in(dataset, version), where)
+    store = store_for(session)
+    stmt = select(*store.page_columns(), R.pk, R.valid_from).where(store.visible(dataset, version), where)
     if after_seq is not None:
         stmt = stmt.where(R.seq < after_seq)
     rows = list(session.execute(stmt.order_by(R.seq.desc()).limit(limit + 1)).all())
@@ -198,9 +200,9 @@ def _locked(session: Session, project_id: str | None, dataset_id: str) -> Datase
 
 def _write(session: Session, dataset: Dataset, actor: Actor, record_id: str | None, edit: RecordEdit) -> ChangeResult:
     return record_changes.apply_changes(
-        session, dataset=dataset, actor=actor, deduplicate=False,
-        inserts=[NewRecord(id=record_id, input=edit.input, expected_output=edit.expected_output,
-                           metadata=edit.metadata, tags=edit.tags)],
+        session, dataset=dataset, actor=actor,
+        change=Change(inserts=[NewRecord(id=record_id, input=edit.input, expected_output=edit.expected_output,
+                                         metadata=edit.metadata, tags=edit.tags)], deduplicate=False),
         pointers=("/data/attributes",) * 3)
 
 
@@ -209,7 +211,7 @@ def save_record(session: Session, *, dataset_id: str, record_id: str, edit: Reco
     """Replace a record's content as one new version, unless it changed since revision `base_revision`
     (the pk of the state the editor was opened on): then nothing is written and EditConflict says why."""
     dataset = _locked(session, project_id, dataset_id)
-    found = lookup_current(session, dataset.pk, [record_id], REVISION_COLUMNS)
+    found = store_for(session).current(dataset.pk, [record_id], REVISION_COLUMNS)
     current = revision(found[0]) if found else None
     if current is None:
         raise EditConflict(f"record {record_id!r} is no longer in dataset {dataset.id} (deleted since it was "
@@ -226,7 +228,7 @@ def save_record(session: Session, *, dataset_id: str, record_id: str, edit: Reco
 def add_record(session: Session, *, dataset_id: str, record_id: str | None, edit: RecordEdit, actor: Actor,
                project_id: str | None = None) -> tuple[Dataset, ChangeResult]:
     dataset = _locked(session, project_id, dataset_id)
-    if record_id is not None and lookup_current(session, dataset.pk, [record_id], (R.pk,)):
+    if record_id is not None and store_for(session).current(dataset.pk, [record_id], (R.pk,)):
         raise Conflict(f"dataset {dataset.id} has a record {record_id!r} already; open it to edit it",
                        pointer="/data/attributes/id")
     return dataset, _write(session, dataset, actor, record_id, edit)
@@ -235,7 +237,7 @@ def add_record(session: Session, *, dataset_id: str, record_id: str | None, edit
 def delete_record(session: Session, *, dataset_id: str, record_id: str, actor: Actor,
                   project_id: str | None = None) -> tuple[Dataset, ChangeResult]:
     dataset = _locked(session, project_id, dataset_id)
-    result = record_changes.apply_changes(session, dataset=dataset, actor=actor, deletes=[record_id],
+    result = record_changes.apply_changes(session, dataset=dataset, actor=actor, change=Change(deletes=[record_id]),
                                           report_content=False, pointers=("/data/attributes",) * 3)
     return dataset, result
 

@@ -128,7 +128,7 @@ def version_diff(dataset_id: str, session: SessionDep,
 
         raise Invalid(f"unknown format {format!r}; use json or jsonl", parameter="format")
     after = tuple(decode_cursor(cursor, (int, str))) if cursor else None
-    changes, nxt = diff.page(session, result, kind=kind or None, after=after, limit=size)  # type: ignore[arg-type]
+    changes, nxt = diff.page(session, result, kind=kind or None, after=after, limit=size)
     return respond({"data": [{"id": c.record_id, "type": "dataset_record_changes", "attributes": diff.change_dict(c)}
                              for c in changes],
                     "meta": {**list_meta(encode_cursor(*nxt) if nxt else None), "from": result.from_version,

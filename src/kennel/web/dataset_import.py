@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import os
 import secrets
@@ -63,7 +64,7 @@ def _columns_and_rows(data: bytes, fmt: str) -> tuple[list[str], list[list[str]]
         reader = csv.reader(io.StringIO(text, newline=""))
         try:
             header = next(reader, None)
-            rows = [row for _, row in zip(range(PREVIEW_ROWS), reader)]
+            rows = list(itertools.islice(reader, PREVIEW_ROWS))
         except csv.Error as exc:
             raise Invalid(f"the file does not parse as CSV ({exc})", parameter="file") from None
         if not header:
@@ -198,7 +199,7 @@ def commit(request: Request, session: SessionDep, person: PersonDep, dataset_id:
         dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
         ensure_writable(dataset, person.actor)
         last = None
-        for last in transfer.write_upload(session, dataset=dataset, actor=person.actor,
+        for last in transfer.write_upload(  # noqa: B007 - the last progress report says what was writtensession, dataset=dataset, actor=person.actor,
                                           records=transfer.iter_records(remapped, meta["fmt"]), total=0,
                                           deduplicate=form.get("deduplicate") == "on", overwrite=True, tags=[]):
             pass

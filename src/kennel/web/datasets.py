@@ -151,7 +151,7 @@ def diff_page(request: Request, session: SessionDep, person: PersonDep, dataset_
     b = int_param(to, "to", default=dataset.current_version)
     result = diff.compute(session, dataset, a, b)
     after = tuple(decode_cursor(cursor, (int, str), parameter="cursor")) if cursor else None
-    changes, nxt = diff.page(session, result, kind=kind or None, after=after, limit=PAGE)  # type: ignore[arg-type]
+    changes, nxt = diff.page(session, result, kind=kind or None, after=after, limit=PAGE)
     shown = [{"change": c, "fields": diff.field_changes(c.before, c.after)} for c in changes]
     next_url = _url(request.url.path, **{"from": a, "to": b, "kind": kind, "cursor": encode_cursor(*nxt)}) \
         if nxt else None
