@@ -199,7 +199,8 @@ def commit(request: Request, session: SessionDep, person: PersonDep, dataset_id:
         dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
         ensure_writable(dataset, person.actor)
         last = None
-        for last in transfer.write_upload(  # noqa: B007 - the last progress report says what was writtensession, dataset=dataset, actor=person.actor,
+        # The last progress report says what was written.
+        for last in transfer.write_upload(session, dataset=dataset, actor=person.actor,  # noqa: B007
                                           records=transfer.iter_records(remapped, meta["fmt"]), total=0,
                                           deduplicate=form.get("deduplicate") == "on", overwrite=True, tags=[]):
             pass
