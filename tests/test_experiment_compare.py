@@ -405,6 +405,9 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(server: Server, http: http
         assert c.get(f"{API}/compare", params={"runs": f"{s.base},{s.new}"}).status_code == 403
     queues = http.get(f"{V2}/annotation-queues", params={"projectId": s.project}).text
     assert '"nope"' not in queues
+    r = http.post(f"{API}/compare/annotation-queue", json={"data": {"type": "annotation_queue_actions", "attributes": {
+        "runs": [s.base, s.new], "queue_name": "bad\u0000name"}}})
+    assert r.status_code == 400 and "NUL" in r.text
     # An action on an empty selection changes nothing.
     r = http.post(f"{API}/compare/pairwise-queue", json={"data": {"type": "pairwise_queue_actions", "attributes": {
         "runs": [s.base, s.new], "filter": {"metric": "exact", "outcome": "missing"}, "a": s.base, "b": s.new,
