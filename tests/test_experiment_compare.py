@@ -479,6 +479,14 @@ def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Sce
         page.reload()
         assert {page.locator("tr[data-record]").nth(i).get_attribute("data-record")
                 for i in range(len(regressed))} == regressed
+        # Keys: j moves to a record, x ticks it for an action (and unticks it).
+        page.keyboard.press("j")
+        first = page.locator("tr[data-record]").first
+        expect(first).to_be_focused()
+        page.keyboard.press("x")
+        expect(first.get_by_role("checkbox")).to_be_checked()
+        page.keyboard.press("x")
+        expect(first.get_by_role("checkbox")).not_to_be_checked()
         # Modes: full shows whole outputs, diff marks the changed lines against the baseline.
         page.get_by_role("link", name="full").click()
         expect(page.locator("td.cell pre").first).to_be_visible()
