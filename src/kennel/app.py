@@ -68,9 +68,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
+    from kennel.web.experiments import router as web_experiments_router
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
-    from kennel.web.experiments import router as web_experiments_router
     from kennel.web.traces import router as traces_router
 
     install_web(app)
