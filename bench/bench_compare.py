@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_datasets import PG_ADMIN_DEFAULT, pg_admin
+from bench_datasets import PG_ADMIN_DEFAULT, pg_admin, speed_probe_ms
 from bench_trace_view import cpu_ms, sign_in, timed
 
 from tests.conftest import start_server, stop_server

@@ -405,6 +405,9 @@ def test_bad_input_is_a_clear_4xx_and_changes_nothing(server: Server, http: http
         assert c.get(f"{API}/compare", params={"runs": f"{s.base},{s.new}"}).status_code == 403
     queues = http.get(f"{V2}/annotation-queues", params={"projectId": s.project}).text
     assert '"nope"' not in queues
+    r = http.post(f"{API}/compare/annotation-queue", json={"data": {"type": "annotation_queue_actions", "attributes": {
+        "runs": [s.base, s.new], "queue_name": "bad\u0000name"}}})
+    assert r.status_code == 400 and "NUL" in r.text
     # An action on an empty selection changes nothing.
     r = http.post(f"{API}/compare/pairwise-queue", json={"data": {"type": "pairwise_queue_actions", "attributes": {
         "runs": [s.base, s.new], "filter": {"metric": "exact", "outcome": "missing"}, "a": s.base, "b": s.new,
@@ -476,6 +479,14 @@ def test_workspace_in_chromium(server: Server, http: httpx.Client, scenario: Sce
         page.reload()
         assert {page.locator("tr[data-record]").nth(i).get_attribute("data-record")
                 for i in range(len(regressed))} == regressed
+        # Keys: j moves to a record, x ticks it for an action (and unticks it).
+        page.keyboard.press("j")
+        first = page.locator("tr[data-record]").first
+        expect(first).to_be_focused()
+        page.keyboard.press("x")
+        expect(first.get_by_role("checkbox")).to_be_checked()
+        page.keyboard.press("x")
+        expect(first.get_by_role("checkbox")).not_to_be_checked()
         # Modes: full shows whole outputs, diff marks the changed lines against the baseline.
         page.get_by_role("link", name="full").click()
         expect(page.locator("td.cell pre").first).to_be_visible()

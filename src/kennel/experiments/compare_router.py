@@ -5,9 +5,10 @@ Query parameters are plain strings checked by the services, so a bad value is a 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
 from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
@@ -172,10 +173,20 @@ def export(
 @router.put(BASE + "/metric-directions", openapi_extra=json_body(MetricDirectionRequest))
 def set_direction(session: SessionDep, raw: RawBody) -> Response:
     """Remember whether higher is better for a metric label in a project (default: higher is better)."""
-    attrs = parse_body(MetricDirectionRequest, raw).data.attributes
+    attrs = _body(MetricDirectionRequest, raw).data.attributes
     cmp.set_direction(session, project_id=attrs.project_id, label=attrs.label,
                       higher_is_better=attrs.higher_is_better)
     return respond({"data": {"type": "metric_directions", "attributes": attrs.model_dump()}})
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _body(model: type[M], raw: bytes) -> M:
+    # Names and labels go into rows PostgreSQL cannot store a NUL in: refused before anything is written.
+    if b"\\u0000" in raw:
+        raise Invalid("strings must not contain NUL characters (\\u0000)", pointer="")
+    return parse_body(model, raw)
 
 
 def _selection(session: Any, attrs: CompareSelectionIn) -> tuple[cmp.Comparison, list[str]]:
@@ -190,7 +201,7 @@ def _selection(session: Any, attrs: CompareSelectionIn) -> tuple[cmp.Comparison,
 def to_annotation_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     """Send the selected records' traces in one run (default: the regressed ones of the first run after the
     baseline) to a queue as experiment traces; names an existing queue or makes one."""
-    attrs = parse_body(QueueActionRequest, raw).data.attributes
+    attrs = _body(QueueActionRequest, raw).data.attributes
     comp, chosen = _selection(session, attrs)
     result = actions.send_to_queue(session, comp, chosen, run_id=cmp.pick_run(comp, attrs.run, "run", pointer="/data/attributes/run"),
                                    queue_id=attrs.queue_id, queue_name=attrs.queue_name, actor=actor)
@@ -202,7 +213,7 @@ def to_annotation_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> R
 @router.post(BASE + "/compare/pairwise-queue", openapi_extra=json_body(PairwiseRequest))
 def to_pairwise_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     """A new queue asking "A or B or tie" (label `preference`: a, b, tie) for each selected record."""
-    attrs = parse_body(PairwiseRequest, raw).data.attributes
+    attrs = _body(PairwiseRequest, raw).data.attributes
     comp, chosen = _selection(session, attrs)
     result = actions.pairwise_queue(session, comp, chosen, a=cmp.pick_run(comp, attrs.a, "a", pointer="/data/attributes/a"), b=cmp.pick_run(comp, attrs.b, "b", pointer="/data/attributes/b"),
                                     name=attrs.queue_name, actor=actor)
@@ -213,7 +224,7 @@ def to_pairwise_queue(session: SessionDep, actor: ActorDep, raw: RawBody) -> Res
 @router.post(BASE + "/compare/dataset-version", openapi_extra=json_body(DatasetVersionRequest))
 def to_dataset_version(session: SessionDep, actor: ActorDep, raw: RawBody) -> Response:
     """Write the selected records with a run's outputs as expected outputs to a dataset, as one new version."""
-    attrs = parse_body(DatasetVersionRequest, raw).data.attributes
+    attrs = _body(DatasetVersionRequest, raw).data.attributes
     comp, chosen = _selection(session, attrs)
     result = actions.to_dataset(session, comp, chosen, run_id=cmp.pick_run(comp, attrs.run, "run", pointer="/data/attributes/run"),
                                 dataset_id=attrs.dataset_id, actor=actor)

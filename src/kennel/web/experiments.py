@@ -224,6 +224,8 @@ def direction(request: Request, session: SessionDep, person: PersonDep, form: Fo
 
 def _field(form: Any, name: str) -> str:
     value = form.get(name)
+    if isinstance(value, str) and "\x00" in value:
+        raise Invalid(f"{name} contains a NUL character, which nothing can store", parameter=name)
     return value.strip() if isinstance(value, str) else ""
 
 
