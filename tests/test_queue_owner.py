@@ -436,3 +436,33 @@ def test_pages_escape_and_refuse_cross_site_posts(world: World) -> None:
     with world.client(world.member[1]) as c:
         assert c.get(f"{OWN}/{world.queue_id}/adjudications/{world.items[1]}").json()[
             "data"]["attributes"]["gold"] is None
+
+
+def test_label_ids_no_json_path_can_spell_still_count(server: Server) -> None:
+    """Agreement reads values through SQL JSON paths; a label id that cannot be one takes the other road."""
+    odd = 'id with "quotes" and $.dots'
+    with server.client() as c:
+        pid = c.post(f"{V2}/projects", json={"data": {"type": "projects", "attributes": {
+            "name": f"odd-{uuid.uuid4().hex[:8]}"}}}).json()["data"]["id"]
+        queue = c.post(f"{V2}/annotation-queues", json={"data": {"type": "queues", "attributes": {
+            "project_id": pid, "name": "odd", "annotation_schema": {"label_schemas": [
+                {"name": "ok", "type": "boolean", "id": odd}, {"name": "plain", "type": "boolean"}]}}}}).json()["data"]
+        labels = {lab["name"]: lab["id"] for lab in queue["attributes"]["annotation_schema"]["label_schemas"]}
+        assert labels["ok"] == odd
+        added = c.post(f"{V2}/annotation-queues/{queue['id']}/interactions", json={"data": {"type": "interactions",
+                       "attributes": {"interactions": [{"type": "trace", "content_id": f"t{i}"} for i in range(3)]}}})
+        items = [i["id"] for i in added.json()["data"]["attributes"]["interactions"]]
+    ratings = [[True, True, False], [True, False, False]]
+    for given in ratings:
+        api_key, app_key = server.new_key(f"odd-{uuid.uuid4().hex[:4]}")
+        with server.client(headers={"DD-API-KEY": api_key, "DD-APPLICATION-KEY": app_key}) as c:
+            r = c.post(f"{V2}/annotation-queues/{queue['id']}/annotations", json={"data": {
+                "type": "annotations", "attributes": {"annotations": [
+                    {"interaction_id": iid, "label_values": [{"label_schema_id": odd, "value": v},
+                                                             {"label_schema_id": labels["plain"], "value": v}]}
+                    for iid, v in zip(items, given)]}}})
+            assert r.status_code == 200 and not r.json()["data"]["attributes"].get("errors"), r.text
+    with server.client() as c:
+        found = c.get(f"{OWN}/{queue['id']}/agreement").json()["data"]["attributes"]["labels"]
+    expected = krippendorff_alpha([list(u) for u in zip(*ratings)], NOMINAL)
+    assert [lab["alpha"] for lab in found] == [pytest.approx(expected, abs=1e-4)] * 2
