@@ -335,6 +335,10 @@ def test_hand_off_to_a_dataset(world: World) -> None:
         assert added[0]["attributes"]["expected_output"] == 3
         assert added[0]["attributes"]["metadata"]["gold"] == {"quality": {"value": 3}}
         assert added[0]["attributes"]["metadata"]["agreement"]["quality"] == "disagree"
+        # The same hand-off again adds nothing to the existing dataset (same content), and makes no version.
+        again = hand_off(c, world, items="adjudicated", dataset_id=d["dataset_id"], label="quality",
+                         expected_output_from="gold").json()["data"]["attributes"]
+        assert (again["version"], again["records_added"]) == (2, 0)
 
     pulled = run_ddtrace(world.server, f"""
 ds = LLMObs.pull_dataset(dataset_name={name!r}, project_name={world.project_name!r})
