@@ -31,6 +31,9 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_datasets import speed_probe_ms
 
 from tests.conftest import start_server, stop_server
 
@@ -112,19 +115,6 @@ def in_process(database_url: str, queue_id: str, repeat: int) -> list[float]:
             times.append(time.perf_counter() - t0)
     engine.dispose()
     return times
-
-
-def speed_probe_ms() -> float:
-    """A fixed pure-Python loop, best of three, in ms: this shared machine's speed drifts several-fold, so
-    the summary says how fast it was while the figures were taken."""
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        total = 0
-        for i in range(1_000_000):
-            total += i
-        best = min(best, time.perf_counter() - t0)
-    return round(best * 1000, 1)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from kennel.annotations.agreement import INTERVAL, NOMINAL, ORDINAL, krippendorff_alpha
-from tests.conftest import Server, kennel_cli, run_ddtrace
+from tests.conftest import Server, run_ddtrace
 from tests.test_intake import INTAKE, event, make_span
 from tests.test_web import SHOTS, browser, expect  # noqa: F401  - the Chromium fixture, shared
 
@@ -66,13 +66,27 @@ class World:
                             headers=headers or self.server.headers)
 
 
-def make_user(server: Server, role: str) -> tuple[str, dict[str, str]]:
-    name = f"{role[:3]}-{uuid.uuid4().hex[:6]}"
-    kennel_cli("users", "create", name, "--role", role, "--password-stdin", "--database-url", server.database_url,
-               "--email", f"{name}@example.com", input=PASSWORD + "\n")
-    keys = orjson.loads(kennel_cli("keys", "create", "--name", "k", "--user", name, "--json",
-                                   "--database-url", server.database_url).stdout)
-    return name, {"DD-API-KEY": keys["api_key"], "DD-APPLICATION-KEY": keys["app_key"]}
+def make_users(server: Server, *roles: str) -> list[tuple[str, dict[str, str]]]:
+    """New users of these roles, each with a key pair: (user name, headers of that pair). Made through the
+    services on the server's database, in one transaction (a CLI process per user would cost seconds each)."""
+    from kennel.db.engine import make_engine
+    from kennel.db.session import make_sessionmaker, unit_of_work
+    from kennel.keys.service import create_key
+    from kennel.people.service import create_user
+
+    engine = make_engine(server.database_url)
+    out = []
+    try:
+        with unit_of_work(make_sessionmaker(engine), write=True) as session:
+            for role in roles:
+                name = f"{role[:3]}-{uuid.uuid4().hex[:6]}"
+                user = create_user(session, username=name, email=f"{name}@example.com", role=role,
+                                   password=PASSWORD)
+                key = create_key(session, name="k", user_pk=user.pk)
+                out.append((name, {"DD-API-KEY": key.api_key, "DD-APPLICATION-KEY": key.app_key}))
+    finally:
+        engine.dispose()
+    return out
 
 
 def label_values(w: World, row: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -107,8 +121,8 @@ def world(server: Server) -> World:
         assert r.status_code in (200, 201), r.text
         items = [i["id"] for i in r.json()["data"]["attributes"]["interactions"]]
     w = World(server, pid, project_name, queue["id"], ids, items, trace_id)
-    w.reviewers = {r: make_user(server, "annotator") for r in ("r1", "r2", "r3")}
-    w.member = make_user(server, "member")
+    *annotators, w.member = make_users(server, "annotator", "annotator", "annotator", "member")
+    w.reviewers = dict(zip(("r1", "r2", "r3"), annotators))
     for who, (_, headers) in w.reviewers.items():
         batch = [{"interaction_id": w.items[i], "label_values": label_values(w, plan[who])}
                  for i, plan in enumerate(PLAN) if plan.get(who)]
@@ -335,6 +349,10 @@ def test_hand_off_to_a_dataset(world: World) -> None:
         assert added[0]["attributes"]["expected_output"] == 3
         assert added[0]["attributes"]["metadata"]["gold"] == {"quality": {"value": 3}}
         assert added[0]["attributes"]["metadata"]["agreement"]["quality"] == "disagree"
+        # The same hand-off again adds nothing to the existing dataset (same content), and makes no version.
+        again = hand_off(c, world, items="adjudicated", dataset_id=d["dataset_id"], label="quality",
+                         expected_output_from="gold").json()["data"]["attributes"]
+        assert (again["version"], again["records_added"]) == (2, 0)
 
     pulled = run_ddtrace(world.server, f"""
 ds = LLMObs.pull_dataset(dataset_name={name!r}, project_name={world.project_name!r})
@@ -436,3 +454,32 @@ def test_pages_escape_and_refuse_cross_site_posts(world: World) -> None:
     with world.client(world.member[1]) as c:
         assert c.get(f"{OWN}/{world.queue_id}/adjudications/{world.items[1]}").json()[
             "data"]["attributes"]["gold"] is None
+
+
+def test_label_ids_no_json_path_can_spell_still_count(server: Server) -> None:
+    """Agreement reads values through SQL JSON paths; a label id that cannot be one takes the other road."""
+    odd = 'id with "quotes" and $.dots'
+    with server.client() as c:
+        pid = c.post(f"{V2}/projects", json={"data": {"type": "projects", "attributes": {
+            "name": f"odd-{uuid.uuid4().hex[:8]}"}}}).json()["data"]["id"]
+        queue = c.post(f"{V2}/annotation-queues", json={"data": {"type": "queues", "attributes": {
+            "project_id": pid, "name": "odd", "annotation_schema": {"label_schemas": [
+                {"name": "ok", "type": "boolean", "id": odd}, {"name": "plain", "type": "boolean"}]}}}}).json()["data"]
+        labels = {lab["name"]: lab["id"] for lab in queue["attributes"]["annotation_schema"]["label_schemas"]}
+        assert labels["ok"] == odd
+        added = c.post(f"{V2}/annotation-queues/{queue['id']}/interactions", json={"data": {"type": "interactions",
+                       "attributes": {"interactions": [{"type": "trace", "content_id": f"t{i}"} for i in range(3)]}}})
+        items = [i["id"] for i in added.json()["data"]["attributes"]["interactions"]]
+    ratings = [[True, True, False], [True, False, False]]
+    for given, (_, headers) in zip(ratings, make_users(server, "member", "member")):
+        with server.client(headers=headers) as c:
+            r = c.post(f"{V2}/annotation-queues/{queue['id']}/annotations", json={"data": {
+                "type": "annotations", "attributes": {"annotations": [
+                    {"interaction_id": iid, "label_values": [{"label_schema_id": odd, "value": v},
+                                                             {"label_schema_id": labels["plain"], "value": v}]}
+                    for iid, v in zip(items, given)]}}})
+            assert r.status_code == 200 and not r.json()["data"]["attributes"].get("errors"), r.text
+    with server.client() as c:
+        found = c.get(f"{OWN}/{queue['id']}/agreement").json()["data"]["attributes"]["labels"]
+    expected = krippendorff_alpha([list(u) for u in zip(*ratings)], NOMINAL)
+    assert [lab["alpha"] for lab in found] == [pytest.approx(expected, abs=1e-4)] * 2

@@ -11,6 +11,7 @@ word for word, and is summarised by similarity instead.
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Text, cast, delete, func, select, type_coerce
+from sqlalchemy import DateTime, Text, cast, delete, func, literal, select, type_coerce
 from sqlalchemy.orm import Session
 
 from kennel.annotations.agreement import (
@@ -140,28 +141,82 @@ class QueueAgreement:
     interaction_ids: dict[int, str] = field(default_factory=dict)  # for the items the figures name
 
 
+# Label ids as SQL JSON paths can spell them; any other id is read by parsing whole annotations instead.
+_PATH_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+ByLabel = dict[str, dict[int, dict[str, Any]]]  # label id -> item -> reviewer -> value
+
+
+def _value_array(session: Session, parts: Sequence[tuple[str, str]]) -> Any:
+    """One JSON array per annotation holding only the wanted (label id, value|assessment) parts, built by
+    the database: the server then parses a few short arrays rather than every annotation's whole JSON."""
+    if session.get_bind().dialect.name == "postgresql":
+        # Keys bound as text: bound through the JSONB column's own type they would arrive as JSON strings.
+        return cast(func.jsonb_build_array(*[_A.label_values.op("->")(literal(lid, Text()))
+                                             .op("->")(literal(part, Text())) for lid, part in parts]), Text)
+    # With two or more paths SQLite's json_extract answers a JSON array (true stays true); with one, a bare
+    # SQL value, so a lone path is asked for twice.
+    paths = [f'$."{lid}".{part}' for lid, part in parts]
+    return func.json_extract(_A.label_values, *(paths if len(paths) > 1 else paths * 2))
+
+
+def load_label_values(session: Session, queue: AnnotationQueue) -> tuple[ByLabel, ByLabel, dict[str, str], int]:
+    """Per label: item -> reviewer -> value, and item -> reviewer -> pass/fail; the reviewers' names; the
+    number of annotated items. One query; the database extracts the values."""
+    labels = list(queue.label_schemas or [])
+    if not labels or not all(_PATH_SAFE.fullmatch(label["id"]) for label in labels):
+        ratings = load_ratings(session, queue)
+        values, assessed = ratings.by_label()
+        return values, assessed, ratings.reviewers, len(ratings.by_item)
+    parts = [(label["id"], "value") for label in labels]
+    parts += [(label["id"], "assessment") for label in labels if label.get("has_assessment")]
+    rows = session.connection().execute(select(_A.interaction_pk, _A.author_key_id, _A.modified_by,
+                                               _value_array(session, parts))
+                                        .where(_A.queue_pk == queue.pk)).all()
+    targets: list[dict[int, dict[str, Any]]] = [{} for _ in parts]
+    names: dict[str, str] = {}
+    items: set[int] = set()
+    for pk, author, who, raw in rows:
+        names[author] = who
+        items.add(pk)
+        for target, value in zip(targets, orjson.loads(raw)):
+            if value is not None:
+                found = target.get(pk)
+                if found is None:
+                    target[pk] = {author: value}
+                else:
+                    found[author] = value
+    values = {lid: targets[i] for i, (lid, part) in enumerate(parts) if part == "value"}
+    assessed = {lid: targets[i] for i, (lid, part) in enumerate(parts) if part == "assessment"}
+    return values, assessed, _name_reviewers(names), len(items)
+
+
 def queue_agreement(session: Session, *, queue_id: str) -> QueueAgreement:
     queue, _ = get_queue(session, queue_id=queue_id)
-    ratings = load_ratings(session, queue)
+    values, assessed, reviewers, annotated = load_label_values(session, queue)
     total = session.scalar(select(func.count()).select_from(AnnotationInteraction.__table__)
                            .where(_I.queue_pk == queue.pk)) or 0
-    labels = agreement_of(ratings)
+    labels = agreement_from(list(queue.label_schemas or []), values, assessed, reviewers)
     named = [d["item"] for la in labels for d in la.most_different]
     ids = dict(session.execute(select(_I.pk, _I.id).where(_I.pk.in_(named))).tuples().all()) if named else {}
-    return QueueAgreement(items=total, annotated_items=len(ratings.by_item),
-                          reviewers=sorted(ratings.reviewers.values()), labels=labels, interaction_ids=ids)
+    return QueueAgreement(items=total, annotated_items=annotated, reviewers=sorted(reviewers.values()),
+                          labels=labels, interaction_ids=ids)
+
+
+def agreement_from(labels: Sequence[dict[str, Any]], values: ByLabel, assessed: ByLabel,
+                   reviewers: dict[str, str]) -> list[LabelAgreement]:
+    """The figures of every label (and of its pass/fail assessment, where it has one)."""
+    out: list[LabelAgreement] = []
+    for label in labels:
+        out.append(label_agreement(label, values.get(label["id"], {}), reviewers))
+        if label.get("has_assessment"):
+            out.append(label_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT, "type": "boolean"},
+                                       assessed.get(label["id"], {}), reviewers))
+    return out
 
 
 def agreement_of(ratings: Ratings) -> list[LabelAgreement]:
-    """The figures of every label (and of its pass/fail assessment, where it has one)."""
     values, assessed = ratings.by_label()
-    out: list[LabelAgreement] = []
-    for label in ratings.labels:
-        out.append(label_agreement(label, values[label["id"]], ratings.reviewers))
-        if label.get("has_assessment"):
-            out.append(label_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT, "type": "boolean"},
-                                       assessed[label["id"]], ratings.reviewers))
-    return out
+    return agreement_from(ratings.labels, values, assessed, ratings.reviewers)
 
 
 # Disagreement -------------------------------------------------------------------------------------
