@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_datasets import speed_probe_ms
-
 from tests.conftest import start_server, stop_server
+
+from bench_datasets import speed_probe_ms
 
 TARGETS = {"agreement_s": 0.3, "to_dataset_s": 2.0}
 V2 = "/api/v2/llm-obs/v1"

@@ -122,7 +122,7 @@ def world(server: Server) -> World:
         items = [i["id"] for i in r.json()["data"]["attributes"]["interactions"]]
     w = World(server, pid, project_name, queue["id"], ids, items, trace_id)
     *annotators, w.member = make_users(server, "annotator", "annotator", "annotator", "member")
-    w.reviewers = dict(zip(("r1", "r2", "r3"), annotators))
+    w.reviewers = dict(zip(("r1", "r2", "r3"), annotators, strict=False))
     for who, (_, headers) in w.reviewers.items():
         batch = [{"interaction_id": w.items[i], "label_values": label_values(w, plan[who])}
                  for i, plan in enumerate(PLAN) if plan.get(who)]
@@ -471,15 +471,15 @@ def test_label_ids_no_json_path_can_spell_still_count(server: Server) -> None:
                        "attributes": {"interactions": [{"type": "trace", "content_id": f"t{i}"} for i in range(3)]}}})
         items = [i["id"] for i in added.json()["data"]["attributes"]["interactions"]]
     ratings = [[True, True, False], [True, False, False]]
-    for given, (_, headers) in zip(ratings, make_users(server, "member", "member")):
+    for given, (_, headers) in zip(ratings, make_users(server, "member", "member"), strict=False):
         with server.client(headers=headers) as c:
             r = c.post(f"{V2}/annotation-queues/{queue['id']}/annotations", json={"data": {
                 "type": "annotations", "attributes": {"annotations": [
                     {"interaction_id": iid, "label_values": [{"label_schema_id": odd, "value": v},
                                                              {"label_schema_id": labels["plain"], "value": v}]}
-                    for iid, v in zip(items, given)]}}})
+                    for iid, v in zip(items, given, strict=False)]}}})
             assert r.status_code == 200 and not r.json()["data"]["attributes"].get("errors"), r.text
     with server.client() as c:
         found = c.get(f"{OWN}/{queue['id']}/agreement").json()["data"]["attributes"]["labels"]
-    expected = krippendorff_alpha([list(u) for u in zip(*ratings)], NOMINAL)
+    expected = krippendorff_alpha([list(u) for u in zip(*ratings, strict=False)], NOMINAL)
     assert [lab["alpha"] for lab in found] == [pytest.approx(expected, abs=1e-4)] * 2

@@ -178,7 +178,7 @@ def load_label_values(session: Session, queue: AnnotationQueue) -> tuple[ByLabel
     for pk, author, who, raw in rows:
         names[author] = who
         items.add(pk)
-        for target, value in zip(targets, orjson.loads(raw)):
+        for target, value in zip(targets, orjson.loads(raw), strict=True):
             if value is not None:
                 found = target.get(pk)
                 if found is None:
