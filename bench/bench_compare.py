@@ -38,10 +38,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_datasets import PG_ADMIN_DEFAULT, pg_admin
-from bench_trace_view import cpu_ms, sign_in, timed
-
 from tests.conftest import start_server, stop_server
+
+from bench_datasets import PG_ADMIN_DEFAULT, pg_admin, speed_probe_ms
+from bench_trace_view import cpu_ms, sign_in, timed
 
 V2 = "/api/v2/llm-obs/v1"
 UNSTABLE = "/api/unstable/llm-obs/v1"
