@@ -46,7 +46,7 @@ from kennel.datasets.store import (
     R,
     RecordStore,
     chunks,
-    state_values,
+    row_maker,
 )
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import request_upkeep
@@ -59,7 +59,13 @@ def _copy_type(name: str) -> str:
 
 # PostgreSQL types of REVISION_COLUMNS, for the binary COPY: each value is sent in its column's own form.
 COPY_TYPES = tuple(_copy_type(name) for name in REVISION_COLUMNS)
+# JSON goes out as the bytes orjson makes (see _EncodedJsonDumper), timestamps as they are.
+_ROW = row_maker(json="dumps({})", time="{}")
 _COPY_REVISIONS = f"COPY dataset_records ({', '.join(REVISION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class _EncodedJson:
@@ -213,7 +219,7 @@ class PostgresStore(RecordStore):
         them in on its own core; this thread would otherwise only wait for it."""
         if isinstance(states, Sequence) and not states:
             return
-        dumps = orjson.dumps
+        make, dumps = _ROW, orjson.dumps
         raw = self._driver()
         with raw.cursor() as cur:
             # On this cursor only: set_types picks each column's dumper by its type's oid.
@@ -222,10 +228,7 @@ class PostgresStore(RecordStore):
             with cur.copy(_COPY_REVISIONS) as copy:
                 copy.set_types(COPY_TYPES)
                 for state in states:
-                    values = list(state_values(state))
-                    for i in JSON_FIELDS:
-                        values[i] = dumps(values[i])
-                    copy.write_row((dataset_pk, version, None, *values))
+                    copy.write_row(make(dataset_pk, version, state, dumps, _same))
                 if meanwhile is not None:
                     meanwhile()
 

@@ -37,8 +37,8 @@ from kennel.datasets.store import (
     R,
     RecordStore,
     chunks,
+    row_maker,
     sqlite_datetime,
-    state_values,
 )
 
 # Rows one INSERT carries. One statement steps through them all, where executemany binds, steps and
@@ -46,6 +46,8 @@ from kennel.datasets.store import (
 ROWS_PER_INSERT = 100
 
 _INSERT_REVISIONS = f"INSERT INTO dataset_records ({', '.join(REVISION_COLUMNS)})"
+# JSON goes in as its text, timestamps as the text SQLAlchemy's SQLite DateTime reads back.
+_ROW = row_maker(json="dumps({}).decode()", time="stamp({})")
 
 
 def insert_rows(conn: Any, head: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
@@ -100,21 +102,17 @@ class SQLiteStore(RecordStore):
     def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState],
                meanwhile: Callable[[], None] | None = None) -> None:
         # Every row is made before the first goes out: a state that raises stops the write before it starts.
-        dumps = orjson.dumps
         stamps: dict[datetime, str] = {}
 
-        def row(state: RecordState) -> tuple[Any, ...]:
-            values = list(state_values(state))
-            for i in JSON_FIELDS:
-                values[i] = dumps(values[i]).decode()
-            for i in TIME_FIELDS:
-                stamp = stamps.get(values[i])
-                if stamp is None:
-                    stamp = stamps[values[i]] = sqlite_datetime(values[i])
-                values[i] = stamp
-            return (dataset_pk, version, None, *values)
+        def stamp(value: datetime) -> str:
+            # A change's rows share one or two timestamps: each is formatted once.
+            text_ = stamps.get(value)
+            if text_ is None:
+                text_ = stamps[value] = sqlite_datetime(value)
+            return text_
 
-        rows = [row(s) for s in states]
+        make, dumps = _ROW, orjson.dumps
+        rows = [make(dataset_pk, version, s, dumps, stamp) for s in states]
         if not rows:
             return
         insert_rows(self.session.connection(), _INSERT_REVISIONS, len(REVISION_COLUMNS), rows)
