@@ -60,9 +60,9 @@ P = PENDING.c
 # Far below SQLite's 32,766 bound-parameter limit, and a sensible unit for PostgreSQL too.
 CHUNK = 5000
 
-# Positions (within RECORD_FIELDS) of the fields each database needs encoded on the way in.
-JSON_FIELDS = tuple(i for i, name in enumerate(RECORD_FIELDS) if isinstance(R[name].type, JSON))
-TIME_FIELDS = tuple(i for i, name in enumerate(RECORD_FIELDS) if isinstance(R[name].type, UTCDateTime))
+# The fields each database needs encoded on the way in and out.
+JSON_FIELDS = frozenset(name for name in RECORD_FIELDS if isinstance(R[name].type, JSON))
+TIME_FIELDS = frozenset(name for name in RECORD_FIELDS if isinstance(R[name].type, UTCDateTime))
 
 # Makes the row of REVISION_COLUMNS for a new open revision: (dataset_pk, version, state, dumps, stamp).
 RowMaker = Callable[[int, int, RecordState, Callable[[Any], Any], Callable[[Any], Any]], tuple[Any, ...]]
@@ -78,12 +78,16 @@ def row_maker(*, json: str, time: str) -> RowMaker:
     row, for a thousand rows a request.
     """
     fields = []
-    for i, name in enumerate(RECORD_FIELDS):
+    for name in RECORD_FIELDS:
         value = f"state.{name}"
-        fields.append(json.format(value) if i in JSON_FIELDS else time.format(value) if i in TIME_FIELDS else value)
+        fields.append(json.format(value) if name in JSON_FIELDS else time.format(value) if name in TIME_FIELDS
+                      else value)
     source = f"lambda dataset_pk, version, state, dumps, stamp: (dataset_pk, version, None, {', '.join(fields)})"
     maker: RowMaker = eval(source, {})  # built from the constant column list above, never from input
     return maker
+# What a read page shows of each revision: every field but the content hash, which is the server's own
+# (a page is 1,000 rows, and each column more is decoded a thousand times).
+PAGE_FIELDS = tuple(name for name in RECORD_FIELDS if name != "content_hash")
 # What a state read back from the table carries besides its fields: which row it is, and since when.
 STATE_COLUMNS = (R.pk, R.valid_from, *(R[name] for name in RECORD_FIELDS))
 
@@ -283,7 +287,7 @@ class RecordStore(ABC):
 
     @abstractmethod
     def page_columns(self) -> tuple[ColumnElement[Any], ...]:
-        """RECORD_FIELDS of a read page, in that order, with JSON as its stored text and timestamps as they
+        """PAGE_FIELDS of a read page, in that order, with JSON as its stored text and timestamps as they
         come: the JSON text goes into the response as it is (orjson.Fragment), never parsed."""
 
     @abstractmethod

@@ -36,12 +36,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from kennel.datasets.models import RECORD_FIELDS, REVISION_COLUMNS, Dataset
+from kennel.datasets.models import REVISION_COLUMNS, Dataset
 from kennel.datasets.plan import RecordState
 from kennel.datasets.store import (
     HASH_ROWS_IN_TRANSACTION,
     HASHES,
     JSON_FIELDS,
+    PAGE_FIELDS,
     TIME_FIELDS,
     R,
     RecordStore,
@@ -305,9 +306,9 @@ class PostgresStore(RecordStore):
 
     def page_columns(self) -> tuple[ColumnElement[Any], ...]:
         # JSON as its stored text (a cast); timestamps as the datetimes psycopg makes, which orjson writes.
-        return tuple(cast(R[name], Text).label(name) if i in JSON_FIELDS
-                     else type_coerce(R[name], DateTime(timezone=True)).label(name) if i in TIME_FIELDS
-                     else R[name] for i, name in enumerate(RECORD_FIELDS))
+        return tuple(cast(R[name], Text).label(name) if name in JSON_FIELDS
+                     else type_coerce(R[name], DateTime(timezone=True)).label(name) if name in TIME_FIELDS
+                     else R[name] for name in PAGE_FIELDS)
 
     def tags_any(self, tags: Sequence[str]) -> ColumnElement[bool]:
         return R.tags.op("?|")(postgresql.array(list(tags)))

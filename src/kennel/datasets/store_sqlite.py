@@ -26,12 +26,13 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from kennel.datasets.models import RECORD_FIELDS, REVISION_COLUMNS, Dataset
+from kennel.datasets.models import REVISION_COLUMNS, Dataset
 from kennel.datasets.plan import RecordState
 from kennel.datasets.store import (
     HASH_ROWS_IN_TRANSACTION,
     HASHES,
     JSON_FIELDS,
+    PAGE_FIELDS,
     PENDING,
     TIME_FIELDS,
     R,
@@ -159,9 +160,9 @@ class SQLiteStore(RecordStore):
 
     def page_columns(self) -> tuple[ColumnElement[Any], ...]:
         # JSON is stored as text already; timestamps come as SQLAlchemy's text form (views.py renders it).
-        return tuple(type_coerce(R[name], Text).label(name) if i in JSON_FIELDS
-                     else type_coerce(R[name], String).label(name) if i in TIME_FIELDS
-                     else R[name] for i, name in enumerate(RECORD_FIELDS))
+        return tuple(type_coerce(R[name], Text).label(name) if name in JSON_FIELDS
+                     else type_coerce(R[name], String).label(name) if name in TIME_FIELDS
+                     else R[name] for name in PAGE_FIELDS)
 
     def tags_any(self, tags: Sequence[str]) -> ColumnElement[bool]:
         each = func.json_each(R.tags).table_valued("value")
