@@ -7,7 +7,7 @@ as few statements as it can be, and everything happens here and now.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
@@ -39,7 +39,6 @@ from kennel.datasets.store import (
     RecordStore,
     chunks,
     row_maker,
-    sqlite_datetime,
 )
 
 # Rows one INSERT carries. One statement steps through them all, where executemany binds, steps and
@@ -66,6 +65,11 @@ def insert_rows(conn: Any, head: str, width: int, rows: Sequence[Sequence[Any]])
             conn.exec_driver_sql(sql, tuple(chain.from_iterable(rows[start:start + n])))
     if full < len(rows):
         conn.exec_driver_sql(f"{head} VALUES {one}", list(rows[full:]))
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """The text form SQLAlchemy's SQLite DateTime writes and reads back (naive UTC)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 class SQLiteStore(RecordStore):
