@@ -177,3 +177,82 @@ def test_keys_list_names_each_pairs_person(server: Server) -> None:
                                                       server.database_url).stdout.splitlines()]
     assert any(r["user"] == name for r in rows)
     assert any(r["name"] == "test-suite" and r["user"] is None for r in rows)
+
+
+# Kennel's people API: users (admins) and key pairs (one's own, or anyone's as an admin) -------------------
+
+USERS = "/api/kennel/v1/users"
+
+
+def test_admin_manages_people_through_the_api_and_others_are_refused(server: Server) -> None:
+    _, annotator = make_user(server, "annotator")
+    name = f"api-{uuid.uuid4().hex[:8]}"
+    with server.client() as admin:
+        made = admin.post(USERS, json={"data": {"type": "users", "attributes": {
+            "username": name, "email": f"{name}@example.com", "role": "member", "password": "long enough pw"}}})
+        assert made.status_code == 201, made.text
+        user = made.json()["data"]
+        assert user["attributes"]["role"] == "member" and "password" not in str(user)
+        assert name in [u["attributes"]["username"] for u in admin.get(USERS).json()["data"]]
+        changed = admin.patch(f"{USERS}/{user['id']}", json={"data": {"type": "users", "attributes": {
+            "role": "annotator", "disabled": True}}})
+        assert changed.status_code == 200, changed.text
+        assert changed.json()["data"]["attributes"]["role"] == "annotator"
+        assert changed.json()["data"]["attributes"]["disabled_at"]
+        bad = admin.patch(f"{USERS}/{user['id']}", json={"data": {"type": "users", "attributes": {"role": "boss"}}})
+        assert bad.status_code == 400 and "role" in bad.text
+        assert admin.patch(f"{USERS}/nobody-{name}", json={"data": {"type": "users", "attributes": {
+            "role": "member"}}}).status_code == 404
+    with server.client(headers=annotator) as http:
+        refused = http.post(USERS, json={"data": {"type": "users", "attributes": {
+            "username": f"x{name}", "role": "admin", "password": "long enough pw"}}})
+        assert refused.status_code == 403 and "`people`" in refused.json()["errors"][0]["detail"]
+        assert http.get(USERS).status_code == 403
+    with server.client() as admin:
+        assert f"x{name}" not in admin.get(USERS).text
+
+
+def test_a_person_manages_their_own_key_pairs_and_only_theirs(server: Server) -> None:
+    member_name, member = make_user(server, "member")
+    other_name, _ = make_user(server, "annotator")
+    with server.client(headers=member) as http:
+        made = http.post(f"{USERS}/me/keys", json={"data": {"type": "key_pairs", "attributes": {"name": "ci"}}})
+        assert made.status_code == 201, made.text
+        new = made.json()["data"]["attributes"]
+        assert new["owner"]["username"] == member_name and len(new["api_key"]) == 32
+        listed = http.get(f"{USERS}/me/keys").json()["data"]
+        assert {k["attributes"]["name"] for k in listed} == {"laptop", "ci"}
+        assert new["api_key"] not in str(listed)  # the secret is shown once, in the answer that made it
+        assert http.get(f"{USERS}/{other_name}/keys").status_code == 403
+        assert http.post(f"{USERS}/{other_name}/keys", json={"data": {"type": "key_pairs", "attributes": {
+            "name": "sneaky"}}}).status_code == 403
+        empty = http.post(f"{USERS}/me/keys", json={"data": {"type": "key_pairs", "attributes": {"name": ""}}})
+        assert empty.status_code == 400
+        assert http.get("/api/kennel/v1/keys").status_code == 403
+    ci = {"DD-API-KEY": new["api_key"], "DD-APPLICATION-KEY": new["app_key"]}
+    with server.client(headers=ci) as http:
+        assert http.get(f"{V2}/projects").status_code == 200
+        assert http.delete(f"{USERS}/me/keys/{made.json()['data']['id']}").status_code == 200
+        assert http.get(f"{V2}/projects").status_code == 403
+    with server.client(headers=member) as http:
+        assert http.delete(f"{USERS}/me/keys/{made.json()['data']['id']}").status_code == 404
+
+
+def test_admin_makes_and_revokes_key_pairs_for_others(server: Server) -> None:
+    name, _ = make_user(server, "annotator")
+    with server.client() as admin:
+        made = admin.post(f"{USERS}/{name}/keys", json={"data": {"type": "key_pairs", "attributes": {
+            "name": "for-them"}}})
+        assert made.status_code == 201, made.text
+        pair = made.json()["data"]
+        # The legacy pair the test server runs with belongs to no one, and is listed as such.
+        assert any(k["attributes"]["owner"] is None for k in admin.get("/api/kennel/v1/keys").json()["data"])
+        assert admin.get(f"{USERS}/me/keys").status_code == 404
+    theirs = {"DD-API-KEY": pair["attributes"]["api_key"], "DD-APPLICATION-KEY": pair["attributes"]["app_key"]}
+    with server.client(headers=theirs) as http:
+        assert http.get(f"{V2}/projects").status_code == 403  # an annotator's pair: annotator rights only
+        assert http.get(f"{USERS}/me/keys").status_code == 200
+    with server.client() as admin:
+        assert admin.delete(f"{USERS}/{name}/keys/{pair['id']}").status_code == 200
+    with server.client(headers=theirs) as http:
+        assert http.get(f"{USERS}/me/keys").status_code == 403

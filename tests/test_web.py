@@ -513,6 +513,21 @@ def test_admin_adds_and_disables_a_person_in_the_browser(browser: Any, site: Sit
             "button", name="Change").click()
         expect(page.get_by_role("alert")).to_contain_text("last active admin")
         shot(page, site, "people-last-admin")
+        # An admin gives the new person a key pair, from their row of the People page.
+        page.get_by_role("link", name=f"0 key pairs of {name}").click()
+        expect(page.get_by_role("heading", name=f"Key pairs of {name}")).to_be_visible()
+        page.get_by_label("New key pair named").fill("their-ci")
+        page.get_by_role("button", name="Create key pair").click()
+        # Disabled above: a pair of theirs would authorise nothing, so none is made.
+        expect(page.get_by_role("status")).to_contain_text(f"{name} is disabled")
+        page.get_by_role("link", name="People", exact=True).click()
+        page.get_by_role("button", name=f"Enable {name}").click()
+        page.get_by_role("link", name=f"0 key pairs of {name}").click()
+        page.get_by_label("New key pair named").fill("their-ci")
+        page.get_by_role("button", name="Create key pair").click()
+        expect(page.get_by_text("Copy these now: they are not shown again.")).to_be_visible()
+        expect(page.get_by_role("button", name="Revoke their-ci")).to_be_visible()
+        shot(page, site, "person-keys")
 
 
 # Key pairs -----------------------------------------------------------------------------------------
@@ -595,6 +610,38 @@ def test_new_keys_reach_the_settings_page_once_over_http(site: Site, people: dic
     assert api_key not in other.get("/settings").text
     other.cookies.set("kennel_new_key", f"{site.server.api_key}.{site.server.app_key}", path="/settings")
     assert site.server.api_key not in other.get("/settings").text
+
+
+def test_admin_gives_and_revokes_another_persons_key_pair_over_http(site: Site, people: dict[str, str]) -> None:
+    admin = signed_in(site, ADMIN)
+    page = admin.get("/admin/people").text
+    found = re.search(rf'href="/admin/people/([0-9a-f-]+)/keys">\d+ key pairs?<span class="visually-hidden"> of '
+                      rf'{people["annotator"]}<', page)
+    assert found, page
+    url = f"/admin/people/{found.group(1)}/keys"
+    r = admin.post(url, data={"csrf_token": csrf_of(admin), "name": "given"})
+    assert r.status_code == 303 and r.headers["location"] == url
+    shown = admin.get(url)
+    assert f"Key pairs of {people['annotator']}" in shown.text and shown.headers["cache-control"] == "no-store"
+    api_key, app_key = re.findall(r"<dd><code>([0-9a-f]+)</code></dd>", shown.text)
+    assert api_key not in admin.get(url).text
+    theirs = {"DD-API-KEY": api_key, "DD-APPLICATION-KEY": app_key}
+    with httpx.Client(base_url=site.url, headers=theirs) as k:
+        # The pair acts as the annotator: their own keys, not the projects.
+        assert k.get("/api/kennel/v1/users/me/keys").status_code == 200
+        assert k.get(f"{V2}/projects").status_code == 403
+        key_id = next(row["id"] for row in k.get("/api/kennel/v1/users/me/keys").json()["data"]
+                      if row["attributes"]["name"] == "given")
+    # A member may not open someone else's keys page, nor post to it.
+    member = signed_in(site, people["member"])
+    assert member.get(url).status_code == 403
+    assert member.post(f"{url}/{key_id}/revoke", data={"csrf_token": csrf_of(member)}).status_code == 403
+    r = admin.post(f"{url}/{key_id}/revoke", data={"csrf_token": csrf_of(admin)})
+    assert r.status_code == 303
+    with httpx.Client(base_url=site.url, headers=theirs) as k:
+        assert k.get("/api/kennel/v1/users/me/keys").status_code == 403
+    # The server's own pair (made before anyone signed in) belongs to no one and is listed for admins.
+    assert "Key pairs that belong to no one" in admin.get("/admin/people").text
 
 
 # Redirects, escaping, headers ----------------------------------------------------------------------

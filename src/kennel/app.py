@@ -61,14 +61,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.datasets.router import router as datasets_router
     from kennel.experiments.router import router as experiments_router
     from kennel.openapi import install as install_openapi
+    from kennel.people.router import router as people_router
     from kennel.projects.router import router as projects_router
     from kennel.spans.router import router as spans_router
 
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-               spans_router)
+               spans_router, people_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)
+    from kennel.web.people import router as web_people_router
     from kennel.web.router import install as install_web
     from kennel.web.router import router as web_router
     from kennel.web.traces import router as traces_router
@@ -80,7 +82,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     app.state.admission = Admission(limits_for(settings, engine.dialect.name))
-    app.add_middleware(Gate, routes=[r for router in (*routers, web_router, traces_router) for r in router.routes],
+    pages = (web_router, web_people_router, traces_router)
+    app.add_middleware(Gate, routes=[r for router in (*routers, *pages) for r in router.routes],
                        admission=app.state.admission, authenticate=gate_authenticator(app.state.sessionmaker))
     return app
 

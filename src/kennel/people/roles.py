@@ -15,17 +15,24 @@ class Permission(StrEnum):
     WRITE = "write"        # create, change and delete those, and queues and their interactions
     REVIEW = "review"      # see annotation queues, their interactions and traces; annotate
     PEOPLE = "people"      # users and everyone's key pairs
+    ACCOUNT = "account"    # one's own account and key pairs (everyone has it; others' need `people`)
 
 
 ROLES: dict[str, frozenset[Permission]] = {
     "admin": frozenset(Permission),
-    "member": frozenset({Permission.READ, Permission.WRITE, Permission.REVIEW}),
-    "annotator": frozenset({Permission.REVIEW}),
+    "member": frozenset({Permission.READ, Permission.WRITE, Permission.REVIEW, Permission.ACCOUNT}),
+    "annotator": frozenset({Permission.REVIEW, Permission.ACCOUNT}),
 }
+
 
 def permission_for(path: str, method: str) -> Permission:
     """The permission a request needs, from its route template and method. (The search for annotations
     across queues, /annotated-interactions outside a queue, needs `read`: it would show restricted queues.)"""
+    if path.startswith("/api/kennel/v1/users/{user_id}/keys"):
+        # Anyone may manage their own key pairs; the service asks for `people` when they are someone else's.
+        return Permission.ACCOUNT
+    if path.startswith(("/api/kennel/v1/users", "/api/kennel/v1/keys")):
+        return Permission.PEOPLE
     if "/annotation-queues" in path:
         if method == "GET" or path.endswith(("/annotations", "/annotations/delete")):
             return Permission.REVIEW

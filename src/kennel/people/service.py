@@ -286,3 +286,10 @@ def create_first_admin(session: Session, *, token: str, username: str, email: st
         raise Forbidden("this set-up link has been used or replaced: an admin exists already (sign in), or "
                         "restart the server for a new link")
     return create_user(session, username=username, email=email, role="admin", password=password)
+
+
+def key_counts(session: Session) -> dict[int, int]:
+    """Active key pairs per user, for the people page (one grouped query)."""
+    rows = session.execute(select(ApiKey.user_pk, func.count()).where(
+        ApiKey.revoked_at.is_(None), ApiKey.user_pk.is_not(None)).group_by(ApiKey.user_pk)).tuples().all()
+    return {pk: n for pk, n in rows if pk is not None}

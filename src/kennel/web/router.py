@@ -23,12 +23,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from kennel.annotations import service as queues
 from kennel.auth import SessionDep
 from kennel.datasets import service as datasets
-from kennel.errors import KennelError, NotFound
+from kennel.errors import KennelError
 from kennel.experiments import service as experiments
 from kennel.jsonapi import decode_cursor, encode_cursor
-from kennel.keys.service import authenticate, create_key, revoke_keys
 from kennel.people import service as people
-from kennel.people.roles import ROLES, Permission
+from kennel.people.roles import Permission
 from kennel.projects import service as projects
 from kennel.web.auth import (
     LOGIN_CSRF_COOKIE,
@@ -43,8 +42,6 @@ from kennel.web.auth import (
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
 PAGE = 50
-# A key pair just created, on its way to the one settings page that shows it.
-NEW_KEY_COOKIE = "kennel_new_key"
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -254,103 +251,6 @@ def my_queues(request: Request, session: SessionDep, person: PersonDep) -> Respo
     return render(request, "queues.html", person=person, nav="queues", queues=rows, project_names=names)
 
 
-# Settings: my key pairs ----------------------------------------------------------------------------
-
-def _settings(request: Request, session: SessionDep, person: Any, new_key: Any = None,
-              flashes: list[str] | None = None) -> Response:
-    keys = people.keys_of(session, user_pk=person.actor.user_pk)
-    return render(request, "settings.html", person=person, keys=keys, new_key=new_key, flashes=flashes or [])
-
-
-def _new_key(request: Request, session: SessionDep, person: Any) -> dict[str, str] | None:
-    """The pair just created, from the one-time cookie, if it is a live pair of this person's."""
-    api_key, _, app_key = request.cookies.get(NEW_KEY_COOKIE, "").partition(".")
-    actor = authenticate(session, api_key=api_key, app_key=app_key, require_app_key=True) if api_key else None
-    if actor is None or actor.user_pk is None or actor.user_pk != person.actor.user_pk:
-        return None
-    return {"api_key": api_key, "app_key": app_key}
-
-
-@router.get("/settings")
-def settings_page(request: Request, session: SessionDep, person: PersonDep) -> Response:
-    response = _settings(request, session, person, new_key=_new_key(request, session, person))
-    if NEW_KEY_COOKIE in request.cookies:
-        # Shown once: the keys leave the cookie jar with this page, which no browser or proxy may keep.
-        response.delete_cookie(NEW_KEY_COOKIE, path="/settings")
-        response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@router.post("/settings/keys")
-def create_my_key(request: Request, session: SessionDep, person: PersonDep, form: FormDep) -> Response:
-    name = _text(form, "name")[:200]
-    if not name:
-        return _settings(request, session, person, flashes=["Give the key pair a name."])
-    key = create_key(session, name=name, user_pk=person.actor.user_pk)
-    # Post/Redirect/Get, so that reloading the page cannot create (and show) another pair: the new keys
-    # travel to the settings page once, in a short-lived cookie only that page reads, and clears.
-    response = RedirectResponse("/settings", status_code=303)
-    response.set_cookie(NEW_KEY_COOKIE, f"{key.api_key}.{key.app_key}", max_age=120, httponly=True,
-                        samesite="strict", secure=_secure(request), path="/settings")
-    response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-@router.post("/settings/keys/{key_id}/revoke")
-def revoke_my_key(request: Request, session: SessionDep, person: PersonDep, key_id: str) -> Response:
-    mine = {k.id for k in people.keys_of(session, user_pk=person.actor.user_pk)}
-    if key_id not in mine:
-        raise NotFound("no such key pair of yours")
-    revoke_keys(session, key=key_id)
-    return RedirectResponse("/settings", status_code=303)
-
-
-# People (admins) -----------------------------------------------------------------------------------
-
-def _people(request: Request, session: SessionDep, person: Any, *, status: int = 200, error: str = "") -> Response:
-    return render(request, "people.html", status, person=person, nav="people", users=people.list_users(session),
-                  roles=list(ROLES), error=error)
-
-
-@router.get("/admin/people")
-def people_page(request: Request, session: SessionDep, person: PersonDep) -> Response:
-    person.require(Permission.PEOPLE, "managing people")
-    return _people(request, session, person)
-
-
-def _people_change(request: Request, session: SessionDep, person: Any, change: Any) -> Response:
-    person.require(Permission.PEOPLE, "managing people")
-    try:
-        change()
-    except KennelError as exc:
-        session.rollback()
-        return _people(request, session, person, status=exc.status, error=exc.detail)
-    return RedirectResponse("/admin/people", status_code=303)
-
-
-@router.post("/admin/people")
-def add_person(request: Request, session: SessionDep, person: PersonDep, form: FormDep) -> Response:
-    return _people_change(request, session, person, lambda: people.create_user(
-        session, username=_text(form, "username"), email=_text(form, "email") or None, role=_text(form, "role"),
-        password=str(form.get("password") or "")))
-
-
-@router.post("/admin/people/{user_id}/role")
-def change_role(request: Request, session: SessionDep, person: PersonDep, user_id: str, form: FormDep) -> Response:
-    return _people_change(request, session, person,
-                          lambda: people.set_role(session, who=user_id, role=_text(form, "role")))
-
-
-@router.post("/admin/people/{user_id}/disable")
-def disable(request: Request, session: SessionDep, person: PersonDep, user_id: str) -> Response:
-    return _people_change(request, session, person, lambda: people.disable_user(session, who=user_id))
-
-
-@router.post("/admin/people/{user_id}/enable")
-def enable(request: Request, session: SessionDep, person: PersonDep, user_id: str) -> Response:
-    return _people_change(request, session, person, lambda: people.enable_user(session, who=user_id))
-
-
 # Wiring --------------------------------------------------------------------------------------------
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: http: https:; "
@@ -383,9 +283,11 @@ class SecurityHeaders:
 
 
 def install(app: FastAPI) -> None:
+    from kennel.web.people import router as people_router
     from kennel.web.traces import router as traces_router
 
     app.include_router(router)
+    app.include_router(people_router)
     app.include_router(traces_router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_middleware(SecurityHeaders)
