@@ -18,7 +18,7 @@ from kennel.annotations.schemas import (
 )
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.errors import Invalid
-from kennel.jsonapi import RawBody, int_param, no_content, page_limit, parse_body, respond
+from kennel.jsonapi import RawBody, comma_list, int_param, no_content, page_limit, parse_body, respond
 from kennel.openapi import integer, json_body
 from kennel.spans.service import spans_for_trace
 
@@ -38,7 +38,7 @@ def _body(model: type[M], raw: bytes) -> M:
 
 def _split(raw: list[str] | None) -> list[str]:
     """Repeated parameters and comma-separated values both work, and mix."""
-    return [part.strip() for value in raw or [] for part in value.split(",") if part.strip()]
+    return comma_list(raw, strip=True)
 
 
 @router.post(BASE, openapi_extra=json_body(QueueRequest))

@@ -33,11 +33,10 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 
 # NO_FOREIGN_KEY: the tables written once per record (records, their content hashes, pending closings)
 # name their dataset without a foreign key. On PostgreSQL the key's check is a trigger and a row lock
-# per inserted row: a 1,000-record COPY took 28.6 ms per 1,000 with it and 20.0 ms without (100,000
-# rows), and the request thread waits out that difference. Every write to these tables happens under
-# the dataset's row lock (get_dataset(for_update=True)) in the same transaction, and datasets are only
-# ever soft-deleted, so the key had nothing left to catch; a hard delete of a dataset must delete
-# these rows itself (migration 0008).
+# per inserted row, close to a third of the time of a bulk COPY, which the request thread waits out.
+# Every write to these tables happens under the dataset's row lock (get_dataset(for_update=True)) in
+# the same transaction, and datasets are only ever soft-deleted, so the key had nothing left to catch;
+# a hard delete of a dataset must delete these rows itself (migration 0008).
 LIVE = text("deleted_at IS NULL")
 CURRENT = text("valid_to IS NULL")
 
@@ -178,8 +177,8 @@ class DatasetPendingClosure(Base):
 
     Closing a revision in place rewrites its row: on PostgreSQL a new 1.2 KB row version, two index
     entries and, after a checkpoint, a full-page image of every page touched. A delete of 10,000
-    records spread over a 1M-record dataset touches some 10,000 table pages that way: 115-140 MB of
-    WAL and 0.7-0.9 s measured on the benchmark machine. Here the delete appends its closings as
+    records spread over a large dataset touches some 10,000 table pages that way, each written whole
+    to the WAL, and the request waits for all of it. Here the delete appends its closings as
     narrow rows (one COPY) and answers; a background job (store.SettleClosures) writes them into
     dataset_records under the dataset lock, and any writer to the dataset settles them first. Until
     then, reads leave out the revisions listed here (RecordStore.visible).

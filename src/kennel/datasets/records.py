@@ -242,7 +242,7 @@ def check_version(dataset: Dataset, version: int | None, *, parameter: str = "fi
 def list_records(session: Session, *, project_id: str, dataset_id: str, version: int | None,
                  tags: Sequence[str] | None, cursor: tuple[int, int] | None,
                  limit: int) -> tuple[Dataset, list[Row[Any]], tuple[int, int] | None]:
-    """A page of records (rows of models.RECORD_FIELDS, see RecordStore.page) and the (seq, version)
+    """A page of records (rows of store.PAGE_FIELDS, see RecordStore.page) and the (seq, version)
     cursor of the next page.
 
     The cursor pins the version read on the first page, so a dataset that changes while a client

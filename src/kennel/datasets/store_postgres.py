@@ -36,17 +36,18 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from kennel.datasets.models import RECORD_FIELDS, REVISION_COLUMNS, Dataset
+from kennel.datasets.models import REVISION_COLUMNS, Dataset
 from kennel.datasets.plan import RecordState
 from kennel.datasets.store import (
     HASH_ROWS_IN_TRANSACTION,
     HASHES,
     JSON_FIELDS,
+    PAGE_FIELDS,
     TIME_FIELDS,
     R,
     RecordStore,
     chunks,
-    state_values,
+    row_maker,
 )
 from kennel.db.engine import make_engine
 from kennel.db.maintenance import request_upkeep
@@ -59,7 +60,13 @@ def _copy_type(name: str) -> str:
 
 # PostgreSQL types of REVISION_COLUMNS, for the binary COPY: each value is sent in its column's own form.
 COPY_TYPES = tuple(_copy_type(name) for name in REVISION_COLUMNS)
+# JSON goes out as the bytes orjson makes (see _EncodedJsonDumper), timestamps as they are.
+_ROW = row_maker(json="dumps({})", time="{}")
 _COPY_REVISIONS = f"COPY dataset_records ({', '.join(REVISION_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 class _EncodedJson:
@@ -213,7 +220,7 @@ class PostgresStore(RecordStore):
         them in on its own core; this thread would otherwise only wait for it."""
         if isinstance(states, Sequence) and not states:
             return
-        dumps = orjson.dumps
+        make, dumps = _ROW, orjson.dumps
         raw = self._driver()
         with raw.cursor() as cur:
             # On this cursor only: set_types picks each column's dumper by its type's oid.
@@ -222,10 +229,7 @@ class PostgresStore(RecordStore):
             with cur.copy(_COPY_REVISIONS) as copy:
                 copy.set_types(COPY_TYPES)
                 for state in states:
-                    values = list(state_values(state))
-                    for i in JSON_FIELDS:
-                        values[i] = dumps(values[i])
-                    copy.write_row((dataset_pk, version, None, *values))
+                    copy.write_row(make(dataset_pk, version, state, dumps, _same))
                 if meanwhile is not None:
                     meanwhile()
 
@@ -302,9 +306,9 @@ class PostgresStore(RecordStore):
 
     def page_columns(self) -> tuple[ColumnElement[Any], ...]:
         # JSON as its stored text (a cast); timestamps as the datetimes psycopg makes, which orjson writes.
-        return tuple(cast(R[name], Text).label(name) if i in JSON_FIELDS
-                     else type_coerce(R[name], DateTime(timezone=True)).label(name) if i in TIME_FIELDS
-                     else R[name] for i, name in enumerate(RECORD_FIELDS))
+        return tuple(cast(R[name], Text).label(name) if name in JSON_FIELDS
+                     else type_coerce(R[name], DateTime(timezone=True)).label(name) if name in TIME_FIELDS
+                     else R[name] for name in PAGE_FIELDS)
 
     def tags_any(self, tags: Sequence[str]) -> ColumnElement[bool]:
         return R.tags.op("?|")(postgresql.array(list(tags)))

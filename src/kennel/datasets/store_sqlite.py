@@ -7,7 +7,7 @@ as few statements as it can be, and everything happens here and now.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain
 from typing import Any
 
@@ -26,19 +26,19 @@ from sqlalchemy import (
     type_coerce,
 )
 
-from kennel.datasets.models import RECORD_FIELDS, REVISION_COLUMNS, Dataset
+from kennel.datasets.models import REVISION_COLUMNS, Dataset
 from kennel.datasets.plan import RecordState
 from kennel.datasets.store import (
     HASH_ROWS_IN_TRANSACTION,
     HASHES,
     JSON_FIELDS,
+    PAGE_FIELDS,
     PENDING,
     TIME_FIELDS,
     R,
     RecordStore,
     chunks,
-    sqlite_datetime,
-    state_values,
+    row_maker,
 )
 
 # Rows one INSERT carries. One statement steps through them all, where executemany binds, steps and
@@ -46,6 +46,8 @@ from kennel.datasets.store import (
 ROWS_PER_INSERT = 100
 
 _INSERT_REVISIONS = f"INSERT INTO dataset_records ({', '.join(REVISION_COLUMNS)})"
+# JSON goes in as its text, timestamps as the text SQLAlchemy's SQLite DateTime reads back.
+_ROW = row_maker(json="dumps({}).decode()", time="stamp({})")
 
 
 def insert_rows(conn: Any, head: str, width: int, rows: Sequence[Sequence[Any]]) -> None:
@@ -63,6 +65,11 @@ def insert_rows(conn: Any, head: str, width: int, rows: Sequence[Sequence[Any]])
             conn.exec_driver_sql(sql, tuple(chain.from_iterable(rows[start:start + n])))
     if full < len(rows):
         conn.exec_driver_sql(f"{head} VALUES {one}", list(rows[full:]))
+
+
+def sqlite_datetime(value: datetime) -> str:
+    """The text form SQLAlchemy's SQLite DateTime writes and reads back (naive UTC)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 class SQLiteStore(RecordStore):
@@ -100,21 +107,17 @@ class SQLiteStore(RecordStore):
     def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState],
                meanwhile: Callable[[], None] | None = None) -> None:
         # Every row is made before the first goes out: a state that raises stops the write before it starts.
-        dumps = orjson.dumps
         stamps: dict[datetime, str] = {}
 
-        def row(state: RecordState) -> tuple[Any, ...]:
-            values = list(state_values(state))
-            for i in JSON_FIELDS:
-                values[i] = dumps(values[i]).decode()
-            for i in TIME_FIELDS:
-                stamp = stamps.get(values[i])
-                if stamp is None:
-                    stamp = stamps[values[i]] = sqlite_datetime(values[i])
-                values[i] = stamp
-            return (dataset_pk, version, None, *values)
+        def stamp(value: datetime) -> str:
+            # A change's rows share one or two timestamps: each is formatted once.
+            text_ = stamps.get(value)
+            if text_ is None:
+                text_ = stamps[value] = sqlite_datetime(value)
+            return text_
 
-        rows = [row(s) for s in states]
+        make, dumps = _ROW, orjson.dumps
+        rows = [make(dataset_pk, version, s, dumps, stamp) for s in states]
         if not rows:
             return
         insert_rows(self.session.connection(), _INSERT_REVISIONS, len(REVISION_COLUMNS), rows)
@@ -161,9 +164,9 @@ class SQLiteStore(RecordStore):
 
     def page_columns(self) -> tuple[ColumnElement[Any], ...]:
         # JSON is stored as text already; timestamps come as SQLAlchemy's text form (views.py renders it).
-        return tuple(type_coerce(R[name], Text).label(name) if i in JSON_FIELDS
-                     else type_coerce(R[name], String).label(name) if i in TIME_FIELDS
-                     else R[name] for i, name in enumerate(RECORD_FIELDS))
+        return tuple(type_coerce(R[name], Text).label(name) if name in JSON_FIELDS
+                     else type_coerce(R[name], String).label(name) if name in TIME_FIELDS
+                     else R[name] for name in PAGE_FIELDS)
 
     def tags_any(self, tags: Sequence[str]) -> ColumnElement[bool]:
         each = func.json_each(R.tags).table_valued("value")

@@ -67,9 +67,9 @@ def record_rows(dataset_id: str, rows: list[Any]) -> list[dict[str, Any]]:
     """A read page in both shapes, with the stored JSON passed through without parsing it."""
     stamp = _stamp_formatter()
     out = []
-    # Unpacked by position (models.RECORD_FIELDS, the columns of RecordStore.page): a page is 1,000 rows,
+    # Unpacked by position (store.PAGE_FIELDS, the columns of RecordStore.page): a page is 1,000 rows,
     # and named access on a Row goes through a Python-level lookup per field.
-    for record_id, canonical_id, _seq, input_raw, expected_raw, metadata_raw, tags_raw, _hash, author_id, \
+    for record_id, canonical_id, _seq, input_raw, expected_raw, metadata_raw, tags_raw, author_id, \
             created_raw, updated_raw in rows:
         input_, expected, metadata = _fragment(input_raw), _fragment(expected_raw), _fragment(metadata_raw)
         created, updated = stamp(created_raw), stamp(updated_raw)

@@ -21,6 +21,7 @@ from kennel.jsonapi import (
     RawBody,
     bool_param,
     check_storable,
+    comma_list,
     decode_cursor,
     dumps,
     encode_cursor,
@@ -53,7 +54,7 @@ def create_experiment(session: SessionDep, actor: ActorDep, raw: RawBody) -> Res
 
 
 def _split(values: list[str]) -> list[str]:
-    return [v for raw in values for v in raw.split(",") if v]
+    return comma_list(values)
 
 
 # Query parameters are declared as plain strings and checked here, so that a bad value is a JSON:API

@@ -6,7 +6,17 @@ from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from kennel.auth import ActorDep, SessionDep, require_keys
-from kennel.jsonapi import RawBody, decode_cursor, encode_cursor, list_meta, no_content, page_limit, parse_body, respond
+from kennel.jsonapi import (
+    RawBody,
+    comma_list,
+    decode_cursor,
+    encode_cursor,
+    list_meta,
+    no_content,
+    page_limit,
+    parse_body,
+    respond,
+)
 from kennel.openapi import integer, json_body
 from kennel.projects import service
 from kennel.projects.schemas import DeleteProjectsRequest, ProjectRequest, ProjectUpdateRequest
@@ -36,7 +46,7 @@ def list_projects(
 ) -> Response:
     size = page_limit(limit, default=100, maximum=1000)
     before = decode_cursor(cursor, (int,))[0] if cursor else None
-    ids = [i for raw in filter_id or [] for i in raw.split(",") if i]
+    ids = comma_list(filter_id)
     rows = service.list_projects(session, ids=ids or None, name=filter_name, before_pk=before, limit=size + 1)
     after = encode_cursor(rows[size - 1].pk) if len(rows) > size else None
     return respond({"data": [project_resource(p) for p in rows[:size]], "meta": list_meta(after)})
