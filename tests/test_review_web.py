@@ -247,7 +247,7 @@ def test_each_interaction_type_renders_in_the_card(server: Server, http: httpx.C
     from tests.test_trace_view import HOSTILE_NAME, seed_trace
 
     sent = seed_trace(http)
-    qid, ids, _ = queue_of(http, [{"type": "trace", "content_id": sent.trace},
+    qid, _, _ = queue_of(http, [{"type": "trace", "content_id": sent.trace},
                                   {"type": "session", "content_id": sent.session}, qa(0),
                                   {"type": "trace", "content_id": "never-arrived"}])
     annotator = person(server, "annotator")
