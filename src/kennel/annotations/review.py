@@ -430,7 +430,15 @@ def _find_next(session: Session, ctx: Ctx, after_pk: int | None, exclude: set[in
 
     # An item I hold already comes first (a reload, a second tab): it is the one I was working on.
     # In queue order from where the reviewer is, then from the start; skipped items last, in skip order.
-    for name in ("held" if after_pk is None else "after", "start", "skipped"):
+    order = ["after"]
+    if after_pk is None:
+        # Go on from my last submit or skip rather than walk again past everything done before it.
+        last = session.scalar(select(ReviewAction.interaction_pk).where(
+            ReviewAction.queue_pk == ctx.queue.pk, ReviewAction.reviewer_id == ctx.actor.id)
+            .order_by(ReviewAction.pk.desc()).limit(1))
+        params["after"] = last or 0
+        order = ["held", "after"] if last else ["held"]
+    for name in (*order, "start", "skipped"):
         found = first(name)
         if found is not None:
             return found
