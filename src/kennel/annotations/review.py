@@ -489,6 +489,8 @@ def open_item(session: Session, *, queue_id: str, actor: Actor, interaction_id: 
     if position is not None:
         if position < 1:
             raise Invalid(f"item number must be 1 or more, got {position}", parameter="position")
+        # An item's number is its rank in the queue, which no column holds: OFFSET over the queue's index,
+        # bounded by the queue's size, for the rare "go to item N".
         found = session.scalars(select(AnnotationInteraction).where(AnnotationInteraction.queue_pk == ctx.queue.pk)
                                 .order_by(AnnotationInteraction.pk).offset(position - 1).limit(1)).first()
         if found is None:
