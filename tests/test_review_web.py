@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import markupsafe
 
 from tests.conftest import Server, kennel_cli
 from tests.test_review_api import V2, K, _ok
@@ -239,4 +240,29 @@ def test_owner_page_and_who_may_use_it(server: Server, http: httpx.Client) -> No
         assert annotator.post(f"/queues/{qid}/next", headers={"X-CSRF-Token": csrf(annotator)}).status_code == 404
     finally:
         member.close()
+        annotator.close()
+
+
+def test_each_interaction_type_renders_in_the_card(server: Server, http: httpx.Client) -> None:
+    from tests.test_trace_view import HOSTILE_NAME, seed_trace
+
+    sent = seed_trace(http)
+    qid, _, _ = queue_of(http, [{"type": "trace", "content_id": sent.trace},
+                                  {"type": "session", "content_id": sent.session}, qa(0),
+                                  {"type": "trace", "content_id": "never-arrived"}])
+    annotator = person(server, "annotator")
+    try:
+        token = csrf(annotator)
+        cards = [annotator.post(f"/queues/{qid}/open", data={"position": str(n), "csrf_token": token})
+                 for n in range(1, 5)]
+        assert [c.status_code for c in cards] == [200] * 4, [c.text for c in cards]
+        trace, session, blocks, missing = (c.text for c in cards)
+        assert "workflow-root" in trace and "tool-call" in trace and f'href="/traces/{sent.trace}"' in trace
+        assert str(markupsafe.escape(HOSTILE_NAME)) in trace and HOSTILE_NAME not in trace
+        assert "What is the weather?" in session and 'class="transcript"' in session
+        assert "<strong>Settings → Security</strong>" in blocks and "<em>Reset</em>" in blocks
+        assert "No spans of trace <code>never-arrived</code> have arrived" in missing
+        for card in (trace, session, blocks):
+            assert '<legend>quality <span class="req">required</span></legend>' in card
+    finally:
         annotator.close()

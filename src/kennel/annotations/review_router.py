@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
-from kennel.annotations import review, review_items
+from kennel.annotations import review, review_items, review_settings
 from kennel.annotations.review_schemas import (
     DraftRequest,
     FlagRequest,
@@ -50,7 +50,7 @@ def _item(queue_id: str, item: review.Item | None) -> Response:
     return respond({"data": item_resource(queue_id, item)})
 
 
-def _settings(queue_id: str, settings: review.Settings) -> Response:
+def _settings(queue_id: str, settings: review_settings.Settings) -> Response:
     return respond({"data": {"id": queue_id, "type": "review_settings", "attributes": settings.as_dict()}})
 
 
@@ -63,7 +63,7 @@ def get_review_settings(queue_id: str, session: SessionDep, actor: ActorDep) -> 
 def update_review_settings(queue_id: str, session: SessionDep, raw: RawBody) -> Response:
     attrs = _body(ReviewSettingsRequest, raw).data.attributes
     changes = {name: getattr(attrs, name) for name in attrs.model_fields_set}
-    return _settings(queue_id, review.update_settings(session, queue_id=queue_id, changes=changes))
+    return _settings(queue_id, review_settings.update_settings(session, queue_id=queue_id, changes=changes))
 
 
 @router.post(BASE + "/next", openapi_extra=json_body(NextRequest))

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from kennel.annotations import review, review_items
+from kennel.annotations import review, review_items, review_settings
 from kennel.annotations.schemas import LabelValueIn
 from kennel.annotations.service import get_queue
 from kennel.auth import SessionDep
@@ -323,6 +323,6 @@ def change_settings(request: Request, session: SessionDep, person: PersonDep, qu
     n = _int(form, "reviewers_per_item")
     changes = {"assignment": form.get("assignment") or "open", "reviewers_per_item": n,
                "blind_review": None if blind in (None, "", "default") else blind == "on",
-               "lease_seconds": _int(form, "lease_seconds") or review.DEFAULT_LEASE_SECONDS}
-    review.update_settings(session, queue_id=queue_id, changes=changes)
+               "lease_seconds": _int(form, "lease_seconds") or review_settings.DEFAULT_LEASE_SECONDS}
+    review_settings.update_settings(session, queue_id=queue_id, changes=changes)
     return RedirectResponse(f"/queues/{queue_id}/manage", status_code=303)
