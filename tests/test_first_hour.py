@@ -81,6 +81,8 @@ SQLITE_CASES: dict[str, tuple[Any, str, str]] = {
     "other-application": (_other_apps_file, "tables that are not Kennel's (customers)", "database of its own"),
     "newer-kennel": (_newer_kennel_file, "written by a newer Kennel (schema 0999)", "upgrade Kennel"),
     "unsupported-scheme": (lambda tmp: "mysql://root@127.0.0.1/kennel", "does not support 'mysql'", "postgresql://"),
+    "port-not-a-number": (lambda tmp: "postgresql://kennel@127.0.0.1:54x/kennel", "is not a database URL",
+                          "postgresql://user:pass@host:port/db"),
 }
 
 

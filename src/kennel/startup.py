@@ -44,7 +44,7 @@ class Opened:
 def shown_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url
 
 
@@ -55,8 +55,8 @@ def check_url(url: str) -> None:
                            f"for a SQLite file write sqlite:///{url}; {URL_HELP}")
     try:
         backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise StartupError(f"{shown_url(url)!r} is not a database URL", URL_HELP) from None
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise StartupError(f"{shown_url(url)!r} is not a database URL ({exc})", URL_HELP) from None
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise StartupError(f"Kennel does not support {backend!r} databases ({shown_url(url)})", URL_HELP)
 
