@@ -9,6 +9,10 @@ typed appends of 1,000 records (~1.2 KB each) and reads of a 1,000-record page, 
 the median and p90 latency of each kind of request on each side, and the ratio B/A of the medians.
 
   .venv/bin/python bench/bench_ab.py --a 82f1c81 --b HEAD --backend sqlite --rounds 40
+
+The cost of the access log: the same version on both sides, one logging each request, one not:
+
+  .venv/bin/python bench/bench_ab.py --a HEAD --b HEAD --a-log-level warning --b-log-level info
 """
 
 from __future__ import annotations
@@ -89,11 +93,13 @@ def main() -> None:
     ap.add_argument("--b", default=None, help="git ref of side B (default: the working tree)")
     ap.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--a-log-level", default="warning", help="side A's --log-level (info: an access line per request)")
+    ap.add_argument("--b-log-level", default="warning", help="side B's --log-level")
     ap.add_argument("--pg-admin", default=os.environ.get("KENNEL_BENCH_PG_ADMIN", PG_ADMIN_DEFAULT))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="kennel-ab-") as tmp:
         sides, cleanup = [], []
-        for label, ref in (("A", args.a), ("B", args.b)):
+        for label, ref, level in (("A", args.a, args.a_log_level), ("B", args.b, args.b_log_level)):
             env = dict(os.environ)
             if ref:
                 where = Path(tmp) / label
@@ -107,7 +113,7 @@ def main() -> None:
                     conn.execute(f'CREATE DATABASE "{name}"')
                 cleanup.append(name)
                 url = args.pg_admin.rsplit("/", 1)[0] + "/" + name
-            sides.append(Side(label, start_server(url, args.backend, Path(tmp), env=env)))
+            sides.append(Side(label, start_server(url, args.backend, Path(tmp), env=env, log_level=level)))
         try:
             for side in sides:  # warm-up, off the record
                 one_round(side, -1)
@@ -122,7 +128,8 @@ def main() -> None:
                 with pg_admin(args.pg_admin) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     a, b = sides
-    out = {"backend": args.backend, "a": args.a, "b": args.b or "working tree", "rounds": args.rounds}
+    out = {"backend": args.backend, "a": args.a, "b": args.b or "working tree", "rounds": args.rounds,
+           "a_log_level": args.a_log_level, "b_log_level": args.b_log_level}
     for kind in a.times:
         ma, mb = statistics.median(a.times[kind]), statistics.median(b.times[kind])
         p90 = lambda xs: sorted(xs)[int(0.9 * (len(xs) - 1))]  # noqa: E731

@@ -103,7 +103,8 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(database_url: str, backend: str, log_dir: Path, env: dict[str, str] | None = None) -> Server:
+def start_server(database_url: str, backend: str, log_dir: Path, env: dict[str, str] | None = None,
+                 log_level: str = "warning") -> Server:
     port = free_port()
     log_path = log_dir / f"server-{port}.log"
     # The same code as the server makes the keys (a benchmark may run an older version from PYTHONPATH).
@@ -112,7 +113,7 @@ def start_server(database_url: str, backend: str, log_dir: Path, env: dict[str, 
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kennel.cli", "serve", "--port", str(port), "--database-url", database_url,
-             "--log-level", "warning"],
+             "--log-level", log_level],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )
     base = f"http://127.0.0.1:{port}"

@@ -10,7 +10,10 @@ run in one interpreter, in order, as in one `python3 -i` session, with the envir
 built. What the test changes in the text, and only this: the server's address `http://127.0.0.1:8000`
 becomes the test server's, and `python3 dev.py` names dev.py by its full path (the blocks run in a
 temporary directory, where their files land). The database the test server serves is given to the
-`kennel` commands as KENNEL_DATABASE_URL, as `dev.py serve` and `dev.py kennel` share ./kennel.db.
+`kennel` commands as KENNEL_DATABASE_URL, as `dev.py serve` and `dev.py kennel` share ./kennel.db, and
+DD_TRACE_AGENT_URL points ddtrace's tracer at a closed port (nothing it sends may leave the machine).
+Python runs in the test's interpreter, which has both clients (the README's `pip install` is a console
+transcript).
 """
 
 from __future__ import annotations

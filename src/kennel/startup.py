@@ -13,6 +13,7 @@ import errno
 import logging
 import re
 import socket
+import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ class Opened:
 def shown_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return url
 
 
@@ -55,8 +56,8 @@ def check_url(url: str) -> None:
                            f"for a SQLite file write sqlite:///{url}; {URL_HELP}")
     try:
         backend = make_url(url).get_backend_name()
-    except ArgumentError:
-        raise StartupError(f"{shown_url(url)!r} is not a database URL", URL_HELP) from None
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise StartupError(f"{shown_url(url)!r} is not a database URL ({exc})", URL_HELP) from None
     if backend not in ("sqlite", "postgresql", "postgres"):
         raise StartupError(f"Kennel does not support {backend!r} databases ({shown_url(url)})", URL_HELP)
 
@@ -117,8 +118,26 @@ def _known_revisions() -> list[str]:
     return sorted(script.revision for script in ScriptDirectory.from_config(cfg).walk_revisions())
 
 
-def check_contents(engine: Engine, shown: str) -> bool:
-    """Whether the database is empty; refuse one holding another application's tables or a newer Kennel's."""
+def _sqlite_contents(path: Path, shown: str) -> tuple[set[str], set[str]]:
+    """Tables and schema versions of an existing SQLite file, read without writing a byte (the engine's
+    connections would switch the file to WAL mode, which changes another application's file)."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                                 "AND name NOT LIKE 'sqlite_%'")}
+            revisions = ({r[0] for r in conn.execute("SELECT version_num FROM alembic_version")}
+                         if "alembic_version" in tables else set())
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StartupError(f"{shown} cannot be read as a SQLite database ({exc})",
+                           "point --database-url at a Kennel database, or at a file that does not exist yet") \
+            from exc
+    return tables, revisions
+
+
+def _engine_contents(engine: Engine, shown: str) -> tuple[set[str], set[str]]:
     from sqlalchemy import text
 
     try:
@@ -127,11 +146,12 @@ def check_contents(engine: Engine, shown: str) -> bool:
             revisions = ({row[0] for row in conn.execute(text("SELECT version_num FROM alembic_version"))}
                          if "alembic_version" in tables else set())
     except DBAPIError as exc:
-        if engine.dialect.name == "postgresql":
-            raise _postgres_error(exc, shown) from exc
-        raise StartupError(f"{shown} cannot be read as a SQLite database ({str(exc.orig).strip()})",
-                           "point --database-url at a Kennel database, or at a file that does not exist yet") \
-            from exc
+        raise _postgres_error(exc, shown) from exc
+    return tables, revisions
+
+
+def check_contents(tables: set[str], revisions: set[str], shown: str) -> bool:
+    """Whether the database is empty; refuse one holding another application's tables or a newer Kennel's."""
     if not tables:
         return True
     if "alembic_version" not in tables:
@@ -164,9 +184,12 @@ def open_database(url: str) -> Opened:
     if is_sqlite:
         database = make_url(url).database or ""
         shown = f"sqlite:///{Path(database).expanduser().resolve()}" if database not in ("", ":memory:") else shown
-        check_sqlite_file(url)
-    engine = make_engine(url)
-    empty = check_contents(engine, shown)
+        new = check_sqlite_file(url)
+        empty = new or check_contents(*_sqlite_contents(Path(database).expanduser(), shown), shown)
+        engine = make_engine(url)
+    else:
+        engine = make_engine(url)
+        empty = check_contents(*_engine_contents(engine, shown), shown)
     say(f"database: {shown}" + (" (new: creating Kennel's tables)" if empty else ""))
     try:
         upgrade(engine)
