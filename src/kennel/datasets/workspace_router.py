@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from orjson import Fragment
 from starlette.responses import Response
 
 from kennel.auth import ActorDep, SessionDep, require_keys
@@ -14,6 +15,7 @@ from kennel.datasets import diff, history, search, workspace
 from kennel.datasets.records import check_version
 from kennel.datasets.service import get_dataset
 from kennel.datasets.workspace_schemas import RecordSaveRequest
+from kennel.errors import Invalid
 from kennel.jsonapi import (
     RawBody,
     decode_cursor,
@@ -81,8 +83,6 @@ def list_records(dataset_id: str, session: SessionDep, version: VersionQuery = N
 
 
 def _raw(text: str | None) -> Any:
-    from orjson import Fragment
-
     return None if text is None else Fragment(text)
 
 
@@ -124,8 +124,6 @@ def version_diff(dataset_id: str, session: SessionDep,
         return Response(body, media_type="application/x-ndjson", headers={
             "Content-Disposition": f'attachment; filename="diff-v{result.from_version}-v{result.to_version}.jsonl"'})
     if format not in (None, "", "json"):
-        from kennel.errors import Invalid
-
         raise Invalid(f"unknown format {format!r}; use json or jsonl", parameter="format")
     after = tuple(decode_cursor(cursor, (int, str))) if cursor else None
     changes, nxt = diff.page(session, result, kind=kind or None, after=after, limit=size)  # type: ignore[arg-type]

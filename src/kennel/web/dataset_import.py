@@ -30,7 +30,7 @@ from kennel.datasets.service import ensure_writable, get_dataset
 from kennel.errors import Invalid, KennelError
 from kennel.people.roles import Permission
 from kennel.web.auth import Person, PersonDep
-from kennel.web.datasets import _dataset, _page
+from kennel.web.datasets import dataset_and_project, workspace_page
 from kennel.web.router import FormDep, _text
 
 router = APIRouter(include_in_schema=False)
@@ -101,20 +101,20 @@ def _guess(column: str) -> str:
 
 def _import_page(request: Request, person: Person, dataset: Dataset, project: Any, status: int = 200,
                  **context: Any) -> Response:
-    return _page(request, "dataset_import.html", person, dataset, project, "import", status, roles=ROLES,
+    return workspace_page(request, "dataset_import.html", person, dataset, project, "import", status, roles=ROLES,
                  **context)
 
 
 @router.get("/datasets/{dataset_id}/import")
 def import_form(request: Request, session: SessionDep, person: PersonDep, dataset_id: str) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     person.require(Permission.WRITE, "changing datasets")
     return _import_page(request, person, dataset, project)
 
 
 @router.post("/datasets/{dataset_id}/import")
 def preview(request: Request, session: SessionDep, person: PersonDep, dataset_id: str, form: FormDep) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     person.require(Permission.WRITE, "changing datasets")
     upload = form.get("file")
     try:
@@ -204,7 +204,7 @@ def commit(request: Request, session: SessionDep, person: PersonDep, dataset_id:
             pass
     except KennelError as exc:
         session.rollback()
-        dataset, project = _dataset(session, person, dataset_id)
+        dataset, project = dataset_and_project(session, person, dataset_id)
         return _import_page(request, person, dataset, project, exc.status, error=exc.detail)
     for suffix in (meta["fmt"], "json"):
         (_folder() / f"{token}.{suffix}").unlink(missing_ok=True)
