@@ -18,7 +18,7 @@ def upgrade() -> None:
     op.create_index("ix_dataset_records_opened", "dataset_records", ["dataset_pk", "valid_from", "seq"])
     op.create_index("ix_dataset_records_closed", "dataset_records", ["dataset_pk", "valid_to", "seq"],
                     sqlite_where=CLOSED, postgresql_where=CLOSED)
-    op.create_index("ix_dataset_records_closed_id", "dataset_records", ["record_id", "dataset_pk"],
+    op.create_index("ix_dataset_records_closed_id", "dataset_records", ["record_id"],
                     sqlite_where=CLOSED, postgresql_where=CLOSED)
 
 
