@@ -192,6 +192,8 @@ def commit(request: Request, session: SessionDep, person: PersonDep, dataset_id:
     token = _text(form, "token")
     mapping = {str(form.get(f"column-{i}") or ""): _text(form, f"role-{i}") for i in range(MAX_COLUMNS)
                if form.get(f"column-{i}") is not None}
+    meta: dict[str, Any] = {}
+    data = b""
     try:
         meta, data = _stored(token, person, dataset_id)
         remapped = remap(data, meta["fmt"], mapping)
@@ -205,7 +207,13 @@ def commit(request: Request, session: SessionDep, person: PersonDep, dataset_id:
     except KennelError as exc:
         session.rollback()
         dataset, project = dataset_and_project(session, person, dataset_id)
-        return _import_page(request, person, dataset, project, exc.status, error=exc.detail)
+        if not meta:
+            return _import_page(request, person, dataset, project, exc.status, error=exc.detail)
+        # The file is still kept: the same mapping comes back, to be corrected.
+        columns, rows = _columns_and_rows(data, meta["fmt"])
+        return _import_page(request, person, dataset, project, exc.status, error=exc.detail, token=token,
+                            filename=meta["name"], fmt=meta["fmt"], rows=rows, size=len(data),
+                            columns=[(c, mapping.get(c, "ignore")) for c in columns])
     for suffix in (meta["fmt"], "json"):
         (_folder() / f"{token}.{suffix}").unlink(missing_ok=True)
     created = last.created if last else 0
