@@ -98,7 +98,8 @@ def revisions_of(session: Session, dataset: Dataset, record_id: str) -> list[Rev
     # revision of the dataset (ix_dataset_records_closed) instead of probing this record's: 330 ms
     # against 0.1 at 100,000 records.
     closed = session.execute(select(*REVISION_COLUMNS).where(
-        R.record_id == record_id, R.dataset_pk + literal_column("0") == dataset.pk, R.valid_to.is_not(None))).all()
+        R.record_id == record_id, R.record_id.is_not(None), R.dataset_pk + literal_column("0") == dataset.pk,
+        R.valid_to.is_not(None))).all()
     revisions = [revision(r) for r in (*open_rows, *closed)]
     return sorted(settle_in_memory(session, dataset, revisions), key=lambda r: (r.valid_from, r.pk))
 
