@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from orjson import Fragment
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import diff, history, search, workspace
@@ -109,7 +109,7 @@ def versions(dataset_id: str, session: SessionDep, cursor: CursorQuery = None) -
 
 
 @router.get("/datasets/{dataset_id}/diff")
-def version_diff(dataset_id: str, session: SessionDep,
+def version_diff(dataset_id: str, request: Request, session: SessionDep,
                  from_: Annotated[str | None, Query(alias="from", json_schema_extra=integer(0))] = None,
                  to: VersionQuery = None, kind: Annotated[str | None, Query()] = None,
                  format: Annotated[str | None, Query(description="json (default) or jsonl")] = None,
@@ -120,8 +120,8 @@ def version_diff(dataset_id: str, session: SessionDep,
     dataset = get_dataset(session, dataset_id=dataset_id)
     result = diff.compute(session, dataset, int_param(from_, "from"), int_param(to, "to"))
     if format == "jsonl":
-        body = b"".join(diff.jsonl(session, result, kind or None))
-        return Response(body, media_type="application/x-ndjson", headers={
+        body = diff.jsonl(request.app.state.sessionmaker, result, kind or None)
+        return StreamingResponse(body, media_type="application/x-ndjson", headers={
             "Content-Disposition": f'attachment; filename="diff-v{result.from_version}-v{result.to_version}.jsonl"'})
     if format not in (None, "", "json"):
         raise Invalid(f"unknown format {format!r}; use json or jsonl", parameter="format")

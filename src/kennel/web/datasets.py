@@ -161,13 +161,13 @@ def diff_page(request: Request, session: SessionDep, person: PersonDep, dataset_
 
 
 @router.get("/datasets/{dataset_id}/diff.jsonl")
-def diff_export(session: SessionDep, person: PersonDep, dataset_id: str,
+def diff_export(request: Request, session: SessionDep, person: PersonDep, dataset_id: str,
                 from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None,
                 kind: str = "") -> Response:
     dataset, _ = dataset_and_project(session, person, dataset_id)
     result = diff.compute(session, dataset, int_param(from_, "from"), int_param(to, "to"))
-    body = b"".join(diff.jsonl(session, result, kind or None))
-    return Response(body, media_type="application/x-ndjson", headers={
+    body = diff.jsonl(request.app.state.sessionmaker, result, kind or None)
+    return StreamingResponse(body, media_type="application/x-ndjson", headers={
         "Content-Disposition": f'attachment; filename="diff-v{result.from_version}-v{result.to_version}.jsonl"'})
 
 
