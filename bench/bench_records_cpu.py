@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_datasets import snapshot_src  # noqa: E402
+from bench_datasets import snapshot_src
 
 # Runs in the measured process, with the version under test first on sys.path.
 WORKLOAD = r'''

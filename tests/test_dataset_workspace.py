@@ -4,6 +4,8 @@ record's history, the filter syntax, and the guarded edit (read back with both r
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Any
 
 import httpx
@@ -257,3 +259,27 @@ def test_save_refuses_an_edit_made_on_a_stale_revision_and_clients_read_the_save
     got = typed.list_llm_obs_dataset_records(pid, did)
     assert [(r.id, r.expected_output, r.metadata) for r in got.data] == [("q1", "4", {"by": "me"})]
     assert records(http, pid, did, 1)["q1"]["expected_output"] == "5"
+
+
+def test_record_history_lists_the_experiments_that_ran_on_it_with_scores(http: httpx.Client, pid: str) -> None:
+    from tests.test_experiments import UNSTABLE as EXPERIMENTS
+    from tests.test_experiments import _dd_create, _dd_metric, _span
+
+    did = make_dataset(http, pid)
+    ok_batch(http, pid, did, inserts=[{"id": "r_1", "input": {"q": 1}}, {"id": "r%1", "input": {"q": 2}}])
+    eid = _dd_create(http, pid, "on-records", dataset_id=did, dataset_version=1)["id"]
+    now = time.time_ns()
+    trace = uuid.uuid4().hex
+    # `r%1` and `r_1` hold LIKE's wildcards: each record must see its own run only.
+    spans = [_span(trace, "1", now, eid, "r_1"), _span(trace, "2", now + 1, eid, "r%1")]
+    metrics = [_dd_metric(eid, "1", trace, "exact", "boolean", True, now // 10**6),
+               _dd_metric(eid, "2", trace, "score", "score", 0.25, now // 10**6)]
+    assert http.post(f"{EXPERIMENTS}/{eid}/events", json={"data": {"type": "experiments", "attributes": {
+        "scope": "experiments", "metrics": metrics, "spans": spans, "tags": []}}}).status_code == 202
+    runs = http.get(f"{K}/datasets/{did}/history", params={"record_id": "r_1"}).json()["data"]["attributes"][
+        "experiments"]
+    assert [(r["id"], r["dataset_version"], r["output"], r["scores"]) for r in runs] == [
+        (eid, 1, "out-r_1", [{"label": "exact", "value": True}])]
+    runs = http.get(f"{K}/datasets/{did}/history", params={"record_id": "r%1"}).json()["data"]["attributes"][
+        "experiments"]
+    assert [(r["output"], r["scores"]) for r in runs] == [("out-r%1", [{"label": "score", "value": 0.25}])]

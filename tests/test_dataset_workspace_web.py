@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import markupsafe
+import orjson
 import pytest
 
 from tests.conftest import Server, run_ddtrace
@@ -230,6 +231,10 @@ def test_import_with_preview_and_mapping_in_chromium(server: Server, http: httpx
         context.add_cookies([{"name": "kennel_session", "value": web.cookies.get("kennel_session"),
                               "url": server.base_url}])
         page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error"
+                and not m.text.startswith("Failed to load resource") else None)
         page.goto(f"/datasets/{did}")
         page.get_by_role("link", name="Import").click()
         page.get_by_label("File (.csv or .jsonl)").set_input_files(files=[{
@@ -246,11 +251,12 @@ def test_import_with_preview_and_mapping_in_chromium(server: Server, http: httpx
         page.get_by_role("button", name="Import as a new version").click()
         expect(page.get_by_role("alert")).to_contain_text("the mapping leaves no input")
         assert len(records(http, pid, did)) == 60
-        page.go_back()
+        # The file is still there, with the mapping as it was sent: correct it and import.
+        expect(page.get_by_label("Column meta is")).to_have_value("metadata")
         page.get_by_label("Column question is").select_option("input")
-        page.get_by_label("Column meta is").select_option("metadata")
         page.get_by_role("button", name="Import as a new version").click()
         expect(page.get_by_text("Imported: 3 records added, 0 replaced, as version 3.")).to_be_visible()
+        assert problems == []
     finally:
         context.close()
     expected = sorted([(repr({"country": "France"}), "Paris", {"difficulty": "easy"}),
@@ -262,3 +268,32 @@ def test_import_with_preview_and_mapping_in_chromium(server: Server, http: httpx
     by_http = sorted((repr(r["input"]), r["expected_output"], r["metadata"])
                      for rid, r in records(http, pid, did).items() if rid not in seeded)
     assert by_http == expected
+
+
+def test_add_delete_export_and_clone_from_the_pages(http: httpx.Client, web: httpx.Client, typed: Any) -> None:
+    _, pid, did = seed(http)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', web.get(f"/datasets/{did}/new").text)
+    assert token
+    csrf = token.group(1)
+    added = web.post(f"/datasets/{did}/new", data={"csrf_token": csrf, "id": "new/one", "input": '{"q": "hi"}',
+                                                   "expected_output": '"hello"', "metadata": "", "tags": "a\nb"})
+    assert added.status_code == 303 and added.headers["location"].endswith("id=new%2Fone&saved=3")
+    again = web.post(f"/datasets/{did}/new", data={"csrf_token": csrf, "id": "new/one", "input": "1"})
+    assert again.status_code == 409 and "has a record &#39;new/one&#39; already" in again.text
+    got = {r.id: r for r in typed.list_llm_obs_dataset_records(pid, did, page_limit=1000).data}
+    assert plain(got["new/one"].input) == {"q": "hi"} and got["new/one"].expected_output == "hello"
+    assert web.get(f"/datasets/{did}/record", params={"id": "new/one"}).status_code == 200
+
+    deleted = web.post(f"/datasets/{did}/record/delete", params={"id": "q001"}, data={"csrf_token": csrf})
+    assert deleted.status_code == 303
+    assert "q001" not in records(http, pid, did) and "q001" in records(http, pid, did, 3)
+
+    export = web.get(f"/datasets/{did}/export", params={"version": 1, "format": "jsonl"})
+    assert export.status_code == 200 and len(export.text.splitlines()) == 60
+    diff_lines = web.get(f"/datasets/{did}/diff.jsonl", params={"from": 2, "to": 4}).text.splitlines()
+    assert sorted(orjson.loads(line)["record_id"] for line in diff_lines) == ["new/one", "q001"]
+
+    cloned = web.post(f"/datasets/{did}/clone", data={"csrf_token": csrf, "name": f"copy-{uuid.uuid4().hex[:6]}"})
+    assert cloned.status_code == 303
+    copy_id = cloned.headers["location"].rsplit("/", 1)[1]
+    assert set(records(http, pid, copy_id)) == set(records(http, pid, did))

@@ -18,11 +18,12 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Text, and_, cast, or_, select, type_coerce
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord
 from kennel.datasets.store import not_pending
 from kennel.datasets.workspace import REVISION_COLUMNS, Revision, revision
+from kennel.db.session import unit_of_work
 from kennel.errors import Invalid, NotFound
 
 R = DatasetRecord.__table__.c
@@ -260,12 +261,21 @@ def change_dict(change: Change) -> dict[str, Any]:
             "fields": [f.as_dict() for f in field_changes(change.before, change.after)]}
 
 
-def jsonl(session: Session, diff: Diff, kind: str | None, chunk: int = 500) -> Iterator[bytes]:
-    """The diff as JSON lines, a chunk of records' content read at a time."""
-    after: tuple[int, str] | None = None
-    while True:
-        changes, after = page(session, diff, kind=kind, after=after, limit=chunk)
-        if changes:
-            yield b"".join(orjson.dumps(change_dict(c)) + b"\n" for c in changes)
-        if after is None:
-            return
+def jsonl(factory: sessionmaker[Session], diff: Diff, kind: str | None, chunk: int = 500) -> Iterator[bytes]:
+    """The diff as JSON lines, `chunk` records' content at a time, each chunk read in a short transaction of
+    its own (versions never change, so the chunks describe one diff), after the request's session closed:
+    memory stays at a chunk whatever the size of the diff."""
+    if kind is not None and kind not in KINDS:
+        raise Invalid(f"unknown kind {kind!r}; use one of {', '.join(KINDS)}", parameter="kind")
+
+    def chunks() -> Iterator[bytes]:
+        after: tuple[int, str] | None = None
+        while True:
+            with unit_of_work(factory, write=False) as session:
+                changes, after = page(session, diff, kind=kind, after=after, limit=chunk)
+            if changes:
+                yield b"".join(orjson.dumps(change_dict(c)) + b"\n" for c in changes)
+            if after is None:
+                return
+
+    return chunks()

@@ -27,6 +27,7 @@ from kennel.datasets.models import (
     DatasetVersion,
 )
 from kennel.datasets.workspace import Revision, author_names, revisions_of
+from kennel.errors import NotFound
 from kennel.experiments.models import Experiment
 from kennel.spans.models import Span, SpanMetric
 
@@ -217,8 +218,6 @@ def _experiments(session: Session, dataset: Dataset, record_id: str) -> list[Exp
 
 
 def record_history(session: Session, dataset: Dataset, record_id: str) -> RecordHistory:
-    from kennel.errors import NotFound
-
     revisions = revisions_of(session, dataset, record_id)
     if not revisions:
         raise NotFound(f"dataset {dataset.id} has never had a record {record_id!r}")

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
-from starlette.responses import Response
+from fastapi import APIRouter, Depends, Query, Request
+from orjson import Fragment
+from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import diff, history, search, workspace
 from kennel.datasets.records import check_version
 from kennel.datasets.service import get_dataset
 from kennel.datasets.workspace_schemas import RecordSaveRequest
+from kennel.errors import Invalid
 from kennel.jsonapi import (
     RawBody,
     decode_cursor,
@@ -81,8 +83,6 @@ def list_records(dataset_id: str, session: SessionDep, version: VersionQuery = N
 
 
 def _raw(text: str | None) -> Any:
-    from orjson import Fragment
-
     return None if text is None else Fragment(text)
 
 
@@ -109,7 +109,7 @@ def versions(dataset_id: str, session: SessionDep, cursor: CursorQuery = None) -
 
 
 @router.get("/datasets/{dataset_id}/diff")
-def version_diff(dataset_id: str, session: SessionDep,
+def version_diff(dataset_id: str, request: Request, session: SessionDep,
                  from_: Annotated[str | None, Query(alias="from", json_schema_extra=integer(0))] = None,
                  to: VersionQuery = None, kind: Annotated[str | None, Query()] = None,
                  format: Annotated[str | None, Query(description="json (default) or jsonl")] = None,
@@ -120,12 +120,10 @@ def version_diff(dataset_id: str, session: SessionDep,
     dataset = get_dataset(session, dataset_id=dataset_id)
     result = diff.compute(session, dataset, int_param(from_, "from"), int_param(to, "to"))
     if format == "jsonl":
-        body = b"".join(diff.jsonl(session, result, kind or None))
-        return Response(body, media_type="application/x-ndjson", headers={
+        body = diff.jsonl(request.app.state.sessionmaker, result, kind or None)
+        return StreamingResponse(body, media_type="application/x-ndjson", headers={
             "Content-Disposition": f'attachment; filename="diff-v{result.from_version}-v{result.to_version}.jsonl"'})
     if format not in (None, "", "json"):
-        from kennel.errors import Invalid
-
         raise Invalid(f"unknown format {format!r}; use json or jsonl", parameter="format")
     after = tuple(decode_cursor(cursor, (int, str))) if cursor else None
     changes, nxt = diff.page(session, result, kind=kind or None, after=after, limit=size)

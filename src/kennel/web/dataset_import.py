@@ -31,7 +31,7 @@ from kennel.datasets.service import ensure_writable, get_dataset
 from kennel.errors import Invalid, KennelError
 from kennel.people.roles import Permission
 from kennel.web.auth import Person, PersonDep
-from kennel.web.datasets import _dataset, _page
+from kennel.web.datasets import dataset_and_project, workspace_page
 from kennel.web.router import FormDep, _text
 
 router = APIRouter(include_in_schema=False)
@@ -102,20 +102,20 @@ def _guess(column: str) -> str:
 
 def _import_page(request: Request, person: Person, dataset: Dataset, project: Any, status: int = 200,
                  **context: Any) -> Response:
-    return _page(request, "dataset_import.html", person, dataset, project, "import", status, roles=ROLES,
+    return workspace_page(request, "dataset_import.html", person, dataset, project, "import", status, roles=ROLES,
                  **context)
 
 
 @router.get("/datasets/{dataset_id}/import")
 def import_form(request: Request, session: SessionDep, person: PersonDep, dataset_id: str) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     person.require(Permission.WRITE, "changing datasets")
     return _import_page(request, person, dataset, project)
 
 
 @router.post("/datasets/{dataset_id}/import")
 def preview(request: Request, session: SessionDep, person: PersonDep, dataset_id: str, form: FormDep) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     person.require(Permission.WRITE, "changing datasets")
     upload = form.get("file")
     try:
@@ -193,6 +193,8 @@ def commit(request: Request, session: SessionDep, person: PersonDep, dataset_id:
     token = _text(form, "token")
     mapping = {str(form.get(f"column-{i}") or ""): _text(form, f"role-{i}") for i in range(MAX_COLUMNS)
                if form.get(f"column-{i}") is not None}
+    meta: dict[str, Any] = {}
+    data = b""
     try:
         meta, data = _stored(token, person, dataset_id)
         remapped = remap(data, meta["fmt"], mapping)
@@ -206,8 +208,14 @@ def commit(request: Request, session: SessionDep, person: PersonDep, dataset_id:
             pass
     except KennelError as exc:
         session.rollback()
-        dataset, project = _dataset(session, person, dataset_id)
-        return _import_page(request, person, dataset, project, exc.status, error=exc.detail)
+        dataset, project = dataset_and_project(session, person, dataset_id)
+        if not meta:
+            return _import_page(request, person, dataset, project, exc.status, error=exc.detail)
+        # The file is still kept: the same mapping comes back, to be corrected.
+        columns, rows = _columns_and_rows(data, meta["fmt"])
+        return _import_page(request, person, dataset, project, exc.status, error=exc.detail, token=token,
+                            filename=meta["name"], fmt=meta["fmt"], rows=rows, size=len(data),
+                            columns=[(c, mapping.get(c, "ignore")) for c in columns])
     for suffix in (meta["fmt"], "json"):
         (_folder() / f"{token}.{suffix}").unlink(missing_ok=True)
     created = last.created if last else 0

@@ -25,7 +25,7 @@ from kennel.jsonapi import int_param
 from kennel.keys.service import Actor
 from kennel.people.roles import Permission
 from kennel.web.auth import Person, PersonDep
-from kennel.web.datasets import _dataset, _page, _url
+from kennel.web.datasets import dataset_and_project, url_with, workspace_page
 from kennel.web.json_view import JsonError, parse_json, pretty, tree
 from kennel.web.router import FormDep, _text
 
@@ -88,12 +88,12 @@ def _record_page(request: Request, session: SessionDep, person: Person, dataset:
     limit = INLINE_MAX if show_all else RECORD_CUT
     content = {name: tree(getattr(rev, name), limit=limit, inline_max=INLINE_MAX) if getattr(rev, name) is not None
                else None for name in FIELDS}
-    return _page(request, "dataset_record.html", person, dataset, project, "records", status, record=rev,
+    return workspace_page(request, "dataset_record.html", person, dataset, project, "records", status, record=rev,
                  record_id=record_id, version=version, content=content, history=found, current=current,
                  draft=draft or (Draft.of(rev) if current else None), theirs=theirs, show_all=show_all,
                  theirs_text=Draft.of(theirs) if theirs is not None else None, flashes=[flash] if flash else [],
                  locked_by_other=_locked_by_other(dataset, person.actor),
-                 all_url=_url(request.url.path, id=record_id, version=version, all=1))
+                 all_url=url_with(request.url.path, id=record_id, version=version, all=1))
 
 
 def _locked_by_other(dataset: Dataset, actor: Actor) -> str | None:
@@ -105,7 +105,7 @@ def _locked_by_other(dataset: Dataset, actor: Actor) -> str | None:
 @router.get("/datasets/{dataset_id}/record")
 def record_page(request: Request, session: SessionDep, person: PersonDep, dataset_id: str, id: str,
                 version: str | None = None, all: str = "", saved: str = "") -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     v = check_version(dataset, int_param(version, "version"), parameter="version")
     flash = f"Saved as version {saved}." if saved else ""
     return _record_page(request, session, person, dataset, project, id, v, show_all=bool(all), flash=flash)
@@ -114,7 +114,7 @@ def record_page(request: Request, session: SessionDep, person: PersonDep, datase
 @router.post("/datasets/{dataset_id}/record")
 def save(request: Request, session: SessionDep, person: PersonDep, dataset_id: str, id: str,
          form: FormDep) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     person.require(Permission.WRITE, "changing datasets")
     draft = Draft.from_form(form)
     edit = draft.edit()
@@ -132,21 +132,21 @@ def save(request: Request, session: SessionDep, person: PersonDep, dataset_id: s
         draft.problem = exc.detail
         # Saving again is now a decision made with both in view: the form is based on what is saved.
         draft.base_revision = str(exc.current.pk)
-        dataset, project = _dataset(session, person, dataset_id)
+        dataset, project = dataset_and_project(session, person, dataset_id)
         return _record_page(request, session, person, dataset, project, id, dataset.current_version, draft=draft,
                             theirs=exc.current, status=409)
     except KennelError as exc:
         session.rollback()
         draft.problem = exc.detail
-        dataset, project = _dataset(session, person, dataset_id)
+        dataset, project = dataset_and_project(session, person, dataset_id)
         return _record_page(request, session, person, dataset, project, id, dataset.current_version, draft=draft,
                             status=exc.status)
-    return RedirectResponse(_url(f"/datasets/{dataset_id}/record", id=id, saved=result.version), status_code=303)
+    return RedirectResponse(url_with(f"/datasets/{dataset_id}/record", id=id, saved=result.version), status_code=303)
 
 
 def _refused(request: Request, session: SessionDep, person: Person, dataset_id: str, exc: KennelError) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
-    return _page(request, "dataset_message.html", person, dataset, project, "records", exc.status,
+    dataset, project = dataset_and_project(session, person, dataset_id)
+    return workspace_page(request, "dataset_message.html", person, dataset, project, "records", exc.status,
                  heading="Nothing was saved", text=exc.detail)
 
 
@@ -158,25 +158,25 @@ def delete(request: Request, session: SessionDep, person: PersonDep, dataset_id:
     except KennelError as exc:
         session.rollback()
         return _refused(request, session, person, dataset_id, exc)
-    return RedirectResponse(_url(f"/datasets/{dataset_id}", deleted=id, at=result.version), status_code=303)
+    return RedirectResponse(url_with(f"/datasets/{dataset_id}", deleted=id, at=result.version), status_code=303)
 
 
 @router.get("/datasets/{dataset_id}/new")
 def new_form(request: Request, session: SessionDep, person: PersonDep, dataset_id: str) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     person.require(Permission.WRITE, "changing datasets")
     return _new_page(request, person, dataset, project, Draft(input="{\n  \n}"), "")
 
 
 def _new_page(request: Request, person: Person, dataset: Dataset, project: Any, draft: Draft, record_id: str,
               status: int = 200) -> Response:
-    return _page(request, "dataset_new.html", person, dataset, project, "records", status, draft=draft,
+    return workspace_page(request, "dataset_new.html", person, dataset, project, "records", status, draft=draft,
                  record_id=record_id, locked_by_other=_locked_by_other(dataset, person.actor))
 
 
 @router.post("/datasets/{dataset_id}/new")
 def add(request: Request, session: SessionDep, person: PersonDep, dataset_id: str, form: FormDep) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     person.require(Permission.WRITE, "changing datasets")
     draft = Draft.from_form(form)
     record_id = _text(form, "id")
@@ -192,4 +192,4 @@ def add(request: Request, session: SessionDep, person: PersonDep, dataset_id: st
         dataset = get_dataset(session, dataset_id=dataset_id)
         return _new_page(request, person, dataset, project, draft, record_id, exc.status)
     made = result.records[0].record_id if result.records else record_id
-    return RedirectResponse(_url(f"/datasets/{dataset_id}/record", id=made, saved=result.version), status_code=303)
+    return RedirectResponse(url_with(f"/datasets/{dataset_id}/record", id=made, saved=result.version), status_code=303)

@@ -37,19 +37,19 @@ COMPACT_CUT = 140
 FULL_CUT = 600
 
 
-def _dataset(session: SessionDep, person: Person, dataset_id: str) -> tuple[Dataset, Any]:
+def dataset_and_project(session: SessionDep, person: Person, dataset_id: str) -> tuple[Dataset, Any]:
     person.require(Permission.READ, "reading datasets")
     dataset = get_dataset(session, dataset_id=dataset_id)
     project = get_project(session, project_id=project_id_of(session, dataset))
     return dataset, project
 
 
-def _url(path: str, **params: Any) -> str:
+def url_with(path: str, **params: Any) -> str:
     kept = {k: v for k, v in params.items() if v not in (None, "")}
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
-def _page(request: Request, name: str, person: Person, dataset: Dataset, project: Any, tab: str,
+def workspace_page(request: Request, name: str, person: Person, dataset: Dataset, project: Any, tab: str,
           status: int = 200, **context: Any) -> Response:
     return render(request, name, status, person=person, nav="projects", dataset=dataset, project=project, tab=tab,
                   may_write=person.may(Permission.WRITE), **context)
@@ -64,7 +64,7 @@ def datasets_page(request: Request, session: SessionDep, person: PersonDep, proj
     project = get_project(session, project_id=project_id)
     before = decode_cursor(cursor, (int,), parameter="cursor")[0] if cursor else None
     rows = workspace.summaries(session, project_id=project_id, search=q or None, before_pk=before, limit=PAGE + 1)
-    next_url = _url(request.url.path, q=q, cursor=encode_cursor(rows[PAGE - 1].dataset.pk)) if len(rows) > PAGE \
+    next_url = url_with(request.url.path, q=q, cursor=encode_cursor(rows[PAGE - 1].dataset.pk)) if len(rows) > PAGE \
         else None
     return render(request, "datasets.html", person=person, nav="projects", project=project, rows=rows[:PAGE], q=q,
                   next_url=next_url)
@@ -76,7 +76,7 @@ def datasets_page(request: Request, session: SessionDep, person: PersonDep, proj
 def records_page(request: Request, session: SessionDep, person: PersonDep, dataset_id: str,
                  version: str | None = None, filter: str = "", view: str = "compact",
                  cursor: str | None = None) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     view = "full" if view == "full" else "compact"
     v = check_version(dataset, int_param(version, "version"), parameter="version")
     after = decode_cursor(cursor, (int,), parameter="cursor")[0] if cursor else None
@@ -91,12 +91,12 @@ def records_page(request: Request, session: SessionDep, person: PersonDep, datas
         page = workspace.records_page(session, dataset=dataset, version=v, where=where, after_seq=after, limit=PAGE)
         rows = [_record_view(r, view) for r in page.rows]
         if page.next_seq is not None:
-            next_url = _url(request.url.path, version=version, filter=filter, view=view,
+            next_url = url_with(request.url.path, version=version, filter=filter, view=view,
                             cursor=encode_cursor(page.next_seq))
-    return _page(request, "dataset.html", person, dataset, project, "records", 400 if error else 200, rows=rows,
+    return workspace_page(request, "dataset.html", person, dataset, project, "records", 400 if error else 200, rows=rows,
                  version=v, version_param=version or "", filter=filter, view=view, error=error, next_url=next_url,
-                 first_url=_url(request.url.path, version=version, filter=filter, view=view) if cursor else None,
-                 switch_url=_url(request.url.path, version=version, filter=filter,
+                 first_url=url_with(request.url.path, version=version, filter=filter, view=view) if cursor else None,
+                 switch_url=url_with(request.url.path, version=version, filter=filter,
                                  view="compact" if view == "full" else "full"))
 
 
@@ -116,14 +116,14 @@ def _record_view(row: Any, view: str) -> dict[str, Any]:
 @router.get("/datasets/{dataset_id}/versions")
 def versions_page(request: Request, session: SessionDep, person: PersonDep, dataset_id: str,
                   cursor: str | None = None, restored: str = "", imported: str = "") -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     below = decode_cursor(cursor, (int,), parameter="cursor")[0] if cursor else None
     rows, nxt = history.timeline(session, dataset, below=below)
-    next_url = _url(request.url.path, cursor=encode_cursor(nxt)) if nxt is not None else None
+    next_url = url_with(request.url.path, cursor=encode_cursor(nxt)) if nxt is not None else None
     def pair(text: str) -> list[str] | None:
         return text.split(":") if re.fullmatch(r"[0-9]+:[0-9]+", text) else None
 
-    return _page(request, "dataset_versions.html", person, dataset, project, "versions", rows=rows,
+    return workspace_page(request, "dataset_versions.html", person, dataset, project, "versions", rows=rows,
                  next_url=next_url, restored=pair(restored), imported=pair(imported))
 
 
@@ -136,7 +136,7 @@ def restore(session: SessionDep, person: PersonDep, dataset_id: str, form: FormD
         raise Invalid("say which version to restore", parameter="version")
     restored = lifecycle.restore_version(session, project_id=project_id_of(session, dataset), dataset_id=dataset_id,
                                          version=version, actor=person.actor)
-    return RedirectResponse(_url(f"/datasets/{dataset_id}/versions", restored=f"{version}:{restored.current_version}"),
+    return RedirectResponse(url_with(f"/datasets/{dataset_id}/versions", restored=f"{version}:{restored.current_version}"),
                             status_code=303)
 
 
@@ -146,28 +146,28 @@ def restore(session: SessionDep, person: PersonDep, dataset_id: str, form: FormD
 def diff_page(request: Request, session: SessionDep, person: PersonDep, dataset_id: str,
               from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None, kind: str = "",
               cursor: str | None = None) -> Response:
-    dataset, project = _dataset(session, person, dataset_id)
+    dataset, project = dataset_and_project(session, person, dataset_id)
     a = int_param(from_, "from", default=max(dataset.current_version - 1, 0))
     b = int_param(to, "to", default=dataset.current_version)
     result = diff.compute(session, dataset, a, b)
     after = tuple(decode_cursor(cursor, (int, str), parameter="cursor")) if cursor else None
     changes, nxt = diff.page(session, result, kind=kind or None, after=after, limit=PAGE)
     shown = [{"change": c, "fields": diff.field_changes(c.before, c.after)} for c in changes]
-    next_url = _url(request.url.path, **{"from": a, "to": b, "kind": kind, "cursor": encode_cursor(*nxt)}) \
+    next_url = url_with(request.url.path, **{"from": a, "to": b, "kind": kind, "cursor": encode_cursor(*nxt)}) \
         if nxt else None
-    return _page(request, "dataset_diff.html", person, dataset, project, "diff", result=result, shown=shown,
+    return workspace_page(request, "dataset_diff.html", person, dataset, project, "diff", result=result, shown=shown,
                  kind=kind, next_url=next_url, a=a, b=b,
-                 export_url=_url(f"/datasets/{dataset_id}/diff.jsonl", **{"from": a, "to": b, "kind": kind}))
+                 export_url=url_with(f"/datasets/{dataset_id}/diff.jsonl", **{"from": a, "to": b, "kind": kind}))
 
 
 @router.get("/datasets/{dataset_id}/diff.jsonl")
-def diff_export(session: SessionDep, person: PersonDep, dataset_id: str,
+def diff_export(request: Request, session: SessionDep, person: PersonDep, dataset_id: str,
                 from_: Annotated[str | None, Query(alias="from")] = None, to: str | None = None,
                 kind: str = "") -> Response:
-    dataset, _ = _dataset(session, person, dataset_id)
+    dataset, _ = dataset_and_project(session, person, dataset_id)
     result = diff.compute(session, dataset, int_param(from_, "from"), int_param(to, "to"))
-    body = b"".join(diff.jsonl(session, result, kind or None))
-    return Response(body, media_type="application/x-ndjson", headers={
+    body = diff.jsonl(request.app.state.sessionmaker, result, kind or None)
+    return StreamingResponse(body, media_type="application/x-ndjson", headers={
         "Content-Disposition": f'attachment; filename="diff-v{result.from_version}-v{result.to_version}.jsonl"'})
 
 
@@ -176,7 +176,7 @@ def diff_export(session: SessionDep, person: PersonDep, dataset_id: str,
 @router.get("/datasets/{dataset_id}/export")
 def export(request: Request, session: SessionDep, person: PersonDep, dataset_id: str, version: str | None = None,
            format: str = "jsonl") -> Response:
-    dataset, _ = _dataset(session, person, dataset_id)
+    dataset, _ = dataset_and_project(session, person, dataset_id)
     if format not in transfer.FORMATS:
         raise Invalid(f"unknown format {format!r}; use csv or jsonl", parameter="format")
     v = check_version(dataset, int_param(version, "version"), parameter="version")

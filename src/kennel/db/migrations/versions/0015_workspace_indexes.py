@@ -12,14 +12,15 @@ branch_labels = None
 depends_on = None
 
 CLOSED = sa.text("valid_to IS NOT NULL")
+CLOSED_WITH_ID = sa.text("valid_to IS NOT NULL AND record_id IS NOT NULL")
 
 
 def upgrade() -> None:
     op.create_index("ix_dataset_records_opened", "dataset_records", ["dataset_pk", "valid_from", "seq"])
     op.create_index("ix_dataset_records_closed", "dataset_records", ["dataset_pk", "valid_to", "seq"],
                     sqlite_where=CLOSED, postgresql_where=CLOSED)
-    op.create_index("ix_dataset_records_closed_id", "dataset_records", ["record_id", "dataset_pk"],
-                    sqlite_where=CLOSED, postgresql_where=CLOSED)
+    op.create_index("ix_dataset_records_closed_id", "dataset_records", ["record_id"],
+                    sqlite_where=CLOSED_WITH_ID, postgresql_where=CLOSED_WITH_ID)
 
 
 def downgrade() -> None:
