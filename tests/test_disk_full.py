@@ -1,6 +1,6 @@
 """A full disk: 507 naming the database, nothing half-written, and a server that keeps answering.
 
-The database lives on a real, small file system (a 4 MiB tmpfs; mounting one needs root, as CI has):
+The database lives on a real, small file system (an 8 or 4 MiB tmpfs; mounting one needs root, as CI has):
 SQLite's file itself, or for PostgreSQL a tablespace holding Kennel's tables (its WAL stays on the
 server's own disk: a full WAL disk stops PostgreSQL itself, which no application can answer for).
 """
@@ -53,9 +53,10 @@ def small_tmpfs(size: str, *, owner: str | None = None) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def database_on_small_disk(backend: str) -> Iterator[tuple[str, Path]]:
-    """(URL of a migrated database, the mount it fills), on a 4 MiB file system."""
+    """(URL of a migrated database, the mount it fills), on a small file system (8 MiB for SQLite, whose
+    migrated schema and WAL need more than half of 4 MiB before the first record; 4 MiB for PostgreSQL)."""
     if backend == "sqlite":
-        with small_tmpfs("4m") as mount:
+        with small_tmpfs("8m") as mount:
             yield f"sqlite:///{mount}/kennel.db", mount
         return
     admin = os.environ.get(PG_ENV)
