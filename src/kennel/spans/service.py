@@ -108,6 +108,13 @@ def start_order_page(session: Session, stmt: Select[Any], *, cursor: str | None,
     return rows[:limit], after
 
 
+def root_span_meta(session: Session, *, trace_id: str) -> dict[str, Any]:
+    """The meta of a trace's root span (an experiment's record input, expected output and output), or {}."""
+    meta = session.scalars(select(Span.meta).where(Span.trace_id == trace_id, Span.parent_id.is_(None))
+                           .limit(1)).first()
+    return meta if isinstance(meta, dict) else {}
+
+
 def spans_for_trace(session: Session, *, trace_id: str, cursor: str | None = None,
                     limit: int = 100) -> tuple[list[dict[str, Any]], str | None]:
     """The spans of one trace as wire dicts (oldest first) and the cursor of the next page, if any.

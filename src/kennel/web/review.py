@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from markupsafe import Markup, escape
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
@@ -28,7 +27,7 @@ from kennel.auth import SessionDep
 from kennel.errors import Invalid, KennelError
 from kennel.jsonapi import decode_cursor, encode_cursor
 from kennel.people.roles import Permission
-from kennel.spans.models import Span
+from kennel.spans.service import root_span_meta
 from kennel.web.auth import Person, PersonDep
 from kennel.web.router import FormDep, render
 from kennel.web.traces import (
@@ -127,11 +126,10 @@ def content_of(session: Session, interaction: Any) -> Content:
         return Content(kind, turns=session_turns(session, interaction.content_id)[0])
     content = Content(kind, trace=load_trace(session, interaction.content_id))
     if kind == "experiment_trace":
-        meta = session.scalars(select(Span.meta).where(Span.trace_id == interaction.content_id,
-                                                       Span.parent_id.is_(None)).limit(1)).first() or {}
+        meta = root_span_meta(session, trace_id=interaction.content_id)
         content.record = [(name, text_value(json_text(meta[key])))
                           for key, name in (("input", "Record input"), ("expected_output", "Expected output"),
-                                            ("output", "Output")) if isinstance(meta, dict) and key in meta]
+                                            ("output", "Output")) if key in meta]
     return content
 
 
