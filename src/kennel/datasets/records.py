@@ -13,7 +13,7 @@ Either way a request that fails validation is rolled back whole by its unit of w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -100,24 +100,19 @@ def _prepare_all(store: RecordStore, dataset: Dataset, change: Change) -> tuple[
 
 
 def apply_changes(session: Session, *, dataset: Dataset, actor: Actor, change: Change, report_content: bool = True,
-                  pointers: Pointers = BATCH_POINTERS, ids_are_new: bool = False,
-                  while_writing: Callable[[ChangeResult], None] | None = None) -> ChangeResult:
+                  pointers: Pointers = BATCH_POINTERS, ids_are_new: bool = False) -> ChangeResult:
     """Apply one change to `dataset` (taken for writing by the caller: locked and settled).
 
     Inserts carrying an id that is already current replace that record (upsert), as ddtrace re-sends
     records after a bulk upload. A change that alters nothing creates no version. With
     `report_content=False` (a caller that answers 204) a pure delete closes the records without reading
     them back. `ids_are_new` is the caller's word that no insert's id is a current record.
-
-    `while_writing` gets the result once it is known and while the database is still taking in the new
-    rows (store.insert's `meanwhile`): a route renders its answer there, in time otherwise spent waiting.
-    It is not called if the change inserts no rows.
     """
     ensure_writable(dataset, actor)
     try:
         check_change(change, {part: pointer.rsplit("/", 1)[-1] for part, pointer in zip(_PARTS, pointers, strict=True)})
         return _apply(store_for(session), session, dataset, actor, change, report_content=report_content,
-                      ids_are_new=ids_are_new, while_writing=while_writing)
+                      ids_are_new=ids_are_new)
     except PlanError as exc:
         base = pointers[_PARTS.index(exc.part)]
         exc.error.pointer = base + (exc.error.pointer or "")
@@ -125,8 +120,7 @@ def apply_changes(session: Session, *, dataset: Dataset, actor: Actor, change: C
 
 
 def _apply(store: RecordStore, session: Session, dataset: Dataset, actor: Actor, change: Change, *,
-           report_content: bool, ids_are_new: bool,
-           while_writing: Callable[[ChangeResult], None] | None) -> ChangeResult:
+           report_content: bool, ids_are_new: bool) -> ChangeResult:
     now = utcnow()
     if not report_content and change.deletes and not change.inserts and not change.updates \
             and change.create_new_version:
@@ -134,15 +128,14 @@ def _apply(store: RecordStore, session: Session, dataset: Dataset, actor: Actor,
     referenced = referenced_ids(change, ids_are_new=ids_are_new)
     current = store.current_states(dataset.pk, referenced) if referenced else {}
     if change.inserts and not change.updates and not change.deletes and not current:
-        return _insert_new(store, session, dataset, actor, change, now, while_writing)
+        return _insert_new(store, session, dataset, actor, change, now)
 
     prepared, seen_hashes = _prepare_all(store, dataset, change)
     plan = plan_change(change, kept(prepared, seen_hashes, change.deduplicate), current=current,
                        current_version=dataset.current_version, author_id=actor.id, now=now,
                        dataset_label=dataset.id)
     if plan.changed:
-        meanwhile = (lambda: while_writing(plan)) if while_writing else None
-        _write(store, dataset, plan, meanwhile)
+        _write(store, dataset, plan)
         _new_version(session, dataset, plan.version, now)
     return plan
 
@@ -162,7 +155,7 @@ def _close_only(store: RecordStore, session: Session, dataset: Dataset, deletes:
 
 
 def _insert_new(store: RecordStore, session: Session, dataset: Dataset, actor: Actor, change: Change,
-                now: datetime, while_writing: Callable[[ChangeResult], None] | None) -> ChangeResult:
+                now: datetime) -> ChangeResult:
     """A change that only adds records, none of them naming a current record (the import and append path).
 
     Where there is no content to compare with the dataset's and no content index to keep beside, each
@@ -172,12 +165,11 @@ def _insert_new(store: RecordStore, session: Session, dataset: Dataset, actor: A
     """
     result = ChangeResult(version=next_version(dataset.current_version, change), changed=True)
     first = dataset.next_seq
-    meanwhile = (lambda: while_writing(result)) if while_writing else None
     deduplicating = change.deduplicate and any(rec.id is None for rec in change.inserts)
     if not dataset.content_indexed and not deduplicating:
         store.insert(dataset.pk, result.version,
                      new_states(prepare_inserts(change), result.records, first_seq=first, author_id=actor.id,
-                                now=now), meanwhile)
+                                now=now))
     else:
         prepared, seen_hashes = _prepare_all(store, dataset, change)
         for _ in new_states(kept(prepared, seen_hashes, change.deduplicate), result.records, first_seq=first,
@@ -188,7 +180,7 @@ def _insert_new(store: RecordStore, session: Session, dataset: Dataset, actor: A
         # The dataset is indexed by now: it was, or the lookup above has just indexed it.
         finish_index = store.start_index_hashes(dataset.pk, result.records)
         try:
-            store.insert(dataset.pk, result.version, result.records, meanwhile)
+            store.insert(dataset.pk, result.version, result.records)
         finally:
             finish_index()
     result.insert = result.records
@@ -198,7 +190,7 @@ def _insert_new(store: RecordStore, session: Session, dataset: Dataset, actor: A
     return result
 
 
-def _write(store: RecordStore, dataset: Dataset, plan: Plan, meanwhile: Callable[[], None] | None) -> None:
+def _write(store: RecordStore, dataset: Dataset, plan: Plan) -> None:
     store.close(plan.version, plan.close)
     fresh = [s for s in plan.insert if s.seq is None]
     first = dataset.next_seq
@@ -207,7 +199,7 @@ def _write(store: RecordStore, dataset: Dataset, plan: Plan, meanwhile: Callable
     dataset.next_seq = first + len(fresh)
     finish_index = store.start_index_hashes(dataset.pk, plan.insert) if dataset.content_indexed else None
     try:
-        store.insert(dataset.pk, plan.version, plan.insert, meanwhile)
+        store.insert(dataset.pk, plan.version, plan.insert)
     finally:
         if finish_index is not None:
             finish_index()
@@ -219,14 +211,13 @@ def change_records(session: Session, *, project_id: str, dataset_id: str, actor:
                    inserts: Sequence[Insert] = (), updates: Sequence[RecordUpdateIn] = (),
                    deletes: Sequence[str] = (), create_new_version: bool = True, deduplicate: bool = True,
                    common_tags: Sequence[str] | None = None, report_content: bool = True,
-                   pointers: Pointers = BATCH_POINTERS,
-                   while_writing: Callable[[ChangeResult], None] | None = None) -> tuple[Dataset, ChangeResult]:
+                   pointers: Pointers = BATCH_POINTERS) -> tuple[Dataset, ChangeResult]:
     """Take the dataset for writing and apply one change to its records (see `apply_changes`)."""
     dataset = get_dataset(session, dataset_id=dataset_id, project_id=project_id, for_update=True)
     change = Change(inserts=inserts, updates=updates, deletes=deletes, create_new_version=create_new_version,
                     deduplicate=deduplicate, common_tags=common_tags)
     return dataset, apply_changes(session, dataset=dataset, actor=actor, change=change,
-                                  report_content=report_content, pointers=pointers, while_writing=while_writing)
+                                  report_content=report_content, pointers=pointers)
 
 
 def check_version(dataset: Dataset, version: int | None, *, parameter: str = "filter[version]") -> int:

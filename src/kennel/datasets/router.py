@@ -125,21 +125,8 @@ def list_records(
     return respond({"data": record_rows(dataset.id, rows), "meta": list_meta(after)})
 
 
-class _MutationResponse:
-    """The answer to a record change, rendered while the database is still taking in the new rows
-    (records.apply_changes `while_writing`), or afterwards when the change inserted none."""
-
-    def __init__(self, dataset_id: str) -> None:
-        self.dataset_id = dataset_id
-        self.body: bytes | None = None
-
-    def __call__(self, result: records.ChangeResult) -> None:
-        self.body = dumps({"data": mutation_items(self.dataset_id, result.records, result.version)})
-
-    def response(self, result: records.ChangeResult) -> Response:
-        if self.body is None:
-            self(result)
-        return Response(self.body, media_type=JSONAPI)
+def _mutation_response(dataset_id: str, result: records.ChangeResult) -> Response:
+    return Response(dumps({"data": mutation_items(dataset_id, result.records, result.version)}), media_type=JSONAPI)
 
 
 @route("POST", "/{project_id}/datasets/{dataset_id}/records", AppendRequest)
@@ -147,11 +134,10 @@ def append_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     attrs = parse_body(AppendRequest, raw).data.attributes
     if not attrs.records:
         raise Invalid("records must contain at least one record", pointer="/data/attributes/records")
-    answer = _MutationResponse(dataset_id)
     _, result = records.change_records(
         session, project_id=project_id, dataset_id=dataset_id, actor=actor, inserts=attrs.records,
-        deduplicate=attrs.deduplicate, pointers=("/data/attributes/records",) * 3, while_writing=answer)
-    return answer.response(result)
+        deduplicate=attrs.deduplicate, pointers=("/data/attributes/records",) * 3)
+    return _mutation_response(dataset_id, result)
 
 
 @route("PATCH", "/{project_id}/datasets/{dataset_id}/records", UpdateRecordsRequest)
@@ -159,11 +145,10 @@ def update_records(project_id: str, dataset_id: str, session: SessionDep, actor:
     attrs = parse_body(UpdateRecordsRequest, raw).data.attributes
     if not attrs.records:
         raise Invalid("records must contain at least one record", pointer="/data/attributes/records")
-    answer = _MutationResponse(dataset_id)
     _, result = records.change_records(
         session, project_id=project_id, dataset_id=dataset_id, actor=actor, updates=attrs.records,
-        pointers=("/data/attributes/records",) * 3, while_writing=answer)
-    return answer.response(result)
+        pointers=("/data/attributes/records",) * 3)
+    return _mutation_response(dataset_id, result)
 
 
 @route("POST", "/{project_id}/datasets/{dataset_id}/records/delete", DeleteRecordsRequest)
@@ -183,10 +168,8 @@ def batch_update(project_id: str, dataset_id: str, session: SessionDep, actor: A
         raise Invalid(f"data.id {body.id!r} does not match the dataset in the path ({dataset_id})",
                       pointer="/data/id")
     attrs = body.attributes
-    answer = _MutationResponse(dataset_id)
     _, result = records.change_records(
         session, project_id=project_id, dataset_id=dataset_id, actor=actor,
         inserts=attrs.insert_records or [], updates=attrs.update_records or [], deletes=attrs.delete_records or [],
-        create_new_version=attrs.create_new_version, deduplicate=attrs.deduplicate, common_tags=attrs.tags,
-        while_writing=answer)
-    return answer.response(result)
+        create_new_version=attrs.create_new_version, deduplicate=attrs.deduplicate, common_tags=attrs.tags)
+    return _mutation_response(dataset_id, result)

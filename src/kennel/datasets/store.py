@@ -202,12 +202,10 @@ class RecordStore(ABC):
     # Writes -------------------------------------------------------------------------------------
 
     @abstractmethod
-    def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState],
-               meanwhile: Callable[[], None] | None = None) -> None:
+    def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState]) -> None:
         """Insert open revisions (valid from `version`) of record states, JSON encoded once by orjson.
 
-        States may come from a generator (never an empty one). `meanwhile` runs once every row is sent,
-        while the database may still be taking them in.
+        States may come from a generator (never an empty one).
         """
 
     def close(self, version: int, states: Sequence[RecordState]) -> None:

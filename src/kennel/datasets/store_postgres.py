@@ -213,11 +213,9 @@ class PostgresStore(RecordStore):
             found.extend(self.session.execute(stmt).all())
         return found
 
-    def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState],
-               meanwhile: Callable[[], None] | None = None) -> None:
+    def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState]) -> None:
         """Rows go out as they are made, by binary COPY: the database takes in the first ones while this
-        thread makes the next. `meanwhile` runs once every row is sent, while PostgreSQL is still taking
-        them in on its own core; this thread would otherwise only wait for it."""
+        thread makes the next."""
         if isinstance(states, Sequence) and not states:
             return
         make, dumps = _ROW, orjson.dumps
@@ -230,8 +228,6 @@ class PostgresStore(RecordStore):
                 copy.set_types(COPY_TYPES)
                 for state in states:
                     copy.write_row(make(dataset_pk, version, state, dumps, _same))
-                if meanwhile is not None:
-                    meanwhile()
 
     def new_canonical_ids(self) -> ColumnElement[str]:
         return func.gen_random_uuid().cast(Text)

@@ -104,8 +104,7 @@ class SQLiteStore(RecordStore):
             ).all())
         return found
 
-    def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState],
-               meanwhile: Callable[[], None] | None = None) -> None:
+    def insert(self, dataset_pk: int, version: int, states: Iterable[RecordState]) -> None:
         # Every row is made before the first goes out: a state that raises stops the write before it starts.
         stamps: dict[datetime, str] = {}
 
@@ -121,8 +120,6 @@ class SQLiteStore(RecordStore):
         if not rows:
             return
         insert_rows(self.session.connection(), _INSERT_REVISIONS, len(REVISION_COLUMNS), rows)
-        if meanwhile is not None:
-            meanwhile()
 
     def new_canonical_ids(self) -> ColumnElement[str]:
         # SQLite has no uuid function; randomblob() is evaluated per row.
