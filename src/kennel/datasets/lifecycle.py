@@ -6,13 +6,11 @@ their cost does not depend on a round trip per record, only on how many rows the
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import and_, insert, literal, select
+from sqlalchemy import and_, literal, select
 from sqlalchemy.orm import Session
 
-from kennel.datasets.models import Dataset, DatasetRecord, DatasetVersion
-from kennel.datasets.service import create_or_get_dataset, ensure_writable, get_dataset
+from kennel.datasets.models import Dataset, DatasetRecord
+from kennel.datasets.service import create_or_get_dataset, ensure_writable, get_dataset, record_version
 from kennel.datasets.store import store_for, visible_at
 from kennel.db.base import utcnow
 from kennel.errors import Conflict, Invalid
@@ -20,14 +18,6 @@ from kennel.keys.service import Actor
 from kennel.projects.models import Project
 
 R = DatasetRecord.__table__.c
-
-
-def _new_version(session: Session, dataset: Dataset, now: datetime) -> int:
-    version = dataset.current_version + 1
-    session.execute(insert(DatasetVersion).values(dataset_pk=dataset.pk, version_number=version, created_at=now))
-    dataset.current_version = version
-    dataset.updated_at = now
-    return version
 
 
 def restore_version(session: Session, *, project_id: str, dataset_id: str, version: int, actor: Actor) -> Dataset:
@@ -45,7 +35,7 @@ def restore_version(session: Session, *, project_id: str, dataset_id: str, versi
                       f"(dataset_version {version}, current version {dataset.current_version})",
                       pointer="/data/attributes/dataset_version")
     store = store_for(session)
-    new = _new_version(session, dataset, utcnow())
+    new = dataset.current_version + 1
     # Close first: a record changed since `version` has an open row with the same record id, and only
     # one open row per record id may exist (unique partial index).
     store.close_opened_after(dataset.pk, version, at=new)
@@ -54,7 +44,9 @@ def restore_version(session: Session, *, project_id: str, dataset_id: str, versi
         {"dataset_pk": R.dataset_pk, "valid_from": literal(new)}).subquery()
     if dataset.content_indexed:
         store.index_hashes_from(select(restored.c.content_hash, restored.c.dataset_pk, restored.c.record_id))
-    session.flush()
+    # The restorer is the version's author, even of a restore that changes nothing.
+    record_version(session, dataset, version=new, author_id=actor.id, tally=store.tally(dataset.pk, new),
+                   now=utcnow())
     return dataset
 
 
@@ -85,7 +77,7 @@ def clone_dataset(session: Session, *, project_id: str, dataset_id: str, name: s
         store.copy_revisions(and_(R.dataset_pk == src.pk, R.valid_to.is_(None)),
                              {"dataset_pk": literal(clone.pk), "canonical_id": store.new_canonical_ids(),
                               "valid_from": literal(1)})
-        _new_version(session, clone, utcnow())
+        record_version(session, clone, version=1, author_id=actor.id, tally=store.tally(clone.pk, 1), now=utcnow())
     clone.next_seq = src.next_seq
     session.flush()
     return clone

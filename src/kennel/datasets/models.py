@@ -81,6 +81,14 @@ class DatasetVersion(Base):
     version_number: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Facts written with the version, so that a timeline or a list of datasets reads them instead of
+    # counting revisions: who made it (as the records' author), what it added, changed and deleted
+    # (counted as history.py describes), and how many records it holds.
+    author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    added: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    changed: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    deleted: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    record_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
 
     __table_args__ = (UniqueConstraint("dataset_pk", "version_number", name="uq_dataset_versions_number"),)
 

@@ -96,11 +96,25 @@ class PlanError(Exception):
         self.error = error
 
 
+@dataclass(slots=True)
+class Tally:
+    """What a change adds to its version's facts (models.DatasetVersion): records added, changed and
+    deleted, counted from the revisions as history.py counts them. A change that amends its version
+    (create_new_version=false) may take back some of what the version counted before."""
+
+    added: int = 0
+    changed: int = 0
+    deleted: int = 0
+
+
 @dataclass
 class Plan:
     """What a change writes: `close` the stored revisions of `close`, open `insert`, at `version`.
 
-    `records` are the states the change reports back, in the order the request named them.
+    `records` are the states the change reports back, in the order the request named them. `tally` is
+    what the change adds to the version's counts, but for `undone`: revisions opened in the version being
+    amended that this change deletes, which the version counted as additions or as changes; which of the
+    two, only the store can say (RecordStore.changed_at).
     """
 
     version: int
@@ -108,6 +122,8 @@ class Plan:
     records: list[RecordState] = field(default_factory=list)
     close: list[RecordState] = field(default_factory=list)
     insert: list[RecordState] = field(default_factory=list)
+    tally: Tally = field(default_factory=Tally)
+    undone: list[RecordState] = field(default_factory=list)
 
 
 # Copied for each record: cheaper than building a hash object with its parameters every time.
@@ -289,23 +305,33 @@ def plan_change(change: Change, prepared: Iterable[Prepared], *, current: Mappin
         raise PlanError("deletes", NotFound(f"record(s) not found in dataset {dataset_label}: {listing(missing)}; "
                                             "nothing was deleted", pointer=""))
 
-    # What really changes.
+    # What really changes. The version is the next one, or, when amending, the current one: a revision
+    # the version itself opened is replaced or dropped (store.close), and was counted already.
+    version = next_version(current_version, change)
     plan = Plan(version=current_version, changed=False, records=[states[rid] for rid in touched])
+    tally = plan.tally
     for rid in touched:
         state, base = states[rid], current.get(rid)
         if state.deleted:
             if base is not None:
                 plan.close.append(base)
+                if base.valid_from == version:
+                    plan.undone.append(base)
+                else:
+                    tally.deleted += 1
         elif base is None:
             plan.insert.append(state)
+            tally.added += 1
         elif state.content_hash != base.content_hash or state.tags != base.tags:
             plan.close.append(base)
             plan.insert.append(state)
+            if base.valid_from != version:
+                tally.changed += 1
         else:
             # Unchanged: keep the stored timestamps and author so a re-sent record reads as before.
             state.updated_at = base.updated_at
             state.author_id = base.author_id
     plan.changed = bool(plan.close or plan.insert)
     if plan.changed:
-        plan.version = next_version(current_version, change)
+        plan.version = version
     return plan

@@ -17,10 +17,10 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from kennel.datasets.models import Dataset, DatasetVersion
+from kennel.datasets.models import Dataset
 from kennel.datasets.plan import (
     Change,
     Insert,
@@ -30,6 +30,7 @@ from kennel.datasets.plan import (
     PlanError,
     Prepared,
     RecordState,
+    Tally,
     check_change,
     content_hash,
     kept,
@@ -41,7 +42,7 @@ from kennel.datasets.plan import (
     referenced_ids,
 )
 from kennel.datasets.schemas import RecordUpdateIn
-from kennel.datasets.service import ensure_writable, get_dataset
+from kennel.datasets.service import ensure_writable, get_dataset, record_version
 from kennel.datasets.store import RecordStore, store_for
 from kennel.db.base import utcnow
 from kennel.errors import Invalid, NotFound
@@ -63,14 +64,6 @@ _PARTS: tuple[Part, Part, Part] = ("inserts", "updates", "deletes")
 # Inserts are hashed this many at a time when deduplicating, each part's lookup sent before the next
 # part is hashed (store.existing_hashes).
 _HASH_PART = 250
-
-
-def _new_version(session: Session, dataset: Dataset, version: int, now: datetime) -> None:
-    if version != dataset.current_version:
-        session.execute(insert(DatasetVersion).values(dataset_pk=dataset.pk, version_number=version, created_at=now))
-        dataset.current_version = version
-    dataset.updated_at = now
-    session.flush()
 
 
 def _prepare_all(store: RecordStore, dataset: Dataset, change: Change) -> tuple[list[Prepared], set[str]]:
@@ -124,7 +117,7 @@ def _apply(store: RecordStore, session: Session, dataset: Dataset, actor: Actor,
     now = utcnow()
     if not report_content and change.deletes and not change.inserts and not change.updates \
             and change.create_new_version:
-        return _close_only(store, session, dataset, change.deletes, now)
+        return _close_only(store, session, dataset, actor, change.deletes, now)
     referenced = referenced_ids(change, ids_are_new=ids_are_new)
     current = store.current_states(dataset.pk, referenced) if referenced else {}
     if change.inserts and not change.updates and not change.deletes and not current:
@@ -135,12 +128,19 @@ def _apply(store: RecordStore, session: Session, dataset: Dataset, actor: Actor,
                        current_version=dataset.current_version, author_id=actor.id, now=now,
                        dataset_label=dataset.id)
     if plan.changed:
+        if plan.undone:
+            # Revisions the amended version opened, now dropped: a change of the version becomes a
+            # deletion, an addition is taken back.
+            changes = store.changed_at(dataset.pk, [s.seq for s in plan.undone if s.seq is not None], plan.version)
+            plan.tally.changed -= changes
+            plan.tally.deleted += changes
+            plan.tally.added -= len(plan.undone) - changes
         _write(store, dataset, plan)
-        _new_version(session, dataset, plan.version, now)
+        record_version(session, dataset, version=plan.version, author_id=actor.id, tally=plan.tally, now=now)
     return plan
 
 
-def _close_only(store: RecordStore, session: Session, dataset: Dataset, deletes: Sequence[str],
+def _close_only(store: RecordStore, session: Session, dataset: Dataset, actor: Actor, deletes: Sequence[str],
                 now: datetime) -> ChangeResult:
     """A delete that reports nothing back, as one new version: its closings are queued (see
     models.DatasetPendingClosure) rather than written into each record's row."""
@@ -150,8 +150,9 @@ def _close_only(store: RecordStore, session: Session, dataset: Dataset, deletes:
     if missing:
         raise PlanError("deletes", NotFound(f"record(s) not found in dataset {dataset.id}: {listing(missing)}; "
                                             "nothing was deleted", pointer=""))
-    _new_version(session, dataset, version, now)
-    return ChangeResult(version=version, changed=True)
+    tally = Tally(deleted=len(closed))
+    record_version(session, dataset, version=version, author_id=actor.id, tally=tally, now=now)
+    return ChangeResult(version=version, changed=True, tally=tally)
 
 
 def _insert_new(store: RecordStore, session: Session, dataset: Dataset, actor: Actor, change: Change,
@@ -186,7 +187,8 @@ def _insert_new(store: RecordStore, session: Session, dataset: Dataset, actor: A
     result.insert = result.records
     dataset.next_seq = first + len(result.records)
     store.refresh_statistics(first, dataset.next_seq)
-    _new_version(session, dataset, result.version, now)
+    result.tally.added = len(result.records)
+    record_version(session, dataset, version=result.version, author_id=actor.id, tally=result.tally, now=now)
     return result
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, insert, select, update
+from sqlalchemy import ColumnElement, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kennel.datasets.models import Dataset, DatasetVersion
+from kennel.datasets.plan import Tally
 from kennel.datasets.store import store_for, unsettled
 from kennel.db.base import utcnow
 from kennel.db.soft_delete import mark_deleted, take_live
@@ -153,6 +155,29 @@ def list_versions(session: Session, *, project_id: str, dataset_id: str) -> tupl
     rows = session.scalars(select(DatasetVersion).where(DatasetVersion.dataset_pk == dataset.pk)
                            .order_by(DatasetVersion.version_number.desc()))
     return dataset, list(rows)
+
+
+def record_version(session: Session, dataset: Dataset, *, version: int, author_id: str | None, tally: Tally,
+                   now: datetime) -> None:
+    """Write a change's version row with its facts: a new row for a new version, or, when the change
+    amends the current version, the current row's facts moved by `tally`. The record count follows from
+    the version before's (the dataset must be locked)."""
+    V = DatasetVersion
+    net = tally.added - tally.deleted
+    if version != dataset.current_version:
+        before = select(V.record_count).where(V.dataset_pk == dataset.pk,
+                                              V.version_number == dataset.current_version).scalar_subquery()
+        session.execute(insert(V).values(
+            dataset_pk=dataset.pk, version_number=version, created_at=now, author_id=author_id,
+            added=tally.added, changed=tally.changed, deleted=tally.deleted,
+            record_count=func.coalesce(before, 0) + net))
+        dataset.current_version = version
+    else:
+        session.execute(update(V).where(V.dataset_pk == dataset.pk, V.version_number == version).values(
+            author_id=author_id, added=V.added + tally.added, changed=V.changed + tally.changed,
+            deleted=V.deleted + tally.deleted, record_count=V.record_count + net))
+    dataset.updated_at = now
+    session.flush()
 
 
 def get_version(session: Session, *, dataset: Dataset, version: int) -> DatasetVersion:

@@ -38,7 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from kennel.datasets.models import (
     RECORD_FIELDS,
@@ -48,7 +48,7 @@ from kennel.datasets.models import (
     DatasetRecord,
     DatasetRecordHash,
 )
-from kennel.datasets.plan import RecordState
+from kennel.datasets.plan import RecordState, Tally
 from kennel.db.base import UTCDateTime
 from kennel.db.maintenance import request_upkeep
 
@@ -226,6 +226,28 @@ class RecordStore(ABC):
         self.session.execute(update(DatasetRecord)
                              .where(R.dataset_pk == dataset_pk, R.valid_to.is_(None), R.valid_from > version)
                              .values(valid_to=at))
+
+    def changed_at(self, dataset_pk: int, seqs: Sequence[int], version: int) -> int:
+        """How many of these records (by seq) had a revision closed at `version`: for a revision opened at
+        `version`, whether the version changed its record rather than added it (the dataset must be settled)."""
+        return sum(self.session.scalar(select(func.count()).select_from(DatasetRecord.__table__).where(
+            R.dataset_pk == dataset_pk, R.valid_to == version, R.seq.in_(part))) or 0 for part in chunks(seqs))
+
+    def tally(self, dataset_pk: int, version: int) -> Tally:
+        """What `version` added, changed and deleted, counted from its revisions (the dataset must be
+        settled), for writers that copy revisions in bulk (restore): an opening whose record (same seq)
+        closed at the same version is a change, other openings are additions, other closings deletions.
+        Three index range scans of what the version touched."""
+        def count(*where: ColumnElement[bool]) -> int:
+            return self.session.scalar(select(func.count()).select_from(DatasetRecord.__table__).where(
+                R.dataset_pk == dataset_pk, *where)) or 0
+
+        old = aliased(DatasetRecord)
+        same_record = select(old.pk).where(old.dataset_pk == R.dataset_pk, old.seq == R.seq,
+                                           old.valid_to == R.valid_from).exists()
+        opened, closed = count(R.valid_from == version), count(R.valid_to == version)
+        changed = count(R.valid_from == version, same_record) if opened and closed else 0
+        return Tally(added=opened - changed, changed=changed, deleted=closed - changed)
 
     def copy_revisions(self, where: ColumnElement[bool], overrides: Overrides) -> Select[Any]:
         """Copy the revisions matching `where` as new open revisions, every column taken from the source
