@@ -1,38 +1,30 @@
 """A dataset's version timeline (what each version added, changed and deleted, who and when) and one
 record's history (the versions that changed it, and the experiments that ran on it with their scores).
 
-Version counts come from grouped index-only scans of the `opened` and `closed` indexes
-(workspace_models), limited to the versions on the page: a timeline costs what those versions changed.
-A record opened and another closed at the same version with the same `seq` is one change (an update or
-a restore keeps the record's seq); an opening alone is an addition, a closing alone a deletion.
+The timeline reads the facts each version row was written with (models.DatasetVersion): a page of 200
+versions is one range read of their rows, whatever the dataset's size. The facts count revisions this
+way: a revision opened at a version is an addition, one closed there a deletion, and an opening whose
+record (same `seq`) closed at that very version is one change (an update or a restore keeps the
+record's seq), not both.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, cast, func, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import Text, cast, select
+from sqlalchemy.orm import Session
 
 from kennel.datasets.diff import FieldChange, field_changes
-from kennel.datasets.models import (
-    Dataset,
-    DatasetPendingClosure,
-    DatasetRecord,
-    DatasetVersion,
-)
+from kennel.datasets.models import Dataset, DatasetVersion
 from kennel.datasets.workspace import Revision, author_names, revisions_of
 from kennel.errors import NotFound
 from kennel.experiments.models import Experiment
 from kennel.spans.models import Span, SpanMetric
 
-R = DatasetRecord.__table__.c
-P = DatasetPendingClosure.__table__.c
 TIMELINE_PAGE = 200
 # Experiment runs listed in a record's history, newest first.
 EXPERIMENTS_MAX = 50
@@ -46,77 +38,9 @@ class VersionRow:
     added: int = 0
     changed: int = 0
     deleted: int = 0
+    record_count: int = 0
+    author_id: str | None = None
     author: str | None = None
-
-
-# Counts of versions older than a dataset's current one, which never change again (a change makes a new
-# version, or amends the current one): kept per process, so a timeline reads the rows of the versions it
-# has not counted yet, usually only the current one. Bounded; the oldest entries go first.
-_SETTLED: OrderedDict[tuple[int, int], tuple[int, int, int, str | None]] = OrderedDict()
-_SETTLED_MAX = 200_000
-_SETTLED_LOCK = threading.Lock()
-
-
-def _versions(session: Session, dataset: Dataset, first: int, last: int) -> dict[int, VersionRow]:
-    versions = session.execute(select(DatasetVersion.version_number, DatasetVersion.created_at,
-                                      DatasetVersion.last_used).where(
-        DatasetVersion.dataset_pk == dataset.pk, DatasetVersion.version_number.between(first, last))).all()
-    return {number: VersionRow(number, created, used) for number, created, used in versions}
-
-
-def _grouped(session: Session, dataset: Dataset, first: int, last: int) -> dict[int, list[int]]:
-    """version -> [opened, closed, changed] for the versions first..last, from the indexes."""
-    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])
-    opened = session.execute(select(R.valid_from, func.count()).where(
-        R.dataset_pk == dataset.pk, R.valid_from.between(first, last)).group_by(R.valid_from)).all()
-    closed: list[Any] = [*session.execute(select(R.valid_to, func.count()).where(
-        R.dataset_pk == dataset.pk, R.valid_to.is_not(None), R.valid_to.between(first, last)).group_by(R.valid_to))]
-    old = aliased(DatasetRecord)
-    # An opening whose record (same seq) closed at that very version is one change, not two. EXISTS, not a
-    # join: SQLite would carry the version range over to the closed rows and scan it for every opening.
-    same_record = select(old.pk).where(old.dataset_pk == R.dataset_pk, old.seq == R.seq,
-                                       old.valid_to == R.valid_from).exists()
-    changed: list[Any] = [*session.execute(select(R.valid_from, func.count()).where(
-        R.dataset_pk == dataset.pk, R.valid_from.between(first, last), same_record).group_by(R.valid_from))]
-    if dataset.closures_pending:
-        closed += session.execute(select(P.valid_to, func.count()).where(
-            P.dataset_pk == dataset.pk, P.valid_to.between(first, last)).group_by(P.valid_to)).all()
-        pending_same = select(P.seq).where(P.dataset_pk == R.dataset_pk, P.seq == R.seq,
-                                           P.valid_to == R.valid_from).exists()
-        changed += session.execute(select(R.valid_from, func.count()).where(
-            R.dataset_pk == dataset.pk, R.valid_from.between(first, last), pending_same).group_by(R.valid_from)).all()
-    for index, rows in enumerate((opened, closed, changed)):
-        for number, count in rows:
-            counts[number][index] += count
-    return counts
-
-
-def _author(session: Session, dataset: Dataset, version: int) -> str | None:
-    return session.scalar(select(R.author_id).where(R.dataset_pk == dataset.pk, R.valid_from == version).limit(1))
-
-
-def _counts(session: Session, dataset: Dataset, first: int, last: int) -> dict[int, VersionRow]:
-    rows = _versions(session, dataset, first, last)
-    current = dataset.current_version
-    with _SETTLED_LOCK:
-        known = {n: _SETTLED[(dataset.pk, n)] for n in rows if (dataset.pk, n) in _SETTLED}
-    missing = [n for n in rows if n not in known]
-    if missing:
-        grouped = _grouped(session, dataset, min(missing), max(missing))
-        for n in missing:
-            opened, closed, changed = grouped.get(n, (0, 0, 0))
-            known[n] = (opened - changed, changed, closed - changed, _author(session, dataset, n) if opened else None)
-        with _SETTLED_LOCK:
-            for n in missing:
-                if n < current:
-                    _SETTLED[(dataset.pk, n)] = known[n]
-            while len(_SETTLED) > _SETTLED_MAX:
-                _SETTLED.popitem(last=False)
-    names = author_names(session, (known[n][3] for n in rows))
-    for n, row in rows.items():
-        row.added, row.changed, row.deleted, author = known[n]
-        row.author = names.get(author or "", author)
-    return rows
 
 
 def timeline(session: Session, dataset: Dataset, *, below: int | None = None,
@@ -126,8 +50,16 @@ def timeline(session: Session, dataset: Dataset, *, below: int | None = None,
     if last < 0:
         return [], None
     first = max(0, last - limit + 1)
-    rows = _counts(session, dataset, first, last)
-    return [rows[n] for n in sorted(rows, reverse=True)], first if first > 0 else None
+    V = DatasetVersion
+    rows = [VersionRow(*row) for row in session.execute(
+        select(V.version_number, V.created_at, V.last_used, V.added, V.changed, V.deleted, V.record_count,
+               V.author_id)
+        .where(V.dataset_pk == dataset.pk, V.version_number.between(first, last))
+        .order_by(V.version_number.desc()))]
+    names = author_names(session, (r.author_id for r in rows))
+    for row in rows:
+        row.author = names.get(row.author_id or "", row.author_id)
+    return rows, first if first > 0 else None
 
 
 # One record --------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ as few statements as it can be, and everything happens here and now.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import chain
 from typing import Any

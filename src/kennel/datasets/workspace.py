@@ -8,18 +8,16 @@ pending, as records.py does; writes go through records.apply_changes, as the API
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal_column, select
+from sqlalchemy import and_, literal_column, select
 from sqlalchemy.orm import Session
 
 from kennel.datasets import records as record_changes
-from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord
+from kennel.datasets.models import Dataset, DatasetPendingClosure, DatasetRecord, DatasetVersion
 from kennel.datasets.records import Change, ChangeResult, NewRecord
 from kennel.datasets.service import get_dataset, list_datasets
 from kennel.datasets.store import store_for
@@ -125,27 +123,6 @@ def author_names(session: Session, ids: Iterable[str | None]) -> dict[str, str]:
 
 # Datasets of a project -------------------------------------------------------------------------------
 
-# Record counts by (dataset, current version, last change): every change moves one of the two, so an
-# entry never goes stale, and a list of large datasets counts each one once per change, not per view.
-_COUNTS: OrderedDict[tuple[int, int, datetime], int] = OrderedDict()
-_COUNTS_MAX = 50_000
-_COUNTS_LOCK = threading.Lock()
-
-
-def record_count(session: Session, dataset: Dataset) -> int:
-    key = (dataset.pk, dataset.current_version, dataset.updated_at)
-    with _COUNTS_LOCK:
-        if key in _COUNTS:
-            return _COUNTS[key]
-    count = session.scalar(select(func.count()).select_from(DatasetRecord.__table__)
-                           .where(store_for(session).visible(dataset, dataset.current_version))) or 0
-    with _COUNTS_LOCK:
-        _COUNTS[key] = count
-        while len(_COUNTS) > _COUNTS_MAX:
-            _COUNTS.popitem(last=False)
-    return count
-
-
 @dataclass(slots=True)
 class DatasetSummary:
     dataset: Dataset
@@ -155,21 +132,22 @@ class DatasetSummary:
 
 def summaries(session: Session, *, project_id: str, search: str | None, before_pk: int | None,
               limit: int) -> list[DatasetSummary]:
-    """A page of a project's datasets (newest first) with their record counts and who made the last change.
-
-    The count is one index-only count per dataset on the page; "who" is the author of the revisions the
-    current version opened (none for a version that only deleted records).
-    """
+    """A page of a project's datasets (newest first) with their record counts and who made the last change,
+    both read from the current version's row (models.DatasetVersion): one query for the page."""
     rows = list_datasets(session, project_id=project_id, ids=None, name=None, search=search, before_pk=before_pk,
                          limit=limit)
-    counts: dict[int, int] = {}
-    authors: dict[int, str | None] = {}
+    V = DatasetVersion
+    facts: dict[int, tuple[int, str | None]] = {
+        pk: (count, author) for pk, count, author in session.execute(
+            select(V.dataset_pk, V.record_count, V.author_id)
+            .join(Dataset, and_(Dataset.pk == V.dataset_pk, Dataset.current_version == V.version_number))
+            .where(V.dataset_pk.in_([d.pk for d in rows])))} if rows else {}
+    names = author_names(session, (author for _, author in facts.values()))
+    summaries = []
     for d in rows:
-        counts[d.pk] = record_count(session, d)
-        authors[d.pk] = session.scalar(select(R.author_id).where(
-            R.dataset_pk == d.pk, R.valid_from == d.current_version).limit(1)) if d.current_version else None
-    names = author_names(session, authors.values())
-    return [DatasetSummary(d, counts[d.pk], names.get(authors[d.pk] or "", authors[d.pk])) for d in rows]
+        count, author = facts.get(d.pk, (0, None))
+        summaries.append(DatasetSummary(d, count, names.get(author or "", author)))
+    return summaries
 
 
 # Pages of records ------------------------------------------------------------------------------------

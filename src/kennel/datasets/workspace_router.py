@@ -14,7 +14,7 @@ from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import diff, history, search, workspace
 from kennel.datasets.records import check_version
 from kennel.datasets.service import get_dataset
-from kennel.datasets.workspace_schemas import RecordSaveRequest
+from kennel.datasets.workspace_schemas import RecordSaveRequest, VersionListResponse
 from kennel.errors import Invalid
 from kennel.jsonapi import (
     RawBody,
@@ -95,15 +95,17 @@ def get_record(dataset_id: str, session: SessionDep, id: Annotated[str, Query(mi
     return respond({"data": revision_resource(workspace.record_at(session, dataset, id, v), v)})
 
 
-@router.get("/datasets/{dataset_id}/versions")
+@router.get("/datasets/{dataset_id}/versions", responses={200: {"model": VersionListResponse}})
 def versions(dataset_id: str, session: SessionDep, cursor: CursorQuery = None) -> Response:
-    """Every version, newest first, with how many records it added, changed and deleted, who and when."""
+    """Every version, newest first, with how many records it added, changed and deleted, how many it
+    holds, who and when (200 a page)."""
     dataset = get_dataset(session, dataset_id=dataset_id)
     below = decode_cursor(cursor, (int,))[0] if cursor else None
     rows, nxt = history.timeline(session, dataset, below=below)
     return respond({"data": [{"id": str(r.number), "type": "dataset_versions", "attributes": {
         "version": r.number, "created_at": iso(r.created_at), "last_used": iso(r.last_used), "added": r.added,
-        "changed": r.changed, "deleted": r.deleted, "author": r.author}} for r in rows],
+        "changed": r.changed, "deleted": r.deleted, "record_count": r.record_count, "author": r.author,
+        "author_id": r.author_id}} for r in rows],
         "meta": {**list_meta(encode_cursor(nxt) if nxt is not None else None),
                  "current_version": dataset.current_version}})
 

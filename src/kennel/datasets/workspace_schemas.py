@@ -1,4 +1,5 @@
-"""Request bodies of the dataset workspace's Kennel routes (/api/kennel/v1/datasets/...)."""
+"""Request bodies of the dataset workspace's Kennel routes (/api/kennel/v1/datasets/...), and the answers
+that /openapi.json documents."""
 
 from __future__ import annotations
 
@@ -28,3 +29,36 @@ class RecordSaveDataIn(BaseModel):
 
 class RecordSaveRequest(BaseModel):
     data: RecordSaveDataIn
+
+
+# Answers (documented in /openapi.json; the routes render them with jsonapi.respond) ------------------
+
+class VersionAttributes(BaseModel):
+    """One version of a dataset, with the facts written with it."""
+
+    version: int
+    created_at: str = Field(description="ISO 8601, UTC")
+    last_used: str | None = Field(description="when an experiment last referenced this version")
+    added: int = Field(description="records this version added")
+    changed: int = Field(description="records whose content or tags this version changed")
+    deleted: int = Field(description="records this version deleted")
+    record_count: int = Field(description="records in the dataset at this version")
+    author: str | None = Field(description="who made the version (user name, or key pair name); a restore's "
+                                           "author is who restored")
+    author_id: str | None = Field(description="the id of that user or key pair")
+
+
+class VersionResource(BaseModel):
+    id: str
+    type: Literal["dataset_versions"]
+    attributes: VersionAttributes
+
+
+class VersionListMeta(BaseModel):
+    after: str = Field(description="page[cursor] of the next (older) page; empty on the last page")
+    current_version: int
+
+
+class VersionListResponse(BaseModel):
+    data: list[VersionResource]
+    meta: VersionListMeta
