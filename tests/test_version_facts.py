@@ -225,7 +225,7 @@ def fresh(backend, tmp_path_factory):
     upgrade(engine)
     yield engine
     engine.dispose()
-    gen.close()
+    next(gen, None)
 
 
 def _fill(factory: Any) -> list[str]:
