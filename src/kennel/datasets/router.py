@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import records, service
@@ -125,21 +125,41 @@ def list_records(
     return respond({"data": record_rows(dataset.id, rows), "meta": list_meta(after)})
 
 
+# Answers this long are sent in slices after the commit instead of as one rendered body: a large append's
+# answer is as big as its request, and holding both at once is what bounds the server's memory per request.
+STREAM_AT = 2_000
+_SLICE = 1_000
+
+
 class _MutationResponse:
     """The answer to a record change, rendered while the database is still taking in the new rows
-    (records.apply_changes `while_writing`), or afterwards when the change inserted none."""
+    (records.apply_changes `while_writing`), or afterwards when the change inserted none; a long answer
+    is streamed after the commit instead."""
 
     def __init__(self, dataset_id: str) -> None:
         self.dataset_id = dataset_id
         self.body: bytes | None = None
 
     def __call__(self, result: records.ChangeResult) -> None:
-        self.body = dumps({"data": mutation_items(self.dataset_id, result.records, result.version)})
+        if len(result.records) < STREAM_AT:
+            self.body = dumps({"data": mutation_items(self.dataset_id, result.records, result.version)})
 
     def response(self, result: records.ChangeResult) -> Response:
-        if self.body is None:
-            self(result)
-        return Response(self.body, media_type=JSONAPI)
+        if self.body is not None:
+            return Response(self.body, media_type=JSONAPI)
+        if len(result.records) < STREAM_AT:
+            return Response(dumps({"data": mutation_items(self.dataset_id, result.records, result.version)}),
+                            media_type=JSONAPI)
+        return StreamingResponse(self._slices(result), media_type=JSONAPI)
+
+    def _slices(self, result: records.ChangeResult) -> Iterator[bytes]:
+        states, version = result.records, result.version
+        yield b'{"data":['
+        for start in range(0, len(states), _SLICE):
+            items = dumps(mutation_items(self.dataset_id, states[start:start + _SLICE], version))
+            # Each slice is a JSON array; its brackets go, and a comma joins it to the one before.
+            yield (b"," if start else b"") + items[1:-1]
+        yield b"]}"
 
 
 @route("POST", "/{project_id}/datasets/{dataset_id}/records", AppendRequest)
