@@ -476,3 +476,26 @@ def test_record_content_reads_back_as_it_was_written(http, typed, project_id):
         assert [body.count(part) for part in (written, written_out, written_meta)] == [2 * rows] * 3, body[:600]
     records = _list_all(typed, project_id, ds)
     assert [list(plain(r.input)) for r in records] == [["zeta", "b"]] * 2
+
+
+def test_a_long_change_answer_arrives_whole(http, typed, project_id):
+    """Answers of STREAM_AT records or more are sent in slices after the commit: both clients must still read
+    one JSON document holding every record, in the order they were sent."""
+    from kennel.datasets.router import STREAM_AT
+
+    dataset_id = _create_dataset(typed, project_id).data.id
+    n = STREAM_AT + 501  # past the threshold, and not a whole number of slices
+    sent = [{"input": {"i": i, "text": "é" * 50}, "expected_output": i} for i in range(n)]
+    answer = _append(typed, project_id, dataset_id, sent)
+    assert [plain(item.records[0].input)["i"] for item in answer.data] == list(range(n))
+    listed = _list_all(typed, project_id, dataset_id)
+    assert {item.id for item in answer.data} == {r.id for r in listed}
+
+    # The ddtrace side of the same answer: `attributes` on every item, from a batch_update.
+    body = {"data": {"type": "datasets", "id": dataset_id, "attributes": {
+        "insert_records": [{"input": {"j": j}} for j in range(n)], "update_records": [], "delete_records": []}}}
+    r = http.post(f"/api/unstable/llm-obs/v1/{project_id}/datasets/{dataset_id}/batch_update", json=body)
+    assert r.status_code == 200, r.text
+    items = r.json()["data"]
+    assert [item["attributes"]["input"]["j"] for item in items] == list(range(n))
+    assert {item["attributes"]["version"] for item in items} == {2}

@@ -89,6 +89,41 @@ def test_burst_of_200_clients_all_answered_and_stored(server: Server) -> None:
         assert stored == acknowledged
 
 
+def test_concurrent_key_checks_answer_each_pair_for_itself(server: Server) -> None:
+    """Checks of identical key headers running at once share one lookup; pairs that differ in either key
+    must each get their own answer, and a pair revoked between two bursts is refused in the second."""
+    name = f"burst-{uuid.uuid4().hex[:6]}"
+    api_key, app_key = server.new_key(name)
+    pairs = {
+        "good": {"DD-API-KEY": api_key, "DD-APPLICATION-KEY": app_key},
+        "other good": server.headers,
+        "wrong app key": {"DD-API-KEY": api_key, "DD-APPLICATION-KEY": server.app_key},
+        "wrong api key": {"DD-API-KEY": server.api_key, "DD-APPLICATION-KEY": app_key},
+        "no app key": {"DD-API-KEY": api_key},
+    }
+    expected = {"good": 200, "other good": 200, "wrong app key": 403, "wrong api key": 403, "no app key": 403}
+
+    async def one_burst() -> dict[str, set[int]]:
+        start = asyncio.Event()
+        names = [name for _ in range(20) for name in pairs]
+        tasks = [asyncio.ensure_future(request(addr(server), "GET", f"{V2}/projects?page[limit]=1",
+                                               headers=pairs[name], start=start)) for name in names]
+        await asyncio.sleep(0.5)
+        start.set()
+        answers = await asyncio.gather(*tasks)
+        seen: dict[str, set[int]] = {}
+        for name, answer in zip(names, answers, strict=True):
+            seen.setdefault(name, set()).add(answer.status)
+        return seen
+
+    assert asyncio.run(one_burst()) == {name: {status} for name, status in expected.items()}
+    with server.client() as http:
+        listed = http.get("/api/kennel/v1/keys").json()["data"]
+        key_id = next(k["id"] for k in listed if k["attributes"]["name"] == name)
+        assert http.delete(f"/api/kennel/v1/keys/{key_id}").status_code in (200, 204)
+    assert asyncio.run(one_burst())["good"] == {403}
+
+
 def test_burst_of_1000_answers_every_client_with_success_or_503(tight: Server) -> None:
     project, datasets = new_datasets(tight, 2)
     results = asyncio.run(burst(tight, project, datasets, 1000))

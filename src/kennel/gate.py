@@ -179,6 +179,7 @@ class Gate:
         self.budget = admission.budget
         self.checks, self.reads, self.writes = admission.checks, admission.reads, admission.writes
         self.large = admission.large
+        self._checking: dict[tuple[str | None, str | None, bool], asyncio.Future[Any]] = {}
 
     def needs(self, scope: Scope) -> RouteNeeds | None:
         for route, needs in self.routes:
@@ -205,11 +206,7 @@ class Gate:
         if needs.keys:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
                        if k in (b"dd-api-key", b"dd-application-key")}
-            await self.checks.take(self.limits.queue_timeout)
-            try:
-                actor = await self.authenticate(headers, needs.keys == "both")
-            finally:
-                self.checks.give()
+            actor = await self._check(headers, needs.keys == "both")
             if not actor.may(needs.permission):
                 raise Forbidden(f"{actor.name} has the {actor.role} role, which lacks the `{needs.permission}` "
                                 f"permission this request needs; nothing was changed")
@@ -231,6 +228,29 @@ class Gate:
             await self.budget.give(held)
             if held >= LARGE_BODY_BYTES:
                 await to_thread.run_sync(_trim)
+
+    async def _check(self, headers: dict[str, str], both: bool) -> Any:
+        """Requests that arrive with the same key headers while a check of those headers runs share its
+        answer: a team's burst usually carries one key pair, and 200 identical lookups would stand in
+        front of every other request. Nothing is kept after a check ends, so a revoked key or a disabled
+        person is refused from the next check on, on every server."""
+        key = (headers.get("dd-api-key"), headers.get("dd-application-key"), both)
+        shared = self._checking.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._check_now(headers, both))
+            self._checking[key] = shared
+            shared.add_done_callback(lambda done: self._checked(key, done))
+        # Shielded: a waiter whose client hung up must not cancel the check the others are waiting for.
+        return await asyncio.shield(shared)
+
+    async def _check_now(self, headers: dict[str, str], both: bool) -> Any:
+        async with self.checks.turn(self.limits.queue_timeout):
+            return await self.authenticate(headers, both)
+
+    def _checked(self, key: tuple[str | None, str | None, bool], done: asyncio.Future[Any]) -> None:
+        self._checking.pop(key, None)
+        if not done.cancelled():
+            done.exception()  # retrieved here too, in case every waiter went away before it ended
 
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes | None, int, Receive]:
         declared = None

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import records, service
@@ -125,8 +125,28 @@ def list_records(
     return respond({"data": record_rows(dataset.id, rows), "meta": list_meta(after)})
 
 
+# Answers this long are sent in slices after the commit instead of as one rendered body: a large append's
+# answer is as big as its request, and holding both at once is what bounds the server's memory per request.
+STREAM_AT = 2_000
+_SLICE = 1_000
+
+
 def _mutation_response(dataset_id: str, result: records.ChangeResult) -> Response:
-    return Response(dumps({"data": mutation_items(dataset_id, result.records, result.version)}), media_type=JSONAPI)
+    """The answer to a record change, rendered once the store has returned; a long one is streamed."""
+    if len(result.records) < STREAM_AT:
+        return Response(dumps({"data": mutation_items(dataset_id, result.records, result.version)}),
+                        media_type=JSONAPI)
+    return StreamingResponse(_slices(dataset_id, result), media_type=JSONAPI)
+
+
+def _slices(dataset_id: str, result: records.ChangeResult) -> Iterator[bytes]:
+    states, version = result.records, result.version
+    yield b'{"data":['
+    for start in range(0, len(states), _SLICE):
+        items = dumps(mutation_items(dataset_id, states[start:start + _SLICE], version))
+        # Each slice is a JSON array; its brackets go, and a comma joins it to the one before.
+        yield (b"," if start else b"") + items[1:-1]
+    yield b"]}"
 
 
 @route("POST", "/{project_id}/datasets/{dataset_id}/records", AppendRequest)
