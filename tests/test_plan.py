@@ -12,6 +12,7 @@ from kennel.datasets.plan import (
     Plan,
     PlanError,
     RecordState,
+    Tally,
     check_change,
     content_hash,
     kept,
@@ -92,3 +93,21 @@ def test_deduplication_skips_content_already_current_or_earlier_in_the_change() 
     seen = {content_hash("x", None, None)}
     kept_ids = [(rec.id, rec.input) for rec, _tags, _hash in kept(prepare_inserts(change), seen, True)]
     assert kept_ids == [(None, "y"), ("k", "x")]
+
+
+def test_the_tally_counts_what_the_version_gains_and_what_an_amend_takes_back() -> None:
+    current = {"a": stored("a", "a", seq=1, pk=10), "b": stored("b", "b", seq=2, pk=11),
+               "c": stored("c", "c", seq=3, pk=12)}
+    change = Change(inserts=[NewRecord(id="a", input="a2"), NewRecord(id="n", input="new")],
+                    updates=[RecordUpdateIn(id="b", tag_operations=TagOperations(add=["t"]))], deletes=["c"])
+    p = plan(change, current)
+    assert (p.tally, p.undone) == (Tally(added=1, changed=2, deleted=1), [])
+    # Amending version 2: `x` and `y` were opened by version 2 itself, `z` before it.
+    current = {"x": stored("x", "x", seq=4, pk=20, valid_from=2), "y": stored("y", "y", seq=5, pk=21, valid_from=2),
+               "z": stored("z", "z", seq=6, pk=22)}
+    amend = Change(updates=[RecordUpdateIn(id="x", input="x2")], deletes=["y", "z"], create_new_version=False)
+    p = plan(amend, current, version=2)
+    assert p.version == 2 and [s.record_id for s in p.undone] == ["y"]
+    assert p.tally == Tally(added=0, changed=0, deleted=1)
+    p.count_undone(1)  # version 2 had changed y: now it deleted it
+    assert p.tally == Tally(added=0, changed=-1, deleted=2)

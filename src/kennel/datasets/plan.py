@@ -125,6 +125,13 @@ class Plan:
     tally: Tally = field(default_factory=Tally)
     undone: list[RecordState] = field(default_factory=list)
 
+    def count_undone(self, changes: int) -> None:
+        """Complete the tally once the store has said how many of `undone` the version had counted as
+        changes: those become deletions, and the additions among them are taken back."""
+        self.tally.changed -= changes
+        self.tally.deleted += changes
+        self.tally.added -= len(self.undone) - changes
+
 
 # Copied for each record: cheaper than building a hash object with its parameters every time.
 _BLAKE2B_16 = hashlib.blake2b(digest_size=16)

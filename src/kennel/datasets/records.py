@@ -129,12 +129,8 @@ def _apply(store: RecordStore, session: Session, dataset: Dataset, actor: Actor,
                        dataset_label=dataset.id)
     if plan.changed:
         if plan.undone:
-            # Revisions the amended version opened, now dropped: a change of the version becomes a
-            # deletion, an addition is taken back.
-            changes = store.changed_at(dataset.pk, [s.seq for s in plan.undone if s.seq is not None], plan.version)
-            plan.tally.changed -= changes
-            plan.tally.deleted += changes
-            plan.tally.added -= len(plan.undone) - changes
+            plan.count_undone(store.changed_at(dataset.pk, [s.seq for s in plan.undone if s.seq is not None],
+                                               plan.version))
         _write(store, dataset, plan)
         record_version(session, dataset, version=plan.version, author_id=actor.id, tally=plan.tally, now=now)
     return plan
