@@ -5,6 +5,7 @@ progress read on the first), the records read back with both real clients."""
 from __future__ import annotations
 
 import io
+import re
 import threading
 import uuid
 from datetime import timedelta
@@ -285,3 +286,42 @@ print(json.dumps({{"n": len(ds), "k42": rows["k42"], "version": ds.version}}))
         stop_server(b)
     for s in (a, b):
         assert "Traceback" not in s.log(), s.log()
+
+
+# The page, over HTTP (the Chromium flow is in test_dataset_workspace_web.py) ---------------------------
+
+def test_the_page_goes_through_the_same_steps(server: Server, http: httpx.Client) -> None:
+    from tests.test_trace_view import person
+
+    pid = make_project(http)
+    did = make_dataset(http, pid)
+    web = person(server)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', web.get(f"/datasets/{did}/import").text)
+    assert csrf
+    files = {"file": ("more.csv", CSV_FILE.encode(), "text/csv")}
+    assert web.post(f"/datasets/{did}/import", files=files, data={"csrf_token": "nope"}).status_code == 403
+    anonymous = httpx.post(f"{server.base_url}/datasets/{did}/import", files=files)
+    assert anonymous.status_code == 303 and "/login" in anonymous.headers["location"]
+    bad = web.post(f"/datasets/{did}/import", files={"file": ("x.jsonl", b"[1]\n", "application/x-ndjson")},
+                   data={"csrf_token": csrf.group(1)})
+    assert bad.status_code == 400 and "line 1 must be a JSON object" in bad.text
+
+    staged = web.post(f"/datasets/{did}/import", files=files, data={"csrf_token": csrf.group(1)})
+    assert staged.status_code == 303, staged.text
+    page_url = staged.headers["location"]
+    iid = page_url.rsplit("/", 1)[1]
+    page = web.get(page_url)
+    assert page.status_code == 200 and "Map the columns of more.csv" in page.text and "Capital of Spain?" in page.text
+    assert web.get(f"{page_url}/status").json()["status"] == "staged"
+    form = {"csrf_token": csrf.group(1), **{f"column-{i}": c for i, c in enumerate(MAPPING)},
+            **{f"role-{i}": r for i, r in enumerate(MAPPING.values())}}
+    done = web.post(f"{page_url}/write", data=form)
+    assert done.status_code == 303 and done.headers["location"].endswith("/versions?imported=3:0")
+    assert web.get(f"{page_url}/status").json()["status"] == "done"
+    assert web.get(page_url).status_code == 303
+    again = web.post(f"{page_url}/write", data=form)
+    assert again.status_code == 409 and "written already" in again.text
+    assert len(records(http, pid, did)) == 3
+    # The import is its sender's: not another person's, nor an annotator's.
+    assert person(server).get(page_url).status_code == 409
+    assert person(server, "annotator").get(f"/datasets/{did}/import/{iid}").status_code == 403

@@ -199,7 +199,8 @@ def sweep(session: Session, *, now: datetime) -> int:
     """Delete the imports past their hour (but one being written) and their chunks; how many."""
     old = select(StagedImport.pk).where(StagedImport.expires_at < now, StagedImport.status != "writing")
     session.execute(delete(StagedImportChunk).where(StagedImportChunk.import_pk.in_(old)))
-    return session.execute(delete(StagedImport).where(StagedImport.pk.in_(old))).rowcount or 0
+    gone = session.execute(delete(StagedImport).where(StagedImport.pk.in_(old)))
+    return gone.rowcount or 0  # type: ignore[attr-defined]
 
 
 def find(session: Session, *, dataset_id: str, import_id: str, actor: Actor, now: datetime | None = None
@@ -243,7 +244,7 @@ def status(session: Session, factory: sessionmaker[Session], *, dataset_id: str,
             marked = other.execute(
                 update(StagedImport).where(StagedImport.pk == row.pk, StagedImport.status == "writing",
                                            StagedImport.heartbeat_at < now - STALE)
-                .values(status="failed", error=CRASHED)).rowcount
+                .values(status="failed", error=CRASHED)).rowcount  # type: ignore[attr-defined]
         if marked:
             # This read's snapshot may predate the change (SQLite): show it without writing it here again.
             session.expunge(row)
@@ -265,7 +266,7 @@ def _claim(factory: sessionmaker[Session], *, dataset_id: str, import_id: str, a
         claimed = session.execute(
             update(StagedImport).where(StagedImport.pk == row.pk, StagedImport.status.in_(("staged", "failed")))
             .values(status="writing", heartbeat_at=utcnow(), error=None, records_done=0, records_total=0,
-                    records_created=0, records_updated=0, records_skipped=0)).rowcount
+                    records_created=0, records_updated=0, records_skipped=0)).rowcount  # type: ignore[attr-defined]
         if not claimed:
             raise refusal
         return row.pk, row.file_kind, chosen

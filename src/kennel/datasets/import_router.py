@@ -4,7 +4,7 @@ The app's import page (web/dataset_import.py) calls the same functions."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
