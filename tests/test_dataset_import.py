@@ -325,3 +325,28 @@ def test_the_page_goes_through_the_same_steps(server: Server, http: httpx.Client
     # The import is its sender's: not another person's, nor an annotator's.
     assert person(server).get(page_url).status_code == 409
     assert person(server, "annotator").get(f"/datasets/{did}/import/{iid}").status_code == 403
+
+
+def test_an_upload_past_the_size_limit_is_refused_as_it_arrives(tmp_path: Any) -> None:
+    """The gate's limits hold for a streamed upload too (the gate alone: one database is enough)."""
+    small = start_server(f"sqlite:///{tmp_path}/k.db", "sqlite", tmp_path, env={"KENNEL_MAX_BODY_BYTES": "200000"})
+    try:
+        with small.client() as http:
+            did = make_dataset(http, make_project(http))
+            big = "input\n" + "x" * 300_000 + "\n"
+            declared = stage(http, did, big)
+            assert declared.status_code == 413 and "KENNEL_MAX_BODY_BYTES" in detail(declared)
+
+            def chunked() -> Any:
+                yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\ninput\n"
+                for _ in range(30):
+                    yield b"y" * 10_000
+                yield b"\n\r\n--b--\r\n"
+
+            streamed = http.post(f"{API}/datasets/{did}/imports", content=chunked(),
+                                 headers={"Content-Type": "multipart/form-data; boundary=b"})
+            assert streamed.status_code == 413, streamed.text
+            assert stage(http, did, CSV_FILE).status_code == 201
+    finally:
+        stop_server(small)
+    assert "Traceback" not in small.log(), small.log()
