@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from kennel.auth import ActorDep, SessionDep, require_keys
 from kennel.datasets import dataset_import
-from kennel.datasets.import_schemas import ImportWriteRequest
+from kennel.datasets.import_schemas import ImportUpload, ImportWriteRequest
 from kennel.db.session import unit_of_work
 from kennel.errors import Invalid
 from kennel.gate import streamed_body
@@ -22,11 +22,6 @@ from kennel.keys.service import Actor
 from kennel.openapi import json_body
 
 router = APIRouter(prefix="/api/kennel/v1", dependencies=[Depends(require_keys)], tags=["dataset imports"])
-
-MULTIPART = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary", "description": "The records file (CSV or JSONL)."}}}}}}}
-
 
 def import_resource(state: dataset_import.ImportState) -> dict[str, Any]:
     return {"id": state.id, "type": "dataset_imports",
@@ -48,12 +43,13 @@ async def stage_upload(request: Request, *, dataset_id: str, actor: Actor, uploa
         return await run_in_threadpool(work)
 
 
-@router.post("/datasets/{dataset_id}/imports", status_code=201, openapi_extra=MULTIPART,
-             dependencies=[Depends(streamed_body)])
+@router.post("/datasets/{dataset_id}/imports", status_code=201, dependencies=[Depends(streamed_body)],
+             openapi_extra=json_body(ImportUpload, "multipart/form-data"))
 async def create_import(dataset_id: str, request: Request, actor: ActorDep) -> Response:
     """Stage a CSV or JSONL file for import: answers the import's id, with a preview of its first rows and a
     guess of which column is the input, expected output, metadata, tags and id. Nothing is written to the
     dataset yet. The file is kept for an hour, in the database, so any server can go on with it."""
+    # Read here, not by a File() parameter: FastAPI would answer the gate's 413 or 408 as a 400.
     form = await request.form(max_files=1)
     try:
         state = await stage_upload(request, dataset_id=dataset_id, actor=actor, upload=form.get("file"))

@@ -1,4 +1,4 @@
-"""Request body of the import write route (/api/kennel/v1/datasets/{id}/imports/{import_id}/write)."""
+"""Request bodies of the import routes (/api/kennel/v1/datasets/{id}/imports...)."""
 
 from __future__ import annotations
 
@@ -23,3 +23,9 @@ class ImportWriteData(BaseModel):
 
 class ImportWriteRequest(BaseModel):
     data: ImportWriteData
+
+
+class ImportUpload(BaseModel):
+    """The multipart form that stages a file (read by the handler as it arrives; documented here)."""
+
+    file: bytes = Field(description="The records file (CSV or JSONL).", json_schema_extra={"format": "binary"})
