@@ -188,7 +188,7 @@ def main() -> None:
     ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--spans", type=int, default=1000)
     ap.add_argument("--inline-spans", type=int, default=200,
-                    help="a second trace, as large as one whose fields the page carries (web.traces.INLINE_SPANS)")
+                    help="a second trace, as large as one whose fields the page carries (spans.trace_view.INLINE_SPANS)")
     ap.add_argument("--noise", type=int, default=20_000, help="spans of other traces and sessions")
     ap.add_argument("--session-traces", type=int, default=60)
     ap.add_argument("--repeat", type=int, default=30)

@@ -14,7 +14,7 @@ from kennel import openapi
 WRITE_METHODS = ("post", "patch", "put")
 # The draft lock routes act on the path alone and read no body.
 BODILESS = ("/draft_state/lock", "/draft_state/unlock", "/skip", "/undo")
-UPLOADS = ("/records/upload",)
+UPLOADS = ("/records/upload", "/imports")
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.annotations.owner_router import router as queue_owner_router
     from kennel.annotations.review_router import router as review_router
     from kennel.annotations.router import router as annotations_router
+    from kennel.datasets.import_router import router as import_router
     from kennel.datasets.lifecycle_router import router as lifecycle_router
     from kennel.datasets.router import router as datasets_router
     from kennel.datasets.workspace_router import router as workspace_router
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from kennel.spans.router import router as spans_router
 
     routers = (projects_router, datasets_router, lifecycle_router, experiments_router, annotations_router,
-               spans_router, people_router, review_router, queue_owner_router, compare_router, workspace_router)
+               spans_router, people_router, review_router, queue_owner_router, compare_router, workspace_router,
+               import_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(plain_parameters)])
     install_openapi(app)

@@ -15,6 +15,11 @@ Every route that uses the database passes, in this order:
 
 The turn is given back when the answer starts (the unit of work has committed by then); the body's
 room in the budget when the request is over, since the parsed body lives as long as the handler.
+
+A route that depends on `streamed_body` (a file staged for import) skips steps 2 and 3: after its keys,
+its handler reads the body as it arrives (Starlette spools a file part to disk past 1 MiB), still under
+the size limit and the deadline, holding only STREAM_HOLD_BYTES of the budget, and then takes its own
+turn at the database. So a large file is never held whole in memory, and a slow upload holds no turn.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ RETRY_AFTER_S = 2
 # back to the system (see _trim).
 LARGE_BODY_BYTES = 8 * 1024 * 1024
 LARGE_WAIT_FACTOR = 6
+STREAM_HOLD_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,12 @@ class RouteNeeds:
     keys: str | None          # "both", "api" (intake: DD-API-KEY only) or None
     database: bool
     permission: Permission = Permission.READ
+    streamed: bool = False
+
+
+def streamed_body() -> None:
+    """A route that depends on this reads its own body as it arrives and takes its own database turn
+    (Admission.write_turn); the gate checks its keys and bounds its body's size and time."""
 
 
 def busy(detail: str) -> Unavailable:
@@ -170,7 +182,8 @@ class Gate:
             if isinstance(route, APIRoute):
                 calls = _calls(route.dependant)
                 keys = "both" if require_keys in calls else "api" if require_api_key in calls else None
-                needs = RouteNeeds(keys, get_session in calls, permission_for(route.path, min(route.methods or {"GET"})))
+                needs = RouteNeeds(keys, get_session in calls, permission_for(route.path, min(route.methods or {"GET"})),
+                                   streamed=streamed_body in calls)
             else:
                 needs = RouteNeeds(None, False)
             self.routes.append((route, needs))
@@ -192,7 +205,7 @@ class Gate:
             await self.app(scope, receive, send)
             return
         needs = self.needs(scope)
-        if needs is None or (needs.keys is None and not needs.database):
+        if needs is None or (needs.keys is None and not needs.database and not needs.streamed):
             await self.app(scope, receive, send)
             return
         try:
@@ -211,6 +224,9 @@ class Gate:
                 raise Forbidden(f"{actor.name} has the {actor.role} role, which lacks the `{needs.permission}` "
                                 f"permission this request needs; nothing was changed")
             scope.setdefault("state", {})["actor"] = actor
+        if needs.streamed:
+            await self._stream(scope, receive, send)
+            return
         held = 0
         try:
             body, held, replay = await self._read_body(scope, receive)
@@ -252,17 +268,41 @@ class Gate:
         if not done.cancelled():
             done.exception()  # retrieved here too, in case every waiter went away before it ended
 
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared, _ = _declared(scope)
+        limit = self.limits.max_body_bytes
+        if declared and declared > limit:
+            raise PayloadTooLarge(_too_large(limit))
+        hold = min(declared or STREAM_HOLD_BYTES, STREAM_HOLD_BYTES)
+        await self.budget.take(hold, self.limits.queue_timeout)
+        deadline = asyncio.get_running_loop().time() + self.limits.body_timeout
+        seen = 0
+        complete = False
+
+        async def counted() -> Message:
+            nonlocal seen, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeout(f"the request body did not arrive within {self.limits.body_timeout:g} s "
+                                     f"({seen} bytes received); nothing was changed (KENNEL_BODY_TIMEOUT)") from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise PayloadTooLarge(_too_large(limit))
+                complete = not message.get("more_body", False)
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            await self.budget.give(hold)
+
     async def _read_body(self, scope: Scope, receive: Receive) -> tuple[bytes | None, int, Receive]:
-        declared = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    raise Invalid("Content-Length is not a number", header="Content-Length") from None
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
+        declared, chunked = _declared(scope)
         if not declared and not chunked:
             return b"", 0, receive
         limit = self.limits.max_body_bytes
@@ -334,6 +374,21 @@ class Gate:
             await self.app(scope, receive, sending)
         finally:
             give_back()
+
+
+def _declared(scope: Scope) -> tuple[int | None, bool]:
+    """The body's Content-Length, if given, and whether it comes chunked."""
+    declared = None
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                declared = int(value)
+            except ValueError:
+                raise Invalid("Content-Length is not a number", header="Content-Length") from None
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    return declared, chunked
 
 
 def _too_large(limit: int) -> str:

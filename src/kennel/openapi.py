@@ -20,15 +20,16 @@ REF = "#/components/schemas/{model}"
 _models: dict[str, type[BaseModel]] = {}
 
 
-def json_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The `openapi_extra` of a route whose JSON body `model` validates."""
+def json_body(model: type[BaseModel], media: str = "application/json") -> dict[str, Any]:
+    """The `openapi_extra` of a route whose JSON body `model` validates (or whose `media` body, such as a
+    multipart form the handler reads itself, `model` describes)."""
     name = model.__name__
     known = _models.setdefault(name, model)
     if known is not model:
         # Both would be components/schemas/<name>; one route would be documented with the other's body.
         raise RuntimeError(f"two request models are named {name}: {known.__module__} and {model.__module__}")
     return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"$ref": REF.format(model=name)}}}}}
+        media: {"schema": {"$ref": REF.format(model=name)}}}}}
 
 
 def _schemas() -> dict[str, Any]:

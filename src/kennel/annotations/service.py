@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import DateTime, Text, cast, delete, func, select, type_coerce
+from sqlalchemy import DateTime, Text, cast, delete, func, or_, select, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -78,6 +78,26 @@ def may_annotate(queue: AnnotationQueue, actor: Actor) -> bool:
 def may_see(queue: AnnotationQueue, actor: Actor) -> bool:
     """Whoever may read the project sees every queue; an annotator, the queues they may annotate."""
     return actor.may(Permission.READ) or may_annotate(queue, actor)
+
+
+def visible_interactions(session: Session, actor: Actor, *, trace_ids: Sequence[str] = (),
+                         session_ids: Sequence[str] = ()) -> set[tuple[str, str]]:
+    """(kind, id) of these traces and sessions that are interactions of a queue this actor may see; kind
+    is "trace" (an experiment trace included) or "session". It is what lets an annotator open a trace."""
+    wanted = []
+    if trace_ids:
+        wanted.append(AnnotationInteraction.type.in_(("trace", "experiment_trace"))
+                      & AnnotationInteraction.content_id.in_(trace_ids))
+    if session_ids:
+        wanted.append((AnnotationInteraction.type == "session") & AnnotationInteraction.content_id.in_(session_ids))
+    if not wanted:
+        return set()
+    stmt = (select(AnnotationInteraction.type, AnnotationInteraction.content_id, AnnotationQueue)
+            .join(AnnotationQueue, AnnotationQueue.pk == AnnotationInteraction.queue_pk)
+            .join(Project, Project.pk == AnnotationQueue.project_pk)
+            .where(Project.deleted_at.is_(None), or_(*wanted)))
+    return {("session" if kind == "session" else "trace", content_id)
+            for kind, content_id, queue in session.execute(stmt) if may_see(queue, actor)}
 
 
 def check_visible(session: Session, *, queue_id: str, actor: Actor) -> None:

@@ -14,7 +14,7 @@ import itertools
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,7 +154,7 @@ def _record(rid: Any, input_: Any, expected: Any, metadata: Any, tags: Any) -> N
     return NewRecord(rid, input_, expected, metadata, tag_list, content_hash=digest)
 
 
-def _csv_records(lines: Iterable[str], loads: Loads) -> Iterator[NewRecord]:
+def _csv_records(lines: Iterable[str], loads: Loads, columns: Mapping[str, str] | None) -> Iterator[NewRecord]:
     reader = csv.reader(lines)
     try:
         header = next(reader, None)
@@ -162,7 +162,9 @@ def _csv_records(lines: Iterable[str], loads: Loads) -> Iterator[NewRecord]:
         raise _problem("the header row", f"does not parse as CSV ({exc})", 0) from None
     if header is None:
         raise Invalid("the file is empty; expected a header row with an `input` column", parameter="file")
-    names = [h.strip().lower() for h in header]
+    # A column left out of the mapping gets no name, so the parser passes over it.
+    names = ([h.strip().lower() for h in header] if columns is None
+             else [columns.get(h.strip(), "") for h in header])
     if "input" not in names:
         raise Invalid(f"the file has no `input` column (its columns: {', '.join(header) or 'none'}); "
                       "nothing was stored", parameter="file")
@@ -209,7 +211,7 @@ def _csv_records(lines: Iterable[str], loads: Loads) -> Iterator[NewRecord]:
         yield rec
 
 
-def _jsonl_records(lines: Iterable[str], loads: Loads) -> Iterator[NewRecord]:
+def _jsonl_records(lines: Iterable[str], loads: Loads, columns: Mapping[str, str] | None) -> Iterator[NewRecord]:
     number = 0
     for line_no, line in enumerate(lines, start=1):
         if not line.strip():
@@ -224,6 +226,8 @@ def _jsonl_records(lines: Iterable[str], loads: Loads) -> Iterator[NewRecord]:
                 raise _RowProblem(exc.detail) from None
             if not isinstance(obj, dict):
                 raise _RowProblem(f"must be a JSON object, got {type(obj).__name__}")
+            if columns is not None:
+                obj = {role: obj[key] for key, role in columns.items() if key in obj}
             if "input" not in obj:
                 raise _RowProblem("has no `input`")
             if len(line) > MAX_FIELD // 4:
@@ -237,8 +241,11 @@ def _jsonl_records(lines: Iterable[str], loads: Loads) -> Iterator[NewRecord]:
         yield rec
 
 
-def iter_records(data: bytes, fmt: str) -> Iterator[NewRecord]:
+def iter_records(data: bytes, fmt: str, columns: Mapping[str, str] | None = None) -> Iterator[NewRecord]:
     """The file's records, each checked as it is read; the first problem raises, naming its row.
+
+    `columns` maps the file's own column names (CSV header, JSONL keys) to the record fields
+    (input, expected_output, metadata, tags, id); without it the file must use those names.
 
     The bytes are decoded a block at a time as the rows are read (io.TextIOWrapper, with the line
     splitting csv wants), never into one string the size of the file: a 100 MB upload otherwise spent
@@ -246,7 +253,7 @@ def iter_records(data: bytes, fmt: str) -> Iterator[NewRecord]:
     """
     lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8-sig", newline="")
     loads = _loads(data, fmt)
-    records = _csv_records(lines, loads) if fmt == "csv" else _jsonl_records(lines, loads)
+    records = _csv_records(lines, loads, columns) if fmt == "csv" else _jsonl_records(lines, loads, columns)
     try:
         yield from _unique_ids(records)
     except UnicodeDecodeError:

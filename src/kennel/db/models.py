@@ -3,6 +3,7 @@
 from kennel.annotations import models as _annotations  # noqa: F401
 from kennel.annotations import owner_models as _owner_models  # noqa: F401
 from kennel.annotations import review_models as _review  # noqa: F401
+from kennel.datasets import import_models as _imports  # noqa: F401
 from kennel.datasets import models as _datasets  # noqa: F401
 from kennel.datasets import workspace_models as _workspace  # noqa: F401
 from kennel.db.base import Base

@@ -46,6 +46,9 @@ def permission_for(path: str, method: str) -> Permission:
         if path.endswith(("/items", "/progress")) and method == "GET":
             return Permission.READ
         return Permission.REVIEW
+    if path.startswith("/api/kennel/v1/datasets/{dataset_id}/imports"):
+        # An import's file, progress and preview are its sender's business: members and admins.
+        return Permission.WRITE
     if "/annotation-queues" in path:
         if method == "GET" or path.endswith(("/annotations", "/annotations/delete")):
             return Permission.REVIEW

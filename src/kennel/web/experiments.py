@@ -25,9 +25,9 @@ from kennel.experiments.compare_rows import MODES, RowQuery, check_query, page, 
 from kennel.jsonapi import bool_param, decode_cursor, encode_cursor
 from kennel.people.roles import Permission
 from kennel.projects import service as projects
+from kennel.spans.trace_view import load_trace
 from kennel.web.auth import Person, PersonDep
 from kennel.web.router import FormDep, render
-from kennel.web.traces import load_trace
 
 router = APIRouter(include_in_schema=False)
 LIST_PAGE = 50

@@ -28,9 +28,7 @@ from kennel.errors import Invalid, KennelError
 from kennel.jsonapi import decode_cursor, encode_cursor
 from kennel.people.roles import Permission
 from kennel.spans.service import root_span_meta
-from kennel.web.auth import Person, PersonDep
-from kennel.web.router import FormDep, render
-from kennel.web.traces import (
+from kennel.spans.trace_view import (
     Trace,
     Turn,
     json_text,
@@ -38,6 +36,8 @@ from kennel.web.traces import (
     session_turns,
     text_value,
 )
+from kennel.web.auth import Person, PersonDep
+from kennel.web.router import FormDep, render
 
 router = APIRouter(include_in_schema=False)
 SAFE_IMAGE = ("http://", "https://", "data:image/")
