@@ -1,7 +1,7 @@
 """staged imports: a file being imported into a dataset, and its bytes in ~1 MiB chunks
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 """
 import sqlalchemy as sa
 from alembic import op
@@ -9,7 +9,7 @@ from alembic import op
 from kennel.db.base import JSONType, UTCDateTime
 
 revision = "0017"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
