@@ -453,8 +453,8 @@ def _interval_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mappi
                 row[0] += k
                 row[1] += list(map(operator.eq, cols[0], cols[1])).count(True)
             elif m == 3:
-                j, l = (x for x in range(3) if x != i)
-                row[0] += list(map(operator.eq, cols[j], cols[l])).count(True)
+                j, h = (x for x in range(3) if x != i)
+                row[0] += list(map(operator.eq, cols[j], cols[h])).count(True)
                 row[1] += unanimous
             else:
                 for vals in rows:

@@ -16,9 +16,9 @@ import re
 import statistics
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from itertools import compress
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress
 from typing import Any
 
 import orjson
