@@ -433,15 +433,15 @@ def _interval_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mappi
         squares = 0.0
         for i in range(m):
             for j in range(i + 1, m):
-                diff = list(map(operator.sub, cols[i], cols[j]))
+                gaps = list(map(operator.sub, cols[i], cols[j]))
                 same = list(map(operator.eq, cols[i], cols[j])).count(True)
-                squares += sum(map(operator.mul, diff, diff))
+                squares += sum(map(operator.mul, gaps, gaps))
                 acc = pairs.get((whos[i], whos[j]))
                 if acc is None:
                     acc = pairs[(whos[i], whos[j])] = [0, 0, 0.0]
                 acc[0] += k
                 acc[1] += same
-                acc[2] += sum(map(abs, diff))
+                acc[2] += sum(map(abs, gaps))
                 agreeing += same
         observed += 2.0 * squares / (m - 1)
         total_pairs += k * (m * (m - 1) // 2)
@@ -467,9 +467,9 @@ def _interval_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mappi
     if out.alpha is None:
         out.note = "not defined: every rating has the same value"
     out.percent_agreement = agreeing / total_pairs if total_pairs else None
-    for (a, b), (items, same, diff) in sorted(pairs.items()):
-        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=int(items),
-                                       agreement=same / items, mean_abs_difference=diff / items))
+    for (a, b), (rated, equal, spread) in sorted(pairs.items()):
+        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=int(rated),
+                                       agreement=equal / rated, mean_abs_difference=spread / rated))
     for who in reviewers:
         items, same = against[who]
         out.versus_consensus.append(ReviewerAgreement(reviewer=names.get(who, who), items=items,

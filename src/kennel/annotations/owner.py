@@ -178,7 +178,7 @@ def load_label_values(session: Session, queue: AnnotationQueue) -> tuple[ByLabel
         return values, assessed, ratings.reviewers, len(ratings.by_item)
     parts = [(label["id"], "value") for label in labels]
     parts += [(label["id"], "assessment") for label in labels if label.get("has_assessment")]
-    author = _A.author_key_id
+    author: Any = _A.author_key_id
     if session.get_bind().dialect.name == "postgresql":
         author = author.collate("C")  # the order Python sorts reviewer keys in
     rows = session.connection().execute(select(_A.interaction_pk, _A.author_key_id, _A.modified_by,
