@@ -19,7 +19,6 @@ Services flush and never commit; every check runs before the first write.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -170,39 +169,31 @@ def _counts(session: Session, ctx: Ctx, interaction: AnnotationInteraction) -> t
     return position, total, done, complete
 
 
-# (total, complete) per queue and N, for the progress line: two counts over the whole queue per request
-# would cost more than the rest of it. Kept for a few seconds, and dropped by this process's own submits
-# and undos, so a reviewer sees their own work counted at once.
-_TALLY: dict[tuple[int, int], tuple[float, int, int]] = {}
-TALLY_SECONDS = 3.0
+# Complete items per queue and N, for the progress line: counting them groups the queue's annotations, which
+# would cost more than the rest of the request. The count is kept against a fingerprint of the queue's
+# annotations read from the database (how many, and the id of the newest), so that every server process sees
+# every other's submits, undos and deletes: an insert brings a newer row (a reused SQLite rowid comes with a
+# new id), and a delete lowers the count.
+_COMPLETE: dict[tuple[int, int], tuple[tuple[int, str | None], int]] = {}
 
 
 def tally(session: Session, queue_pk: int, settings: Settings) -> tuple[int, int]:
-    key = (queue_pk, settings.reviewers_per_item or 0)
-    cached = _TALLY.get(key)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1], cached[2]
+    """(items in the queue, complete items)."""
     total = session.scalar(select(func.count()).select_from(AnnotationInteraction).where(
         AnnotationInteraction.queue_pk == queue_pk)) or 0
+    count = session.scalar(select(func.count()).select_from(Annotation).where(Annotation.queue_pk == queue_pk)) or 0
+    newest = session.scalar(select(Annotation.id).where(Annotation.queue_pk == queue_pk)
+                            .order_by(Annotation.pk.desc()).limit(1))
+    key = (queue_pk, settings.reviewers_per_item or 0)
+    fingerprint = (count, newest)
+    cached = _COMPLETE.get(key)
+    if cached is not None and cached[0] == fingerprint:
+        return total, cached[1]
     complete = complete_count(session, queue_pk, settings)
-    if len(_TALLY) > 1000:
-        _TALLY.clear()
-    _TALLY[key] = (time.monotonic() + TALLY_SECONDS, total, complete)
+    if len(_COMPLETE) > 1000:
+        _COMPLETE.clear()
+    _COMPLETE[key] = (fingerprint, complete)
     return total, complete
-
-
-def _count_item(session: Session, ctx: Ctx, interaction_pk: int, delta: int) -> None:
-    """Keep the cached tally right after my own submit (delta 1) or undo (-1) of this item: the item
-    became, or stopped being, complete when its annotations crossed N (1 without N)."""
-    key = (ctx.queue.pk, ctx.settings.reviewers_per_item or 0)
-    cached = _TALLY.get(key)
-    if cached is None:
-        return
-    count = session.scalar(select(func.count()).select_from(Annotation).where(
-        Annotation.interaction_pk == interaction_pk)) or 0
-    threshold = ctx.settings.reviewers_per_item or 1
-    if (delta > 0 and count == threshold) or (delta < 0 and count == threshold - 1):
-        _TALLY[key] = (cached[0], cached[1], cached[2] + delta)
 
 
 def complete_count(session: Session, queue_pk: int, settings: Settings) -> int:
@@ -504,8 +495,6 @@ def _submit(session: Session, ctx: Ctx, interaction_id: str, values: Sequence[La
     session.add(ReviewAction(queue_pk=ctx.queue.pk, interaction_pk=interaction.pk, reviewer_id=actor.id,
                              kind="submit", before_values=before, created_at=now))
     session.flush()
-    if before is None:
-        _count_item(session, ctx, interaction.pk, 1)
     return saved[0]
 
 
@@ -595,8 +584,6 @@ def undo(session: Session, *, queue_id: str, actor: Actor) -> Item:
         state.skipped_seq = action.before_skip
     action.undone_at = now
     session.flush()
-    if action.kind == "submit" and action.before_values is None:
-        _count_item(session, ctx, interaction.pk, -1)
     state.lease_until = now + timedelta(seconds=ctx.settings.lease_seconds)
     state.opened_at = now
     state.modified_at = now
