@@ -161,8 +161,7 @@ def schema_changes(before: Sequence[dict[str, Any]] | None, now: Sequence[dict[s
 def _counts(session: Session, ctx: Ctx, interaction: AnnotationInteraction) -> tuple[int, int, int, int]:
     """Position of the item, items in the queue, items done by me, items complete."""
     q = ctx.queue.pk
-    position = session.scalar(select(func.count()).select_from(AnnotationInteraction).where(
-        AnnotationInteraction.queue_pk == q, AnnotationInteraction.pk <= interaction.pk)) or 0
+    position = interaction.position
     done = session.scalar(select(func.count()).select_from(Annotation).where(
         Annotation.queue_pk == q, Annotation.author_key_id == ctx.actor.id)) or 0
     total, complete = tally(session, q, ctx.settings)
@@ -402,10 +401,8 @@ def open_item(session: Session, *, queue_id: str, actor: Actor, interaction_id: 
     if position is not None:
         if position < 1:
             raise Invalid(f"item number must be 1 or more, got {position}", parameter="position")
-        # An item's number is its rank in the queue, which no column holds: OFFSET over the queue's index,
-        # bounded by the queue's size, for the rare "go to item N".
-        found = session.scalars(select(AnnotationInteraction).where(AnnotationInteraction.queue_pk == ctx.queue.pk)
-                                .order_by(AnnotationInteraction.pk).offset(position - 1).limit(1)).first()
+        found = session.scalars(select(AnnotationInteraction).where(
+            AnnotationInteraction.queue_pk == ctx.queue.pk, AnnotationInteraction.position == position)).first()
         if found is None:
             raise NotFound(f"queue {queue_id} has no item number {position}", parameter="position")
     elif interaction_id is None:
