@@ -11,8 +11,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from kennel.annotations.models import Annotation, AnnotationInteraction
-from kennel.annotations.review import Ctx, complete_count, owning
 from kennel.annotations.review_models import ReviewState
+from kennel.annotations.review_view import Ctx, complete_count, owning
 from kennel.errors import Invalid
 from kennel.keys.service import Actor
 
