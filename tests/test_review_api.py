@@ -136,6 +136,25 @@ def test_reviewer_flow_submit_skip_undo_flag(server: Server, http: httpx.Client,
         assert _ok(me.post(f"{K}/{qid}/open", json=back_one))["data"]["id"] == ids[1]
 
 
+def test_item_numbers_close_up_when_items_are_deleted(server: Server, http: httpx.Client) -> None:
+    qid, ids, _ = make_queue(http, 4)
+    gone = http.post(f"{V2}/annotation-queues/{qid}/interactions/delete",
+                     json={"data": {"type": "interactions", "attributes": {"interaction_ids": [ids[1]]}}})
+    assert gone.status_code == 204, gone.text
+    added = _ok(http.post(f"{V2}/annotation-queues/{qid}/interactions", json={"data": {
+        "type": "interactions", "attributes": {"interactions": [{"type": "trace", "content_id": "t-late"}]}}}), 201)
+    late = added["data"]["attributes"]["interactions"][0]["id"]
+
+    def go(n: int) -> httpx.Response:
+        return me.post(f"{K}/{qid}/open", json={"data": {"type": "review_items", "attributes": {"position": n}}})
+
+    with reviewer(server) as me:
+        # Items 1, 3, 4 and the one added last are now numbers 1 to 4.
+        assert [_ok(go(n))["data"]["id"] for n in (1, 2, 3, 4)] == [ids[0], ids[2], ids[3], late]
+        assert _ok(go(3))["data"]["attributes"]["progress"]["position"] == 3
+        assert error(go(5), 404)
+
+
 def test_bad_input_changes_nothing(server: Server, http: httpx.Client) -> None:
     qid, ids, labels = make_queue(http, 2)
     other_qid, other_ids, _ = make_queue(http, 1)

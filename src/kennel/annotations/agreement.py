@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 import string
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -219,6 +220,17 @@ def _words(text: str) -> set[str]:
     return set(text.lower().translate(_PUNCTUATION).split())
 
 
+def _words_of(texts: set[Any]) -> dict[Any, set[str]]:
+    """The words of each text; lowered and stripped of punctuation in one pass over all of them joined (a
+    NUL keeps them apart, and is neither a letter nor punctuation)."""
+    texts_list = list(texts)
+    joined = "\0".join(map(str, texts_list))
+    pieces = joined.lower().translate(_PUNCTUATION).split("\0")
+    if len(pieces) != len(texts_list):  # a text holds a NUL itself
+        return {text: _words(str(text)) for text in texts_list}
+    return {text: set(piece.split()) for text, piece in zip(texts_list, pieces, strict=True)}
+
+
 def text_similarity(a: str, b: str) -> float:
     """Word-overlap (Jaccard) similarity of two texts, case-insensitive: 1 when they use the same words."""
     wa, wb = _words(a), _words(b)
@@ -296,47 +308,75 @@ def _majority_of_others(values: Sequence[Any], skip: int) -> Any:
     return majority(others)
 
 
+Unit = tuple[Any, tuple[str, ...], tuple[Any, ...]]  # item, its reviewers (sorted), their values in that order
+
+
+def units_of(ratings: Ratings) -> list[Unit]:
+    """The items with at least two ratings, as units."""
+    out: list[Unit] = []
+    for item, r in ratings.items():
+        if len(r) >= 2:
+            rated = sorted(r.items())
+            out.append((item, tuple(who for who, _ in rated), tuple(v for _, v in rated)))
+    return out
+
+
 def label_agreement(label: Mapping[str, Any], ratings: Ratings, reviewer_names: Mapping[str, str] | None = None,
                     ) -> LabelAgreement:
     """Every figure for one label. `ratings` maps each item to {reviewer: value}; `reviewer_names` gives
-    what to call a reviewer (default: the key itself).
+    what to call a reviewer (default: the key itself)."""
+    return units_agreement(label, units_of(ratings), reviewer_names)
+
+
+def _by_reviewers(units: Sequence[Unit]) -> dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, ...]]]]:
+    """Units grouped by who rated them: within a group each reviewer's values form one column."""
+    groups: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, ...]]]] = {}
+    for item, whos, vals in units:
+        group = groups.get(whos)
+        if group is None:
+            group = groups[whos] = ([], [])
+        group[0].append(item)
+        group[1].append(vals)
+    return groups
+
+
+def units_agreement(label: Mapping[str, Any], units: Sequence[Unit], reviewer_names: Mapping[str, str] | None = None,
+                    ) -> LabelAgreement:
+    """Every figure for one label from its pairable units (see `Unit`; each with two ratings or more).
 
     Items are first grouped by their *pattern* (who gave which value): with few categories a queue of
     10,000 items has a few hundred patterns, and every figure is a weighted sum over them. Continuous
-    scores, whose patterns are nearly all distinct, take a single pass of their own."""
+    scores and texts, whose patterns are nearly all distinct, are computed column-wise per set of reviewers."""
     names = reviewer_names or {}
-    pairable = {item: r for item, r in ratings.items() if len(r) >= 2}
     kind = label.get("type")
     if kind == "categorical":
-        level = level_of(label, (v for r in pairable.values() for v in r.values()))
+        level = level_of(label, (v for unit in units for v in unit[2]))
     else:
-        level = level_of(label, {v for r in pairable.values() for v in r.values()} if kind == "score" else ())
+        level = level_of(label, {v for unit in units for v in unit[2]} if kind == "score" else ())
     out = LabelAgreement(label_id=str(label.get("id", "")), name=str(label.get("name", "")), level=level)
-    out.items = len(pairable)
-    out.values = sum(len(r) for r in pairable.values())
-    reviewers = sorted({who for r in pairable.values() for who in r})
+    out.items = len(units)
+    out.values = sum(len(unit[2]) for unit in units)
+    reviewers = sorted({who for unit in units for who in unit[1]})
     out.reviewers = len(reviewers)
-    if not pairable:
+    if not units:
         out.note = "not defined: no item has ratings from two reviewers"
         return out
     if level == TEXT:
-        return _text_agreement(out, pairable, names)
+        return _text_agreement(out, units, names)
     if level == INTERVAL:
-        return _interval_agreement(out, pairable, names, reviewers)
+        return _interval_agreement(out, units, names, reviewers)
     if level == SETS:
-        patterns = Counter(tuple(sorted((who, hashable(v)) for who, v in r.items())) for r in pairable.values())
+        patterns = Counter((whos, tuple(hashable(v) for v in vals)) for _, whos, vals in units)
     else:
-        patterns = Counter(tuple(sorted(r.items())) for r in pairable.values())
-    out.alpha = _alpha_categories(((tuple(v for _, v in p), w) for p, w in patterns.items()), level)
+        patterns = Counter((whos, vals) for _, whos, vals in units)
+    out.alpha = _alpha_categories(((vals, w) for (_, vals), w in patterns.items()), level)
     if out.alpha is None:
         out.note = "not defined: every rating has the same value"
 
     agreeing = total_pairs = 0
     tables: dict[tuple[str, str], Counter[tuple[Any, Any]]] = {}
     against: dict[str, Counter[tuple[Any, Any]]] = {who: Counter() for who in reviewers}
-    for pattern, w in patterns.items():
-        who_rated = [who for who, _ in pattern]
-        vals = [v for _, v in pattern]
+    for (who_rated, vals), w in patterns.items():
         m = len(vals)
         same = sum(k * (k - 1) // 2 for k in Counter(vals).values())
         agreeing += w * same
@@ -373,54 +413,63 @@ def label_agreement(label: Mapping[str, Any], ratings: Ratings, reviewer_names: 
     return out
 
 
-def _interval_agreement(out: LabelAgreement, pairable: Ratings, names: Mapping[str, str],
+def _interval_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mapping[str, str],
                         reviewers: list[str]) -> LabelAgreement:
-    """Continuous scores in one pass: alpha's closed form, and per pair the items both rated, how many got
-    the same score and the mean absolute difference; no kappa (there are no categories)."""
+    """Continuous scores, a column per reviewer within each set of reviewers: alpha's closed form (the
+    within-item sum of squared differences over pairs), and per pair the items both rated, how many got the
+    same score and the mean absolute difference; no kappa (there are no categories)."""
     n = 0
     total = total_sq = observed = 0.0
     agreeing = total_pairs = 0
     pairs: dict[tuple[str, str], list[float]] = {}  # [items, same, sum of |difference|]
     against: dict[str, list[int]] = {who: [0, 0] for who in reviewers}  # [items, same]
-    for r in pairable.values():
-        rated = sorted(r.items())
-        vals = [v for _, v in rated]
-        m = len(vals)
-        sm = float(sum(vals))
-        sq = float(sum(v * v for v in vals))
-        observed += 2.0 * (m * sq - sm * sm) / (m - 1)
-        n += m
-        total += sm
-        total_sq += sq
-        same_item = 0
+    for whos, (_, rows) in _by_reviewers(units).items():
+        m, k = len(whos), len(rows)
+        cols = list(zip(*rows, strict=True))
+        n += m * k
+        for col in cols:
+            total += sum(col)
+            total_sq += sum(map(operator.mul, col, col))
+        squares = 0.0
         for i in range(m):
-            a, va = rated[i]
             for j in range(i + 1, m):
-                b, vb = rated[j]
-                acc = pairs.get((a, b))
+                gaps = list(map(operator.sub, cols[i], cols[j]))
+                same = list(map(operator.eq, cols[i], cols[j])).count(True)
+                squares += sum(map(operator.mul, gaps, gaps))
+                acc = pairs.get((whos[i], whos[j]))
                 if acc is None:
-                    acc = pairs[(a, b)] = [0, 0, 0.0]
-                acc[0] += 1
-                if va == vb:
-                    acc[1] += 1
-                    same_item += 1
-                acc[2] += abs(va - vb)
-            others = _majority_of_others(vals, i)
-            if others is not None:
-                row = against[a]
-                row[0] += 1
-                row[1] += va == others
-        agreeing += same_item
-        total_pairs += m * (m - 1) // 2
-        out.unanimous_items += same_item == m * (m - 1) // 2
+                    acc = pairs[(whos[i], whos[j])] = [0, 0, 0.0]
+                acc[0] += k
+                acc[1] += same
+                acc[2] += sum(map(abs, gaps))
+                agreeing += same
+        observed += 2.0 * squares / (m - 1)
+        total_pairs += k * (m * (m - 1) // 2)
+        unanimous = sum(1 for vals in rows if len(set(vals)) == 1)
+        out.unanimous_items += unanimous
+        for i in range(m):
+            row = against[whos[i]]
+            if m == 2:
+                row[0] += k
+                row[1] += list(map(operator.eq, cols[0], cols[1])).count(True)
+            elif m == 3:
+                j, h = (x for x in range(3) if x != i)
+                row[0] += list(map(operator.eq, cols[j], cols[h])).count(True)
+                row[1] += unanimous
+            else:
+                for vals in rows:
+                    others = _majority_of_others(vals, i)
+                    if others is not None:
+                        row[0] += 1
+                        row[1] += vals[i] == others
     expected = 2.0 * (n * total_sq - total * total) / (n * (n - 1)) if n > 1 else 0.0
     out.alpha = None if expected <= 1e-12 * max(1.0, total_sq) else 1.0 - (observed / n) / expected
     if out.alpha is None:
         out.note = "not defined: every rating has the same value"
     out.percent_agreement = agreeing / total_pairs if total_pairs else None
-    for (a, b), (items, same, diff) in sorted(pairs.items()):
-        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=int(items),
-                                       agreement=same / items, mean_abs_difference=diff / items))
+    for (a, b), (rated, equal, spread) in sorted(pairs.items()):
+        out.pairs.append(PairAgreement(a=names.get(a, a), b=names.get(b, b), items=int(rated),
+                                       agreement=equal / rated, mean_abs_difference=spread / rated))
     for who in reviewers:
         items, same = against[who]
         out.versus_consensus.append(ReviewerAgreement(reviewer=names.get(who, who), items=items,
@@ -428,44 +477,39 @@ def _interval_agreement(out: LabelAgreement, pairable: Ratings, names: Mapping[s
     return out
 
 
-def _text_agreement(out: LabelAgreement, pairable: Ratings, names: Mapping[str, str]) -> LabelAgreement:
-    differing: list[tuple[float, Any, str, str]] = []
-    words: dict[Any, set[str]] = {}
+def _text_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mapping[str, str]) -> LabelAgreement:
+    words = _words_of({text for unit in units for text in unit[2]})
     total = 0.0
     pairs = 0
-    # The similarity of two texts depends on the texts only: reviewers often repeat themselves.
-    similar: dict[tuple[Any, Any], float] = {}
-    for item, r in pairable.items():
-        who_rated = sorted(r)
-        if len(set(r.values())) == 1:
-            out.unanimous_items += 1
-        for i, a in enumerate(who_rated):
-            ta = r[a]
-            for b in who_rated[i + 1:]:
-                tb = r[b]
-                pairs += 1
-                if ta == tb:
-                    total += 1.0
-                    continue
-                score = similar.get((ta, tb))
-                if score is None:
-                    wa = words.get(ta)
-                    if wa is None:
-                        wa = words[ta] = _words(str(ta))
-                    wb = words.get(tb)
-                    if wb is None:
-                        wb = words[tb] = _words(str(tb))
-                    union = len(wa | wb)
-                    score = similar[(ta, tb)] = len(wa & wb) / union if union else 1.0
-                total += score
-                if score < 1.0:
-                    # Identical wording is never among the most different, however few the pairs.
-                    differing.append((score, item, a, b))
+    # (similarity, item, position of a, position of b, a, b) of the pairs that differ at all.
+    differing: list[tuple[float, Any, int, int, str, str]] = []
+    for whos, (items, rows) in _by_reviewers(units).items():
+        m = len(whos)
+        out.unanimous_items += sum(1 for vals in rows if len(set(vals)) == 1)
+        cols = list(zip(*rows, strict=True))
+        for i in range(m):
+            for j in range(i + 1, m):
+                pairs += len(rows)
+                for item, ta, tb in zip(items, cols[i], cols[j], strict=True):
+                    if ta == tb:
+                        total += 1.0
+                        continue
+                    wa, wb = words[ta], words[tb]
+                    common = len(wa & wb)
+                    union = len(wa) + len(wb) - common
+                    score = common / union if union else 1.0
+                    total += score
+                    if score < 1.0:
+                        # Identical wording is never among the most different, however few the pairs.
+                        differing.append((score, item, i, j, whos[i], whos[j]))
     out.similarity = total / pairs
     out.note = "text: descriptive similarity only (mean word overlap of the pairs within an item)"
-    out.most_different = [{"item": item, "similarity": score, "a": names.get(a, a), "b": names.get(b, b)}
-                          for score, item, a, b in heapq.nsmallest(MOST_DIFFERENT, differing,
-                                                                   key=lambda t: (t[0], str(t[1])))]
+    if differing:
+        # Every pair as low as the MOST_DIFFERENT-th lowest score, then ordered by score and item.
+        cut = heapq.nsmallest(MOST_DIFFERENT, (d[0] for d in differing))[-1]
+        lowest = sorted((d for d in differing if d[0] <= cut), key=lambda d: (d[0], str(d[1]), d[2], d[3]))
+        out.most_different = [{"item": item, "similarity": score, "a": names.get(a, a), "b": names.get(b, b)}
+                              for score, item, _, _, a, b in lowest[:MOST_DIFFERENT]]
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -45,6 +45,9 @@ class AnnotationInteraction(Base):
     queue_pk: Mapped[int] = mapped_column(ForeignKey("annotation_queues.pk", ondelete="CASCADE"), index=True)
     type: Mapped[str] = mapped_column(String(32))
     content_id: Mapped[str] = mapped_column(String(255))
+    # The item's number in its queue, from 1, in the order items were added; kept without gaps (a delete
+    # renumbers the items after it), so that item N is one index lookup.
+    position: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     display_block: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     modified_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -54,6 +57,7 @@ class AnnotationInteraction(Base):
         UniqueConstraint("queue_pk", "type", "content_id", name="uq_annotation_interactions_content"),
         # Cross-queue lookup by content id.
         Index("ix_annotation_interactions_content_id", "content_id"),
+        Index("ix_annotation_interactions_queue_position", "queue_pk", "position"),
     )
 
 

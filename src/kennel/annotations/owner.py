@@ -11,12 +11,14 @@ word for word, and is summarised by similarity instead.
 
 from __future__ import annotations
 
+import operator
 import re
 import statistics
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -25,9 +27,11 @@ from sqlalchemy.orm import Session
 
 from kennel.annotations.agreement import (
     LabelAgreement,
+    Unit,
     hashable,
-    label_agreement,
     majority,
+    units_agreement,
+    units_of,
 )
 from kennel.annotations.models import Annotation, AnnotationInteraction, AnnotationQueue
 from kennel.annotations.owner_models import Adjudication
@@ -143,7 +147,7 @@ class QueueAgreement:
 
 # Label ids as SQL JSON paths can spell them; any other id is read by parsing whole annotations instead.
 _PATH_SAFE = re.compile(r"[A-Za-z0-9_-]{1,64}")
-ByLabel = dict[str, dict[int, dict[str, Any]]]  # label id -> item -> reviewer -> value
+ByLabel = dict[str, list[Unit]]  # label id -> the pairable units of its values
 
 
 def _value_array(session: Session, parts: Sequence[tuple[str, str]]) -> Any:
@@ -159,35 +163,53 @@ def _value_array(session: Session, parts: Sequence[tuple[str, str]]) -> Any:
     return func.json_extract(_A.label_values, *(paths if len(paths) > 1 else paths * 2))
 
 
+def _units(ratings: Ratings) -> tuple[ByLabel, ByLabel]:
+    values, assessed = ratings.by_label()
+    return ({lid: units_of(r) for lid, r in values.items()}, {lid: units_of(r) for lid, r in assessed.items()})
+
+
 def load_label_values(session: Session, queue: AnnotationQueue) -> tuple[ByLabel, ByLabel, dict[str, str], int]:
-    """Per label: item -> reviewer -> value, and item -> reviewer -> pass/fail; the reviewers' names; the
-    number of annotated items. One query; the database extracts the values."""
+    """Per label the pairable units of its values, and of its pass/fail assessments; the reviewers' names;
+    the number of annotated items. One query, in item and reviewer order; the database extracts the values."""
     labels = list(queue.label_schemas or [])
     if not labels or not all(_PATH_SAFE.fullmatch(label["id"]) for label in labels):
         ratings = load_ratings(session, queue)
-        values, assessed = ratings.by_label()
+        values, assessed = _units(ratings)
         return values, assessed, ratings.reviewers, len(ratings.by_item)
     parts = [(label["id"], "value") for label in labels]
     parts += [(label["id"], "assessment") for label in labels if label.get("has_assessment")]
+    author: Any = _A.author_key_id
+    if session.get_bind().dialect.name == "postgresql":
+        author = author.collate("C")  # the order Python sorts reviewer keys in
     rows = session.connection().execute(select(_A.interaction_pk, _A.author_key_id, _A.modified_by,
                                                _value_array(session, parts))
-                                        .where(_A.queue_pk == queue.pk)).all()
-    targets: list[dict[int, dict[str, Any]]] = [{} for _ in parts]
-    names: dict[str, str] = {}
-    items: set[int] = set()
-    for pk, author, who, raw in rows:
-        names[author] = who
-        items.add(pk)
-        for target, value in zip(targets, orjson.loads(raw), strict=True):
-            if value is not None:
-                found = target.get(pk)
-                if found is None:
-                    target[pk] = {author: value}
-                else:
-                    found[author] = value
-    values = {lid: targets[i] for i, (lid, part) in enumerate(parts) if part == "value"}
-    assessed = {lid: targets[i] for i, (lid, part) in enumerate(parts) if part == "assessment"}
-    return values, assessed, _name_reviewers(names), len(items)
+                                        .where(_A.queue_pk == queue.pk).order_by(_A.interaction_pk, author)).all()
+    if not rows:
+        return {lid: [] for lid, _ in parts}, {}, {}, 0
+    pks, authors, who, raws = zip(*rows, strict=True)
+    # One parse for all rows, then one column per part.
+    columns = list(zip(*orjson.loads("[" + ",".join(raws) + "]"), strict=True))
+    # Where each item's rows start and end (rows come in item order), kept for items with two rows or more.
+    count = len(pks)
+    starts = [0, *compress(range(1, count), map(operator.ne, pks[1:], pks))]
+    bounds = [(lo, hi) for lo, hi in zip(starts, [*starts[1:], count], strict=True) if hi - lo >= 2]
+    items = [pks[lo] for lo, _ in bounds]
+    cuts = [slice(lo, hi) for lo, hi in bounds]
+    raters = list(map(authors.__getitem__, cuts))
+    found: list[list[Unit]] = []
+    for column in columns:
+        if None not in column:  # every reviewer gave this part: slice, with no loop in Python
+            found.append(list(zip(items, raters, map(column.__getitem__, cuts), strict=True)))
+            continue
+        units: list[Unit] = []
+        for item, (lo, hi) in zip(items, bounds, strict=True):
+            kept = [k for k in range(lo, hi) if column[k] is not None]
+            if len(kept) >= 2:
+                units.append((item, tuple(authors[k] for k in kept), tuple(column[k] for k in kept)))
+        found.append(units)
+    values = {lid: found[i] for i, (lid, part) in enumerate(parts) if part == "value"}
+    assessed = {lid: found[i] for i, (lid, part) in enumerate(parts) if part == "assessment"}
+    return values, assessed, _name_reviewers(dict(zip(authors, who, strict=True))), len(starts)
 
 
 def queue_agreement(session: Session, *, queue_id: str) -> QueueAgreement:
@@ -207,15 +229,15 @@ def agreement_from(labels: Sequence[dict[str, Any]], values: ByLabel, assessed: 
     """The figures of every label (and of its pass/fail assessment, where it has one)."""
     out: list[LabelAgreement] = []
     for label in labels:
-        out.append(label_agreement(label, values.get(label["id"], {}), reviewers))
+        out.append(units_agreement(label, values.get(label["id"], []), reviewers))
         if label.get("has_assessment"):
-            out.append(label_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT, "type": "boolean"},
-                                       assessed.get(label["id"], {}), reviewers))
+            out.append(units_agreement({"id": label["id"], "name": label["name"] + ASSESSMENT, "type": "boolean"},
+                                       assessed.get(label["id"], []), reviewers))
     return out
 
 
 def agreement_of(ratings: Ratings) -> list[LabelAgreement]:
-    values, assessed = ratings.by_label()
+    values, assessed = _units(ratings)
     return agreement_from(ratings.labels, values, assessed, ratings.reviewers)
 
 

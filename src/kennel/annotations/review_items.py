@@ -11,8 +11,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from kennel.annotations.models import Annotation, AnnotationInteraction
-from kennel.annotations.review import Ctx, complete_count, owning
 from kennel.annotations.review_models import ReviewState
+from kennel.annotations.review_view import Ctx, complete_count, owning
 from kennel.errors import Invalid
 from kennel.keys.service import Actor
 
@@ -60,8 +60,6 @@ def list_items(session: Session, *, queue_id: str, actor: Actor, status: str | N
     n = ctx.settings.reviewers_per_item
     names = {lab["id"]: lab["name"] for lab in ctx.labels}
     start = after_pk or 0
-    position = session.scalar(select(func.count()).select_from(AnnotationInteraction).where(
-        AnnotationInteraction.queue_pk == ctx.queue.pk, AnnotationInteraction.pk <= start)) or 0
     rows: list[Row] = []
     scanned = 0
     last_pk: int | None = None
@@ -84,10 +82,9 @@ def list_items(session: Session, *, queue_id: str, actor: Actor, status: str | N
                                         or_(ReviewState.skipped_seq.is_not(None), ReviewState.flagged))):
             states.setdefault(s.interaction_pk, []).append(s)
         for c in chunk:
-            position += 1
             scanned += 1
             last_pk = start = c.pk
-            row = _row(c, position, anns.get(c.pk, []), states.get(c.pk, []), names, actor.id, n)
+            row = _row(c, c.position, anns.get(c.pk, []), states.get(c.pk, []), names, actor.id, n)
             if _matches(row, status, kind, label, value, n):
                 rows.append(row)
                 if len(rows) == LIST_PAGE:

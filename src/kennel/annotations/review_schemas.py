@@ -43,7 +43,7 @@ class NextRequest(BaseModel):
 
 class OpenIn(BaseModel):
     interaction_id: str | None = None
-    # Bounded so that no number reaches the database as an OFFSET it cannot bind (SQLite: 64 bits).
+    # Bounded to what the position column (a 32-bit integer on PostgreSQL) can hold.
     position: int | None = Field(default=None, ge=1, le=2**31 - 1, description="the item's number in the queue, from 1")
     step: Literal[-1, 0, 1] = Field(default=0, description="from interaction_id, the previous (-1) or next (1) item")
 

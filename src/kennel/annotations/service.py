@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import DateTime, Text, cast, delete, func, or_, select, type_coerce
+from sqlalchemy import DateTime, Text, cast, delete, func, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -213,6 +213,11 @@ def add_interactions(session: Session, *, queue_id: str,
             new_rows[key] = {"id": new_id(), "queue_pk": queue.pk, "type": w["type"], "content_id": w["content_id"],
                              "display_block": w["display_block"], "created_at": now, "modified_at": now}
     if new_rows:
+        # Numbered after the queue's last item (the queue's row is locked, so no other add numbers at once).
+        last = session.scalar(select(func.max(AnnotationInteraction.position)).where(
+            AnnotationInteraction.queue_pk == queue.pk)) or 0
+        for number, row in enumerate(new_rows.values(), start=last + 1):
+            row["position"] = number
         # Another process may add the same content meanwhile; its row wins and ours is dropped.
         stmt = dialect_insert(session, AnnotationInteraction.__table__).on_conflict_do_nothing(
             index_elements=["queue_pk", "type", "content_id"])
@@ -235,7 +240,7 @@ def delete_interactions(session: Session, *, queue_id: str, interaction_ids: lis
     require_unique_ids(interaction_ids, pointer=pointer, what="interaction")
     if len(interaction_ids) > MAX_IDS_PER_REQUEST:
         raise Invalid(f"at most {MAX_IDS_PER_REQUEST} interaction ids per request", pointer=pointer)
-    queue, _ = get_queue(session, queue_id=queue_id)
+    queue, _ = get_queue(session, queue_id=queue_id, lock=True)
     found = dict(session.execute(select(AnnotationInteraction.id, AnnotationInteraction.pk).where(
         AnnotationInteraction.queue_pk == queue.pk, AnnotationInteraction.id.in_(interaction_ids))).tuples().all())
     missing = [i for i in interaction_ids if i not in found]
@@ -244,7 +249,18 @@ def delete_interactions(session: Session, *, queue_id: str, interaction_ids: lis
                        pointer=pointer)
     # Their annotations go through ON DELETE CASCADE.
     session.execute(delete(AnnotationInteraction).where(AnnotationInteraction.pk.in_(list(found.values()))))
+    renumber(session, queue.pk)
     session.flush()
+
+
+def renumber(session: Session, queue_pk: int) -> None:
+    """Close the gaps deleted items left in the queue's numbering (one statement; only the items after the
+    first gap change)."""
+    table: Any = AnnotationInteraction.__table__
+    numbered = select(table.c.pk, func.row_number().over(order_by=table.c.position).label("n")).where(
+        table.c.queue_pk == queue_pk).subquery()
+    session.execute(update(table).values(position=numbered.c.n).where(
+        table.c.pk == numbered.c.pk, table.c.position != numbered.c.n))
 
 
 # --- annotations --------------------------------------------------------------------------------
