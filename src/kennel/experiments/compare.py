@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import operator
 import threading
+from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +64,7 @@ class RunInfo:
 
 @dataclass(slots=True)
 class Result:
-    """One run's result for one dataset record."""
+    """One run's result for one dataset record (assembled on demand, for the records being shown)."""
 
     span_id: str
     trace_id: str
@@ -75,8 +76,17 @@ class Result:
 
 @dataclass(slots=True)
 class RunData:
+    """A run as columns: position i of span_ids, trace_ids and durations is the record index[i] names, and
+    each metric is a {record id: value} column per type. No object per record: a 10,000-record run is a
+    few lists and dicts, built in one pass over two narrow queries."""
+
     info: RunInfo
-    results: dict[str, Result]
+    index: dict[str, int]             # record id -> position in the lists below
+    span_ids: list[str]
+    trace_ids: list[str]
+    durations: array[float]           # ns
+    errored: frozenset[str]           # records whose span has status error
+    metric_errors: dict[str, list[str]]  # record id -> labels whose value was an error or unusable
     # label -> (type -> how many values of that type): the label's type is its commonest.
     type_counts: dict[str, Counter[str]]
     # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
@@ -85,6 +95,47 @@ class RunData:
 
     def column(self, label: str, kind: str) -> dict[str, Any]:
         return self.columns.get(label, {}).get(kind, {})
+
+    @property
+    def results(self) -> Results:
+        return Results(self)
+
+    def flagged(self, record_id: str) -> bool:
+        """Whether the record's span errored or one of its metrics had no usable value."""
+        return record_id in self.errored or record_id in self.metric_errors
+
+    def result(self, record_id: str) -> Result | None:
+        at = self.index.get(record_id)
+        if at is None:
+            return None
+        values = {label: col[record_id] for label, kinds in self.columns.items() for col in kinds.values()
+                  if record_id in col}
+        return Result(self.span_ids[at], self.trace_ids[at], record_id in self.errored, self.durations[at], values,
+                      list(self.metric_errors.get(record_id, ())))
+
+
+class Results(Mapping[str, Result]):
+    """A run's results by record id, each assembled when asked for."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: RunData) -> None:
+        self._run = run
+
+    def __getitem__(self, record_id: str) -> Result:
+        found = self._run.result(record_id)
+        if found is None:
+            raise KeyError(record_id)
+        return found
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._run.index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._run.index)
+
+    def __len__(self) -> int:
+        return len(self._run.index)
 
 
 # Runs -----------------------------------------------------------------------------------------------
@@ -157,10 +208,14 @@ def _score(raw: Any) -> float | None:
 
 
 def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
-    spans = session.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
-    # Metrics are only ever added (pk grows): the newest is one probe of ix_llmobs_metrics_experiment_pk.
-    metrics = session.scalar(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk))
-    return (tuple(spans), metrics, info.updated_at, info.dataset_version)
+    """What the run was loaded from, as the database says, so that a change made through any server is seen:
+    spans and metrics are only ever added, and the newest pk with the count also catches a row that commits
+    after a newer one (PostgreSQL hands out pks before commit)."""
+    conn = session.connection()
+    spans = conn.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
+    metrics = conn.execute(select(func.max(SpanMetric.pk), func.count())
+                           .where(SpanMetric.experiment_pk == info.pk)).one()
+    return (tuple(spans), tuple(metrics), info.updated_at, info.dataset_version)
 
 
 def load_run(session: Session, info: RunInfo) -> RunData:
@@ -169,7 +224,7 @@ def load_run(session: Session, info: RunInfo) -> RunData:
         hit = _cache.get(info.id)
         if hit is not None and hit[0] == key:
             _cache.move_to_end(info.id)
-            return RunData(info, hit[1].results, hit[1].type_counts, hit[1].columns, key)
+            return replace(hit[1], info=info)
     data = _load(session, info)
     data.key = key
     with _cache_lock:
@@ -181,35 +236,62 @@ def load_run(session: Session, info: RunInfo) -> RunData:
 
 
 def _load(session: Session, info: RunInfo) -> RunData:
-    results: dict[str, Result] = {}
-    by_span: dict[str, Result] = {}
-    rows = session.execute(select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
-                           .where(Span.experiment_id == info.id, Span.parent_id.is_(None))
-                           .order_by(Span.start_ns, Span.pk)).all()
+    # Core statements on the connection: plain rows, without the ORM's per-row work.
+    conn = session.connection()
+    index: dict[str, int] = {}
+    span_ids: list[str] = []
+    trace_ids: list[str] = []
+    durations = array("d")
+    errored: list[str] = []
+    record_of: dict[str, str] = {}
+    rows = conn.execute(select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
+                        .where(Span.experiment_id == info.id, Span.parent_id.is_(None))
+                        .order_by(Span.start_ns, Span.pk)).all()
+    skip = len(RECORD_TAG)
     for span_id, trace_id, status, duration, tag_text in rows:
         at = tag_text.find(RECORD_TAG)
         if at < 0:
             continue
-        start = at + len(RECORD_TAG)
-        record_id = tag_text[start:tag_text.index("\n", start)]
-        if record_id in results:
+        record_id = tag_text[at + skip:tag_text.index("\n", at + skip)]
+        if record_id in index:
             continue  # a run of several iterations: the first is the one compared
-        result = Result(span_id, trace_id, status == "error", float(duration or 0.0))
-        results[record_id] = result
-        by_span[span_id] = result
-    type_counts: dict[str, Counter[str]] = {}
-    columns: dict[str, dict[str, dict[str, Any]]] = {}
+        index[record_id] = len(span_ids)
+        span_ids.append(span_id)
+        trace_ids.append(trace_id)
+        durations.append(float(duration or 0.0))
+        if status == "error":
+            errored.append(record_id)
+        record_of[span_id] = record_id
     parts = _metric_parts(session)
-    metric_rows = session.execute(select(SpanMetric.span_id, SpanMetric.label, *parts)
-                                  .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
-                                  .order_by(SpanMetric.pk)).all()
-    record_of = {r.span_id: rid for rid, r in results.items()}
-    for row in metric_rows:
-        span_id, label = row[0], row[1]
-        kind, b, s, c, state = orjson.loads(row[2]) if len(row) == 3 else row[2:]
-        found = by_span.get(span_id)
-        if found is None or label in found.values or label in found.metric_errors:
+    metric_rows = conn.execute(select(SpanMetric.span_id, SpanMetric.label, *parts)
+                               .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
+                               .order_by(SpanMetric.pk)).all()
+    columns, metric_errors = _columns(metric_rows, record_of, packed=len(parts) == 1)
+    type_counts = {label: Counter({kind: len(col) for kind, col in kinds.items()}) for label, kinds in columns.items()}
+    return RunData(info, index, span_ids, trace_ids, durations, frozenset(errored), metric_errors, type_counts,
+                   columns)
+
+
+def _columns(rows: Sequence[Any], record_of: dict[str, str], *,
+             packed: bool) -> tuple[dict[str, dict[str, dict[str, Any]]], dict[str, list[str]]]:
+    """label -> type -> {record id: value}, and record id -> labels without a usable value. A record's first
+    metric of a label (in pk order) is the one that counts."""
+    columns: dict[str, dict[str, dict[str, Any]]] = {}
+    metric_errors: dict[str, list[str]] = {}
+    seen: dict[str, set[str]] = {}
+    loads = orjson.loads
+    for row in rows:
+        record_id = record_of.get(row[0])
+        if record_id is None:
             continue
+        label = row[1]
+        done = seen.get(label)
+        if done is None:
+            done = seen[label] = set()
+        elif record_id in done:
+            continue
+        done.add(record_id)
+        kind, b, s, c, state = loads(row[2]) if packed else row[2:]
         value: Any = None
         if state != "ERROR":
             if kind == "boolean":
@@ -219,12 +301,16 @@ def _load(session: Session, info: RunInfo) -> RunData:
             elif kind == "categorical":
                 value = c if isinstance(c, str) else None
         if value is None:
-            found.metric_errors.append(label)
+            metric_errors.setdefault(record_id, []).append(label)
             continue
-        found.values[label] = value
-        type_counts.setdefault(label, Counter())[kind] += 1
-        columns.setdefault(label, {}).setdefault(kind, {})[record_of[span_id]] = value
-    return RunData(info, results, type_counts, columns)
+        kinds = columns.get(label)
+        if kinds is None:
+            kinds = columns[label] = {}
+        col = kinds.get(kind)
+        if col is None:
+            col = kinds[kind] = {}
+        col[record_id] = value
+    return columns, metric_errors
 
 
 # Directions -----------------------------------------------------------------------------------------
@@ -328,7 +414,7 @@ def _record_ids(runs: list[RunData]) -> list[str]:
             return hit
     ids: set[str] = set()
     for r in runs:
-        ids.update(r.results)
+        ids.update(r.index)
     union = sorted(ids)
     with _cache_lock:
         _unions[key] = union
