@@ -126,7 +126,7 @@ def cold_after_change(api: httpx.Client, pid: int, path: str, runs: list[str], r
     each run, so the server must load all three runs afresh."""
     times, cpu = [], 0.0
     for n in range(repeat):
-        for eid, name in zip(runs, ("baseline", "candidate", "other")):
+        for eid, name in zip(runs, ("baseline", "candidate", "other"), strict=True):
             _post(api, f"{UNSTABLE}/experiments/{eid}/events", {"data": {"type": "experiments", "attributes": {
                 "scope": "experiments", "metrics": [{"span_id": f"{name}-1", "trace_id": f"{name}-t1",
                                                      "timestamp_ms": n + 1, "metric_type": "boolean",

@@ -2,11 +2,12 @@
 
 A run is one experiment row; its results are its root spans (one per dataset record, tagged
 `dataset_record_id:`) and the evaluation metrics attached to them. Loading a run reads one narrow row
-per span and per metric (metric values are pulled out of the JSON by the database), never the spans'
-inputs and outputs: those are read for the records of the page being shown only. A loaded run is kept
-in a small per-process cache keyed by what it was loaded from (its newest span and metric rows and the
-experiment's last update), so paging, filtering and re-sorting do not reload it, and a run that gains
-spans or metrics is loaded afresh.
+per span and per metric (each metric's type and value are columns of its row), never the
+spans' inputs and outputs (those are read for the page's records only), and keeps the run as columns
+(see RunData). A loaded run is kept in a small per-process cache keyed by facts of the database
+(the newest pk and count of the run's spans, its newest metric, and the experiment's last update),
+so paging, filtering and re-sorting do not reload it, and a run changed through any server is loaded
+afresh by the next compare.
 
 Records a run has no value for are "missing": shown as missing, never counted as passing or failing,
 and left out of every paired figure.
@@ -22,10 +23,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
-from sqlalchemy import Connection, Select, func, literal_column, select
+from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset
@@ -176,47 +177,31 @@ _cache: OrderedDict[str, tuple[tuple[Any, ...], RunData]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _metric_parts(session: Session) -> tuple[Any, ...]:
-    """The metric's type and its value (the body's `<type>_value`: a bool, number or string; NULL when the
-    metric's status is ERROR). The intake stores a value only of its type. SQLite answers a boolean as 1 or 0."""
-    if session.get_bind().dialect.name == "postgresql":
-        kind = "llmobs_metrics.body ->> 'metric_type'"
-        value = f"llmobs_metrics.body -> (({kind}) || '_value')"
-        state = "llmobs_metrics.body ->> 'status'"
-    else:
-        kind = "json_extract(llmobs_metrics.body, '$.metric_type')"
-        value = f"json_extract(llmobs_metrics.body, '$.' || {kind} || '_value')"
-        state = "json_extract(llmobs_metrics.body, '$.status')"
-    return (literal_column(kind), literal_column(f"CASE WHEN {state} = 'ERROR' THEN NULL ELSE {value} END"))
-
-
-def _value(kind: str, raw: Any) -> Any:
-    """The value as the cards read it (bool, float or str), or None if it is not one of its type."""
+def _value(kind: str | None, number: float | None, text: str | None) -> Any:
+    """The value as the cards read it (bool, float or str), or None if the metric has none of its type."""
     if kind == "score":
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            value = float(raw)
-            return value if math.isfinite(value) else None
-        return None
+        return number
     if kind == "boolean":
-        return bool(raw) if isinstance(raw, int) and raw in (0, 1) else None
+        return None if number is None else number != 0
     if kind == "categorical":
-        return raw if isinstance(raw, str) else None
+        return text
     return None
 
 
 _AS_TYPE: dict[str, Any] = {"boolean": bool, "score": float, "categorical": str}
-_KIND, _RAW = operator.itemgetter(2), operator.itemgetter(3)
+_KIND = operator.itemgetter(2)
+_RAW = {"boolean": operator.itemgetter(3), "score": operator.itemgetter(3), "categorical": operator.itemgetter(4)}
 
 
 def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
     """What the run was loaded from, as the database says, so that a change made through any server is seen:
-    spans and metrics are only ever added, and the newest pk with the count also catches a row that commits
-    after a newer one (PostgreSQL hands out pks before commit)."""
+    spans and metrics are only ever added. The span count also catches a span that commits after a newer
+    one; a metric's newest pk is one probe of ix_llmobs_metrics_experiment_pk (counting the metrics would
+    scan all of them on every request)."""
     conn = session.connection()
     spans = conn.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
-    metrics = conn.execute(select(func.max(SpanMetric.pk), func.count())
-                           .where(SpanMetric.experiment_pk == info.pk)).one()
-    return (tuple(spans), tuple(metrics), info.updated_at, info.dataset_version)
+    metrics = conn.execute(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk)).scalar()
+    return (tuple(spans), metrics, info.updated_at, info.dataset_version)
 
 
 def load_run(session: Session, info: RunInfo) -> RunData:
@@ -236,7 +221,7 @@ def load_run(session: Session, info: RunInfo) -> RunData:
     return data
 
 
-def _fetch(conn: Connection, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+def _fetch(conn: Connection, stmt: Select[Unpack[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
     """The statement's rows as the driver's tuples. Only for columns that need no result processing (text,
     numbers): building a Row per row was a third of loading a run."""
     compiled = stmt.compile(dialect=conn.dialect)
@@ -276,8 +261,8 @@ def _load(session: Session, info: RunInfo) -> RunData:
         if status == "error":
             errored.append(record_id)
         record_of[span_id] = record_id
-    parts = _metric_parts(session)
-    metric_rows = _fetch(conn, select(SpanMetric.span_id, SpanMetric.label, *parts)
+    metric_rows = _fetch(conn, select(SpanMetric.span_id, SpanMetric.label, SpanMetric.metric_type,
+                                      SpanMetric.number_value, SpanMetric.text_value)
                          .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
                          .order_by(SpanMetric.pk.desc()))
     columns, metric_errors = _columns(metric_rows, record_of)
@@ -289,7 +274,7 @@ def _load(session: Session, info: RunInfo) -> RunData:
 def _columns(rows: Sequence[Any], record_of: dict[str, str]) -> tuple[
         dict[str, dict[str, dict[str, Any]]], dict[str, list[str]]]:
     """label -> type -> {record id: value}, and record id -> labels without a usable value, from rows
-    (span id, label, type, value) newest first: a later row overwrites, so a record's first metric of a label
+    (span id, label, type, number, text) newest first: a later row overwrites, so a record's first metric of a label
     (in pk order) is the one that counts."""
     chosen: dict[str, dict[str, Any]] = {}
     get = record_of.get
@@ -305,14 +290,16 @@ def _columns(rows: Sequence[Any], record_of: dict[str, str]) -> tuple[
     metric_errors: dict[str, list[str]] = {}
     for label, found in chosen.items():
         kinds = set(map(_KIND, found.values()))
-        raw = dict(zip(found, map(_RAW, found.values())))
-        if len(kinds) == 1 and (kind := next(iter(kinds))) in _AS_TYPE and None not in raw.values():
-            # The usual case, one type and every value present: converted a column at a time, in C.
-            columns[label] = {kind: dict(zip(raw, map(_AS_TYPE[kind], raw.values())))}
-            continue
+        kind = next(iter(kinds))
+        if len(kinds) == 1 and kind in _AS_TYPE:
+            raw = dict(zip(found, map(_RAW[kind], found.values()), strict=True))
+            if None not in raw.values():
+                # The usual case, one type and every value present: converted a column at a time, in C.
+                columns[label] = {kind: dict(zip(raw, map(_AS_TYPE[kind], raw.values()), strict=True))}
+                continue
         by_kind: dict[str, dict[str, Any]] = {}
         for record_id, row in found.items():
-            value = _value(row[2], row[3])
+            value = _value(row[2], row[3], row[4])
             if value is None:
                 metric_errors.setdefault(record_id, []).append(label)
             else:
