@@ -15,13 +15,14 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from tests.conftest import Server, run_ddtrace, unique
+from tests.conftest import Server, run_ddtrace, start_server, stop_server, unique
 from tests.test_trace_view import person
 from tests.test_web import SHOTS, browser, expect  # noqa: F401  - the Chromium fixture, shared
 
@@ -294,6 +295,46 @@ def test_missing_rows_are_never_counted_and_a_metric_without_pairs_says_so(http:
     assert card(doc, "only_here")[s.base]["n"] == 0 and card(doc, "only_here")[s.base]["mean"] is None
     rows = get(http, "/compare/rows", runs=f"{s.base},{eid}", outcome="missing", metric="exact", vs=eid)["data"]
     assert len(rows) == 10 and all(next(c for c in r["runs"] if c["run_id"] == eid)["missing"] for r in rows)
+
+
+def test_a_change_made_through_another_server_is_in_the_next_compare(
+        server: Server, http: httpx.Client, scenario: Scenario, tmp_path: Path) -> None:
+    """Each server keeps loaded runs in memory: a span or metric written through server B must show in server
+    A's next compare (a cache keyed by anything but the database's own rows would answer the old figures)."""
+    s = scenario
+    eid = manual_run(http, s.project, s.dataset, s.records)
+    runs = f"{s.base},{eid}"
+    before = card(get(http, "/compare", runs=runs, baseline=s.base), "exact")[eid]
+    assert before["n"] == 2 and before["pass_rate"] == 1.0
+    other = start_server(server.database_url, server.backend, tmp_path)
+    try:
+        with other.client() as b:
+            trace_id = unique("trace")
+            # A third record (q01, failing) and, for q00's span already there, a metric no run had.
+            r = b.post(f"/api/unstable/llm-obs/v1/experiments/{eid}/events", json={"data": {
+                "type": "experiments", "attributes": {"scope": "experiments", "spans": [{
+                    "trace_id": trace_id, "span_id": "7100", "parent_id": "undefined", "name": "task",
+                    "start_ns": 1_700_000_000_000_000_100, "duration": 1000, "status": "ok",
+                    "meta": {"span": {"kind": "experiment"}, "input": {"q": "q01"}, "output": "wrong"},
+                    "metrics": {}, "tags": [f"experiment_id:{eid}", f"dataset_record_id:{s.records['q01']}"]}],
+                    "metrics": [{"span_id": "7100", "trace_id": trace_id, "timestamp_ms": 1, "metric_type": "boolean",
+                                 "label": "exact", "boolean_value": False}]}}})
+            assert r.status_code == 202, r.text
+    finally:
+        stop_server(other)
+    after = get(http, "/compare", runs=runs, baseline=s.base)
+    exact = card(after, "exact")[eid]
+    assert exact["n"] == 3 and exact["pass_rate"] == pytest.approx(2 / 3)
+    assert exact["counts"]["missing"] == 9
+    assert next(r for r in after["data"]["runs"] if r["id"] == eid)["records"] == 3
+    # A metric alone (no new span) reaches the next compare too: a second label on q01's span, via server A.
+    r = http.post(f"/api/unstable/llm-obs/v1/experiments/{eid}/events", json={"data": {
+        "type": "experiments", "attributes": {"scope": "experiments", "metrics": [
+            {"span_id": "7100", "trace_id": trace_id, "timestamp_ms": 1, "metric_type": "score",
+             "label": "only_here", "score_value": 0.0}]}}})
+    assert r.status_code == 202, r.text
+    only = card(get(http, "/compare", runs=runs, baseline=s.base), "only_here")[eid]
+    assert only["n"] == 3 and only["mean"] == pytest.approx(2 / 3)
 
 
 def test_direction_is_remembered_and_flips_the_counts(http: httpx.Client, scenario: Scenario) -> None:

@@ -2,11 +2,12 @@
 
 A run is one experiment row; its results are its root spans (one per dataset record, tagged
 `dataset_record_id:`) and the evaluation metrics attached to them. Loading a run reads one narrow row
-per span and per metric (metric values are pulled out of the JSON by the database), never the spans'
-inputs and outputs: those are read for the records of the page being shown only. A loaded run is kept
-in a small per-process cache keyed by what it was loaded from (its newest span and metric rows and the
-experiment's last update), so paging, filtering and re-sorting do not reload it, and a run that gains
-spans or metrics is loaded afresh.
+per span and per metric (each metric's type and value are columns of its row), never the
+spans' inputs and outputs (those are read for the page's records only), and keeps the run as columns
+(see RunData). A loaded run is kept in a small per-process cache keyed by facts of the database
+(the newest pk and count of the run's spans, its newest metric, and the experiment's last update),
+so paging, filtering and re-sorting do not reload it, and a run changed through any server is loaded
+afresh by the next compare.
 
 Records a run has no value for are "missing": shown as missing, never counted as passing or failing,
 and left out of every paired figure.
@@ -17,15 +18,15 @@ from __future__ import annotations
 import math
 import operator
 import threading
+from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
-from sqlalchemy import String, func, select, type_coerce
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset
@@ -63,7 +64,7 @@ class RunInfo:
 
 @dataclass(slots=True)
 class Result:
-    """One run's result for one dataset record."""
+    """One run's result for one dataset record (assembled on demand, for the records being shown)."""
 
     span_id: str
     trace_id: str
@@ -75,8 +76,17 @@ class Result:
 
 @dataclass(slots=True)
 class RunData:
+    """A run as columns: position i of span_ids, trace_ids and durations is the record index[i] names, and
+    each metric is a {record id: value} column per type. No object per record: a 10,000-record run is a
+    few lists and dicts, built in one pass over two narrow queries."""
+
     info: RunInfo
-    results: dict[str, Result]
+    index: dict[str, int]             # record id -> position in the lists below
+    span_ids: list[str]
+    trace_ids: list[str]
+    durations: array[float]           # ns
+    errored: frozenset[str]           # records whose span has status error
+    metric_errors: dict[str, list[str]]  # record id -> labels whose value was an error or unusable
     # label -> (type -> how many values of that type): the label's type is its commonest.
     type_counts: dict[str, Counter[str]]
     # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
@@ -85,6 +95,47 @@ class RunData:
 
     def column(self, label: str, kind: str) -> dict[str, Any]:
         return self.columns.get(label, {}).get(kind, {})
+
+    @property
+    def results(self) -> Results:
+        return Results(self)
+
+    def flagged(self, record_id: str) -> bool:
+        """Whether the record's span errored or one of its metrics had no usable value."""
+        return record_id in self.errored or record_id in self.metric_errors
+
+    def result(self, record_id: str) -> Result | None:
+        at = self.index.get(record_id)
+        if at is None:
+            return None
+        values = {label: col[record_id] for label, kinds in self.columns.items() for col in kinds.values()
+                  if record_id in col}
+        return Result(self.span_ids[at], self.trace_ids[at], record_id in self.errored, self.durations[at], values,
+                      list(self.metric_errors.get(record_id, ())))
+
+
+class Results(Mapping[str, Result]):
+    """A run's results by record id, each assembled when asked for."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: RunData) -> None:
+        self._run = run
+
+    def __getitem__(self, record_id: str) -> Result:
+        found = self._run.result(record_id)
+        if found is None:
+            raise KeyError(record_id)
+        return found
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._run.index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._run.index)
+
+    def __len__(self) -> int:
+        return len(self._run.index)
 
 
 # Runs -----------------------------------------------------------------------------------------------
@@ -126,40 +177,30 @@ _cache: OrderedDict[str, tuple[tuple[Any, ...], RunData]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
-def _metric_parts(session: Session) -> Any:
-    """The metric's type, value and status out of its JSON body. SQLite parses the body once for all five
-    paths (one json_extract with several paths answers a JSON array); PostgreSQL reads jsonb fields."""
-    body = SpanMetric.body
-    if session.get_bind().dialect.name == "postgresql":
-        doc = type_coerce(body, JSONB)
-        return (doc["metric_type"].astext, doc["boolean_value"].astext, doc["score_value"].astext,
-                doc["categorical_value"].astext, doc["status"].astext)
-    return (func.json_extract(body, "$.metric_type", "$.boolean_value", "$.score_value", "$.categorical_value",
-                              "$.status").cast(String),)
+def _value(kind: str | None, number: float | None, text: str | None) -> Any:
+    """The value as the cards read it (bool, float or str), or None if the metric has none of its type."""
+    if kind == "score":
+        return number
+    if kind == "boolean":
+        return None if number is None else number != 0
+    if kind == "categorical":
+        return text
+    return None
 
 
-def _boolean(raw: Any) -> bool | None:
-    if raw is None:
-        return None
-    if isinstance(raw, str):
-        return True if raw == "true" else False if raw == "false" else None
-    return bool(raw)
-
-
-def _score(raw: Any) -> float | None:
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
+_AS_TYPE: dict[str, Any] = {"boolean": bool, "score": float, "categorical": str}
+_KIND = operator.itemgetter(2)
+_RAW = {"boolean": operator.itemgetter(3), "score": operator.itemgetter(3), "categorical": operator.itemgetter(4)}
 
 
 def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
-    spans = session.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
-    # Metrics are only ever added (pk grows): the newest is one probe of ix_llmobs_metrics_experiment_pk.
-    metrics = session.scalar(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk))
+    """What the run was loaded from, as the database says, so that a change made through any server is seen:
+    spans and metrics are only ever added. The span count also catches a span that commits after a newer
+    one; a metric's newest pk is one probe of ix_llmobs_metrics_experiment_pk (counting the metrics would
+    scan all of them on every request)."""
+    conn = session.connection()
+    spans = conn.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
+    metrics = conn.execute(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk)).scalar()
     return (tuple(spans), metrics, info.updated_at, info.dataset_version)
 
 
@@ -169,7 +210,7 @@ def load_run(session: Session, info: RunInfo) -> RunData:
         hit = _cache.get(info.id)
         if hit is not None and hit[0] == key:
             _cache.move_to_end(info.id)
-            return RunData(info, hit[1].results, hit[1].type_counts, hit[1].columns, key)
+            return replace(hit[1], info=info)
     data = _load(session, info)
     data.key = key
     with _cache_lock:
@@ -180,51 +221,92 @@ def load_run(session: Session, info: RunInfo) -> RunData:
     return data
 
 
+def _fetch(conn: Connection, stmt: Select[Unpack[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+    """The statement's rows as the driver's tuples. Only for columns that need no result processing (text,
+    numbers): building a Row per row was a third of loading a run."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    params: Any = compiled.params
+    if compiled.positional:
+        params = tuple(params[name] for name in compiled.positiontup or ())
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
 def _load(session: Session, info: RunInfo) -> RunData:
-    results: dict[str, Result] = {}
-    by_span: dict[str, Result] = {}
-    rows = session.execute(select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
-                           .where(Span.experiment_id == info.id, Span.parent_id.is_(None))
-                           .order_by(Span.start_ns, Span.pk)).all()
+    conn = session.connection()
+    index: dict[str, int] = {}
+    span_ids: list[str] = []
+    trace_ids: list[str] = []
+    durations = array("d")
+    errored: list[str] = []
+    record_of: dict[str, str] = {}
+    rows = _fetch(conn, select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
+                  .where(Span.experiment_id == info.id, Span.parent_id.is_(None)).order_by(Span.start_ns, Span.pk))
+    skip = len(RECORD_TAG)
     for span_id, trace_id, status, duration, tag_text in rows:
         at = tag_text.find(RECORD_TAG)
         if at < 0:
             continue
-        start = at + len(RECORD_TAG)
-        record_id = tag_text[start:tag_text.index("\n", start)]
-        if record_id in results:
+        record_id = tag_text[at + skip:tag_text.index("\n", at + skip)]
+        if record_id in index:
             continue  # a run of several iterations: the first is the one compared
-        result = Result(span_id, trace_id, status == "error", float(duration or 0.0))
-        results[record_id] = result
-        by_span[span_id] = result
-    type_counts: dict[str, Counter[str]] = {}
+        index[record_id] = len(span_ids)
+        span_ids.append(span_id)
+        trace_ids.append(trace_id)
+        durations.append(float(duration or 0.0))
+        if status == "error":
+            errored.append(record_id)
+        record_of[span_id] = record_id
+    metric_rows = _fetch(conn, select(SpanMetric.span_id, SpanMetric.label, SpanMetric.metric_type,
+                                      SpanMetric.number_value, SpanMetric.text_value)
+                         .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
+                         .order_by(SpanMetric.pk.desc()))
+    columns, metric_errors = _columns(metric_rows, record_of)
+    type_counts = {label: Counter({kind: len(col) for kind, col in kinds.items()}) for label, kinds in columns.items()}
+    return RunData(info, index, span_ids, trace_ids, durations, frozenset(errored), metric_errors, type_counts,
+                   columns)
+
+
+def _columns(rows: Sequence[Any], record_of: dict[str, str]) -> tuple[
+        dict[str, dict[str, dict[str, Any]]], dict[str, list[str]]]:
+    """label -> type -> {record id: value}, and record id -> labels without a usable value, from rows
+    (span id, label, type, number, text) newest first: a later row overwrites, so a record's first metric of a label
+    (in pk order) is the one that counts."""
+    chosen: dict[str, dict[str, Any]] = {}
+    get = record_of.get
+    for row in rows:
+        record_id = get(row[0])
+        if record_id is None:
+            continue
+        found = chosen.get(row[1])
+        if found is None:
+            found = chosen[row[1]] = {}
+        found[record_id] = row
     columns: dict[str, dict[str, dict[str, Any]]] = {}
-    parts = _metric_parts(session)
-    metric_rows = session.execute(select(SpanMetric.span_id, SpanMetric.label, *parts)
-                                  .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
-                                  .order_by(SpanMetric.pk)).all()
-    record_of = {r.span_id: rid for rid, r in results.items()}
-    for row in metric_rows:
-        span_id, label = row[0], row[1]
-        kind, b, s, c, state = orjson.loads(row[2]) if len(row) == 3 else row[2:]
-        found = by_span.get(span_id)
-        if found is None or label in found.values or label in found.metric_errors:
-            continue
-        value: Any = None
-        if state != "ERROR":
-            if kind == "boolean":
-                value = _boolean(b)
-            elif kind == "score":
-                value = _score(s)
-            elif kind == "categorical":
-                value = c if isinstance(c, str) else None
-        if value is None:
-            found.metric_errors.append(label)
-            continue
-        found.values[label] = value
-        type_counts.setdefault(label, Counter())[kind] += 1
-        columns.setdefault(label, {}).setdefault(kind, {})[record_of[span_id]] = value
-    return RunData(info, results, type_counts, columns)
+    metric_errors: dict[str, list[str]] = {}
+    for label, found in chosen.items():
+        kinds = set(map(_KIND, found.values()))
+        kind = next(iter(kinds))
+        if len(kinds) == 1 and kind in _AS_TYPE:
+            raw = dict(zip(found, map(_RAW[kind], found.values()), strict=True))
+            if None not in raw.values():
+                # The usual case, one type and every value present: converted a column at a time, in C.
+                columns[label] = {kind: dict(zip(raw, map(_AS_TYPE[kind], raw.values()), strict=True))}
+                continue
+        by_kind: dict[str, dict[str, Any]] = {}
+        for record_id, row in found.items():
+            value = _value(row[2], row[3], row[4])
+            if value is None:
+                metric_errors.setdefault(record_id, []).append(label)
+            else:
+                by_kind.setdefault(row[2], {})[record_id] = value
+        if by_kind:
+            columns[label] = by_kind
+    return columns, metric_errors
 
 
 # Directions -----------------------------------------------------------------------------------------
@@ -328,7 +410,7 @@ def _record_ids(runs: list[RunData]) -> list[str]:
             return hit
     ids: set[str] = set()
     for r in runs:
-        ids.update(r.results)
+        ids.update(r.index)
     union = sorted(ids)
     with _cache_lock:
         _unions[key] = union

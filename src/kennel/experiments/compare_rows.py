@@ -91,11 +91,7 @@ def _value_test(kind: str, raw: str) -> Callable[[Any], bool]:
 
 
 def _has_error(comp: Comparison, rid: str) -> bool:
-    for run in comp.runs:
-        res = run.results.get(rid)
-        if res is not None and (res.error or res.metric_errors):
-            return True
-    return False
+    return any(run.flagged(rid) for run in comp.runs)
 
 
 def matching(comp: Comparison, q: RowQuery) -> list[str]:
@@ -239,7 +235,7 @@ def metas(session: Session, comp: Comparison, record_ids: Sequence[str]) -> dict
     """(run id, span id) -> the span's meta (input, output, expected output, error), for these records."""
     wanted: dict[str, list[str]] = {}
     for run in comp.runs:
-        spans = [run.results[rid].span_id for rid in record_ids if rid in run.results]
+        spans = [run.span_ids[run.index[rid]] for rid in record_ids if rid in run.index]
         if spans:
             wanted[run.info.id] = spans
     out: dict[tuple[str, str], dict[str, Any]] = {}

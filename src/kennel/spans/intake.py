@@ -11,6 +11,7 @@ because a neighbour was malformed.
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import Any, TypeGuard
 
@@ -260,7 +261,15 @@ def metric_body(metric: Any, pointer: str, *, span_id: str, trace_id: str, defau
 
 
 def metric_row(body: dict[str, Any], *, experiment_pk: int | None) -> dict[str, Any]:
+    kind = body["metric_type"]
+    value = None if body.get("status") == "ERROR" else body.get(f"{kind}_value")
+    number = float(value) if kind in ("boolean", "score") and isinstance(value, (bool, int, float)) else None
+    if number is not None and not math.isfinite(number):
+        number = None
     return {
+        "metric_type": kind,
+        "number_value": number,
+        "text_value": value if kind == "categorical" and isinstance(value, str) else None,
         "experiment_pk": experiment_pk,
         "span_id": body["span_id"],
         "trace_id": body["trace_id"],

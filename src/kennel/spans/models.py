@@ -72,6 +72,11 @@ class SpanMetric(Base):
     timestamp_ms: Mapped[int] = mapped_column(BigInteger)
     # The metric in its wire form (the shape the events routes return).
     body: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    # Its type and value, from the body (see intake.metric_row): a boolean as 1.0 or 0.0 and a score in
+    # number_value, a category in text_value; both NULL when it has no value or its status is ERROR.
+    metric_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    number_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    text_value: Mapped[str | None] = mapped_column(Text, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (
