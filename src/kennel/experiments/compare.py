@@ -23,7 +23,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Select, func, select
@@ -221,7 +221,7 @@ def load_run(session: Session, info: RunInfo) -> RunData:
     return data
 
 
-def _fetch(conn: Connection, stmt: Select[Unpack[tuple[Any, ...]]]) -> list[tuple[Any, ...]]:
+def _fetch(conn: Connection, stmt: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """The statement's rows as the driver's tuples. Only for columns that need no result processing (text,
     numbers): building a Row per row was a third of loading a run."""
     compiled = stmt.compile(dialect=conn.dialect)
