@@ -98,9 +98,9 @@ def chunks(values: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield values[start:start + size]
 
 
-def visible_at(version: int) -> ColumnElement[bool]:
+def visible_at(version: int, valid_from: ColumnElement[Any] = R.valid_from) -> ColumnElement[bool]:
     """Revisions visible at `version`, pending closings aside: the validity-interval condition."""
-    return and_(R.valid_from <= version, or_(R.valid_to.is_(None), R.valid_to > version))
+    return and_(valid_from <= version, or_(R.valid_to.is_(None), R.valid_to > version))
 
 
 def not_pending(version: int | None = None) -> ColumnElement[bool]:
@@ -148,10 +148,15 @@ class RecordStore(ABC):
         The current version is read through the partial index of open rows, unless `pinned`: a reader
         whose pages span transactions (the export) must not follow the current version as it moves.
         """
-        cond = R.valid_to.is_(None) if version == dataset.current_version and not pinned else visible_at(version)
+        current = version == dataset.current_version and not pinned
+        cond = R.valid_to.is_(None) if current else visible_at(version, self.valid_from_for_reads())
         if dataset.closures_pending:
             cond = and_(cond, not_pending(version))
         return and_(R.dataset_pk == dataset.pk, cond)
+
+    def valid_from_for_reads(self) -> ColumnElement[Any]:
+        """A revision's first version as reads of a past version test it (see SqliteStore's)."""
+        return R.valid_from
 
     @abstractmethod
     def settle(self, dataset: Dataset) -> None:
