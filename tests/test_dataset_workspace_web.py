@@ -1,6 +1,7 @@
 """The dataset workspace's pages on both databases: over HTTP (escaping, the editor's errors, the draft
 lock, bad filters and versions) and in headless Chromium (browse, filter, page, view as of a version, diff,
-edit and save, the refused concurrent save, restore), every edit read back with both real clients."""
+edit and save, the refused concurrent save, restore, an import with its mapping and its progress bar),
+every edit read back with both real clients."""
 
 from __future__ import annotations
 
@@ -297,3 +298,58 @@ def test_add_delete_export_and_clone_from_the_pages(http: httpx.Client, web: htt
     assert cloned.status_code == 303
     copy_id = cloned.headers["location"].rsplit("/", 1)[1]
     assert set(records(http, pid, copy_id)) == set(records(http, pid, did))
+
+
+# Every change of an import page's progress text, with the bar's value and maximum at that moment: recorded
+# by the page itself on each document (the write ends by leaving the page), so the test polls nothing.
+RECORD_PROGRESS = """
+document.addEventListener("DOMContentLoaded", () => {
+  for (const status of document.querySelectorAll("[id$='-progress-status']")) {
+    const bar = document.getElementById(status.id.replace(/-status$/, ""));
+    new MutationObserver(() => window.progressSeen(status.textContent, bar.value, bar.max))
+      .observe(status, {childList: true, characterData: true, subtree: true});
+  }
+});
+"""
+
+
+def test_the_import_progress_bar_follows_the_write_in_chromium(server: Server, http: httpx.Client,
+                                                               web: httpx.Client, browser: Any) -> None:
+    """The bar shows part of the file written (0 < done < total) before the versions page says it is done.
+    Nothing here is paced: the file is twelve write chunks (transfer.UPLOAD_CHUNK rows each), so its write
+    spans several of the page's status polls (every 0.5 s); a bar that is never updated fails the test."""
+    pid = make_project(http)
+    did = make_dataset(http, pid)
+    n = 60000
+    body = "key,question,answer\n" + "".join(f'k{i},"{{""q"": {i}}}",a{i}\n' for i in range(n))
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.base_url)
+    seen: list[tuple[str, float, float]] = []
+    try:
+        context.add_cookies([{"name": "kennel_session", "value": web.cookies.get("kennel_session"),
+                              "url": server.base_url}])
+        context.expose_binding("progressSeen", lambda _source, text, value, top: seen.append((text, value, top)))
+        context.add_init_script(RECORD_PROGRESS)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.goto(f"/datasets/{did}/import")
+        page.get_by_label("File (.csv or .jsonl)").set_input_files(files=[{
+            "name": "big.csv", "mimeType": "text/csv", "buffer": body.encode()}])
+        page.get_by_role("button", name="Preview").click()
+        expect(page.get_by_label("Column key is")).to_have_value("ignore")
+        page.get_by_label("Column key is").select_option("id")
+        page.get_by_role("button", name="Import as a new version").click()
+        expect(page.get_by_text(f"Imported: {n:,} records added")).to_be_visible(timeout=120_000)
+        assert problems == []
+    finally:
+        context.close()
+    writing = [(text, value, top) for text, value, top in seen if text.startswith("Writing:")]
+    partial = [(value, top) for _, value, top in writing if 0 < value < top]
+    assert partial and all(top == n for _, top in partial), seen
+    values = [value for _, value, _ in writing]
+    assert values == sorted(values), "the bar never goes back"
+    # Read back through the API: the count of the new version, and one record as the file had it.
+    listed = http.get("/api/kennel/v1/datasets", params={"project_id": pid}).json()["data"]
+    assert [(d["attributes"]["record_count"], d["attributes"]["current_version"]) for d in listed] == [(n, 1)]
+    k42 = http.get(f"/api/kennel/v1/datasets/{did}/record", params={"id": "k42"}).json()["data"]["attributes"]
+    assert (k42["input"], k42["expected_output"]) == ({"q": 42}, "a42")

@@ -120,8 +120,8 @@ def versions_page(request: Request, session: SessionDep, person: PersonDep, data
     below = decode_cursor(cursor, (int,), parameter="cursor")[0] if cursor else None
     rows, nxt = history.timeline(session, dataset, below=below)
     next_url = url_with(request.url.path, cursor=encode_cursor(nxt)) if nxt is not None else None
-    def pair(text: str) -> list[str] | None:
-        return text.split(":") if re.fullmatch(r"[0-9]+:[0-9]+", text) else None
+    def pair(text: str) -> list[int] | None:
+        return [int(n) for n in text.split(":")] if re.fullmatch(r"[0-9]{1,12}:[0-9]{1,12}", text) else None
 
     return workspace_page(request, "dataset_versions.html", person, dataset, project, "versions", rows=rows,
                  next_url=next_url, restored=pair(restored), imported=pair(imported))
