@@ -129,6 +129,8 @@ def test_the_editor_points_at_bad_json_and_honours_the_draft_lock(http: httpx.Cl
     assert "Locked for editing by" in page and "test-suite" in page and "Save as a new version" not in page
     refused = web.post(url, params={"id": "q001"}, data={**fields, "input": '{"a": 1}'})
     assert refused.status_code == 409 and "locked for editing by" in html.unescape(refused.text)
+    # The import page says so before a file is sent, rather than after its mapping.
+    assert "Locked for editing by <strong>test-suite</strong>" in web.get(f"/datasets/{did}/import").text
     assert http.patch(f"{V1}/{pid}/datasets/{did}/draft_state/unlock").status_code == 200
     assert records(http, pid, did)["q001"]["input"] == {"country": "Spain", "question": "Capital? #1"}
 
@@ -287,6 +289,10 @@ def test_add_delete_export_and_clone_from_the_pages(http: httpx.Client, web: htt
 
     deleted = web.post(f"/datasets/{did}/record/delete", params={"id": "q001"}, data={"csrf_token": csrf})
     assert deleted.status_code == 303
+    # The page the delete leads to says what it did, and where the record can still be seen.
+    after = web.get(deleted.headers["location"]).text
+    assert "Record <code>q001</code> was deleted, as version 4." in after
+    assert f'href="/datasets/{did}/record?id=q001&amp;version=3"' in after
     assert "q001" not in records(http, pid, did) and "q001" in records(http, pid, did, 3)
 
     export = web.get(f"/datasets/{did}/export", params={"version": 1, "format": "jsonl"})
@@ -296,7 +302,8 @@ def test_add_delete_export_and_clone_from_the_pages(http: httpx.Client, web: htt
 
     cloned = web.post(f"/datasets/{did}/clone", data={"csrf_token": csrf, "name": f"copy-{uuid.uuid4().hex[:6]}"})
     assert cloned.status_code == 303
-    copy_id = cloned.headers["location"].rsplit("/", 1)[1]
+    copy_id = cloned.headers["location"].split("?")[0].rsplit("/", 1)[1]
+    assert "Made as a copy of golden-" in web.get(cloned.headers["location"]).text
     assert set(records(http, pid, copy_id)) == set(records(http, pid, did))
 
 
