@@ -323,11 +323,11 @@ document.addEventListener("DOMContentLoaded", () => {
 def test_the_import_progress_bar_follows_the_write_in_chromium(server: Server, http: httpx.Client,
                                                                web: httpx.Client, browser: Any) -> None:
     """The bar shows part of the file written (0 < done < total) before the versions page says it is done.
-    Nothing here is paced: the file is twelve write chunks (transfer.UPLOAD_CHUNK rows each), so its write
+    Nothing here is paced: the file is 24 write chunks (transfer.UPLOAD_CHUNK rows each), so its write
     spans several of the page's status polls (every 0.5 s); a bar that is never updated fails the test."""
     pid = make_project(http)
     did = make_dataset(http, pid)
-    n = 60000
+    n = 120000
     body = "key,question,answer\n" + "".join(f'k{i},"{{""q"": {i}}}",a{i}\n' for i in range(n))
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.base_url)
     seen: list[tuple[str, float, float]] = []
