@@ -1,6 +1,7 @@
 """The dataset workspace's pages on both databases: over HTTP (escaping, the editor's errors, the draft
 lock, bad filters and versions) and in headless Chromium (browse, filter, page, view as of a version, diff,
-edit and save, the refused concurrent save, restore), every edit read back with both real clients."""
+edit and save, the refused concurrent save, restore, an import with its mapping and its progress bar),
+every edit read back with both real clients."""
 
 from __future__ import annotations
 
@@ -128,6 +129,8 @@ def test_the_editor_points_at_bad_json_and_honours_the_draft_lock(http: httpx.Cl
     assert "Locked for editing by" in page and "test-suite" in page and "Save as a new version" not in page
     refused = web.post(url, params={"id": "q001"}, data={**fields, "input": '{"a": 1}'})
     assert refused.status_code == 409 and "locked for editing by" in html.unescape(refused.text)
+    # The import page says so before a file is sent, rather than after its mapping.
+    assert "Locked for editing by <strong>test-suite</strong>" in web.get(f"/datasets/{did}/import").text
     assert http.patch(f"{V1}/{pid}/datasets/{did}/draft_state/unlock").status_code == 200
     assert records(http, pid, did)["q001"]["input"] == {"country": "Spain", "question": "Capital? #1"}
 
@@ -286,6 +289,10 @@ def test_add_delete_export_and_clone_from_the_pages(http: httpx.Client, web: htt
 
     deleted = web.post(f"/datasets/{did}/record/delete", params={"id": "q001"}, data={"csrf_token": csrf})
     assert deleted.status_code == 303
+    # The page the delete leads to says what it did, and where the record can still be seen.
+    after = web.get(deleted.headers["location"]).text
+    assert "Record <code>q001</code> was deleted, as version 4." in after
+    assert f'href="/datasets/{did}/record?id=q001&amp;version=3"' in after
     assert "q001" not in records(http, pid, did) and "q001" in records(http, pid, did, 3)
 
     export = web.get(f"/datasets/{did}/export", params={"version": 1, "format": "jsonl"})
@@ -295,5 +302,61 @@ def test_add_delete_export_and_clone_from_the_pages(http: httpx.Client, web: htt
 
     cloned = web.post(f"/datasets/{did}/clone", data={"csrf_token": csrf, "name": f"copy-{uuid.uuid4().hex[:6]}"})
     assert cloned.status_code == 303
-    copy_id = cloned.headers["location"].rsplit("/", 1)[1]
+    copy_id = cloned.headers["location"].split("?")[0].rsplit("/", 1)[1]
+    assert "Made as a copy of golden-" in web.get(cloned.headers["location"]).text
     assert set(records(http, pid, copy_id)) == set(records(http, pid, did))
+
+
+# Every change of an import page's progress text, with the bar's value and maximum at that moment: recorded
+# by the page itself on each document (the write ends by leaving the page), so the test polls nothing.
+RECORD_PROGRESS = """
+document.addEventListener("DOMContentLoaded", () => {
+  for (const status of document.querySelectorAll("[id$='-progress-status']")) {
+    const bar = document.getElementById(status.id.replace(/-status$/, ""));
+    new MutationObserver(() => window.progressSeen(status.textContent, bar.value, bar.max))
+      .observe(status, {childList: true, characterData: true, subtree: true});
+  }
+});
+"""
+
+
+def test_the_import_progress_bar_follows_the_write_in_chromium(server: Server, http: httpx.Client,
+                                                               web: httpx.Client, browser: Any) -> None:
+    """The bar shows part of the file written (0 < done < total) before the versions page says it is done.
+    Nothing here is paced: the file is 24 write chunks (transfer.UPLOAD_CHUNK rows each), so its write
+    spans several of the page's status polls (every 0.5 s); a bar that is never updated fails the test."""
+    pid = make_project(http)
+    did = make_dataset(http, pid)
+    n = 120000
+    body = "key,question,answer\n" + "".join(f'k{i},"{{""q"": {i}}}",a{i}\n' for i in range(n))
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server.base_url)
+    seen: list[tuple[str, float, float]] = []
+    try:
+        context.add_cookies([{"name": "kennel_session", "value": web.cookies.get("kennel_session"),
+                              "url": server.base_url}])
+        context.expose_binding("progressSeen", lambda _source, text, value, top: seen.append((text, value, top)))
+        context.add_init_script(RECORD_PROGRESS)
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.goto(f"/datasets/{did}/import")
+        page.get_by_label("File (.csv or .jsonl)").set_input_files(files=[{
+            "name": "big.csv", "mimeType": "text/csv", "buffer": body.encode()}])
+        page.get_by_role("button", name="Preview").click()
+        expect(page.get_by_label("Column key is")).to_have_value("ignore")
+        page.get_by_label("Column key is").select_option("id")
+        page.get_by_role("button", name="Import as a new version").click()
+        expect(page.get_by_text(f"Imported: {n:,} records added")).to_be_visible(timeout=120_000)
+        assert problems == []
+    finally:
+        context.close()
+    writing = [(text, value, top) for text, value, top in seen if text.startswith("Writing:")]
+    partial = [(value, top) for _, value, top in writing if 0 < value < top]
+    assert partial and all(top == n for _, top in partial), seen
+    values = [value for _, value, _ in writing]
+    assert values == sorted(values), "the bar never goes back"
+    # Read back through the API: the count of the new version, and one record as the file had it.
+    listed = http.get("/api/kennel/v1/datasets", params={"project_id": pid}).json()["data"]
+    assert [(d["attributes"]["record_count"], d["attributes"]["current_version"]) for d in listed] == [(n, 1)]
+    k42 = http.get(f"/api/kennel/v1/datasets/{did}/record", params={"id": "k42"}).json()["data"]["attributes"]
+    assert (k42["input"], k42["expected_output"]) == ({"q": 42}, "a42")

@@ -263,6 +263,12 @@ def test_bad_log_format_is_refused(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "--log-format must be one of text, json" in proc.stderr
 
 
+def test_several_workers_on_sqlite_are_refused(tmp_path: Path) -> None:
+    proc = kennel_cli("serve", "--workers", "2", "--database-url", f"sqlite:///{tmp_path}/k.db", check=False)
+    assert proc.returncode == 1 and "--workers above 1 needs PostgreSQL" in proc.stderr
+    assert not (tmp_path / "k.db").exists()
+
+
 # dev.py: stopping the wrapper by its pid stops the server; Ctrl-C is quiet ---------------------------
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])

@@ -92,6 +92,10 @@ def serve(
     settings = Settings.from_env(database_url=database_url, max_body_bytes=max_body_bytes,
                                  body_timeout=body_timeout, bodies_in_flight_bytes=max_bodies_in_flight_bytes,
                                  queue_timeout=queue_timeout)
+    if workers > 1 and settings.database_url.startswith("sqlite"):
+        # Each process would keep its own write queue and its own view of an import being written (see
+        # datasets/dataset_import.py): one process is what SQLite's single writer allows anyway.
+        _fail("--workers above 1 needs PostgreSQL: on SQLite, Kennel is one process (leave out --workers)")
     for name, value in (("body_timeout", settings.body_timeout), ("queue_timeout", settings.queue_timeout)):
         if not value > 0:
             _fail(f"--{name.replace('_', '-')} must be above 0")

@@ -24,6 +24,7 @@ from kennel.errors import KennelError
 from kennel.gate import streamed_body
 from kennel.people.roles import Permission
 from kennel.web.auth import PageForbidden, Person, PersonDep, SignInNeeded, signed_in
+from kennel.web.dataset_records import locked_by_other
 from kennel.web.datasets import dataset_and_project, workspace_page
 from kennel.web.router import FormDep, _text
 
@@ -34,7 +35,7 @@ def _import_page(request: Request, session: Any, person: Person, dataset_id: str
                  **context: Any) -> Response:
     dataset, project = dataset_and_project(session, person, dataset_id)
     return workspace_page(request, "dataset_import.html", person, dataset, project, "import", status,
-                          roles=imports.ROLES, **context)
+                          roles=imports.ROLES, locked_by_other=locked_by_other(dataset, person.actor), **context)
 
 
 def _mapping_page(request: Request, session: Any, person: Person, dataset_id: str, state: imports.ImportState,

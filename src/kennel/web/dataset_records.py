@@ -92,11 +92,11 @@ def _record_page(request: Request, session: SessionDep, person: Person, dataset:
                  record_id=record_id, version=version, content=content, history=found, current=current,
                  draft=draft or (Draft.of(rev) if current else None), theirs=theirs, show_all=show_all,
                  theirs_text=Draft.of(theirs) if theirs is not None else None, flashes=[flash] if flash else [],
-                 locked_by_other=_locked_by_other(dataset, person.actor),
+                 locked_by_other=locked_by_other(dataset, person.actor),
                  all_url=url_with(request.url.path, id=record_id, version=version, all=1))
 
 
-def _locked_by_other(dataset: Dataset, actor: Actor) -> str | None:
+def locked_by_other(dataset: Dataset, actor: Actor) -> str | None:
     if dataset.draft_holder_id is not None and dataset.draft_holder_id != actor.id:
         return dataset.draft_holder_name or "someone else"
     return None
@@ -171,7 +171,7 @@ def new_form(request: Request, session: SessionDep, person: PersonDep, dataset_i
 def _new_page(request: Request, person: Person, dataset: Dataset, project: Any, draft: Draft, record_id: str,
               status: int = 200) -> Response:
     return workspace_page(request, "dataset_new.html", person, dataset, project, "records", status, draft=draft,
-                 record_id=record_id, locked_by_other=_locked_by_other(dataset, person.actor))
+                 record_id=record_id, locked_by_other=locked_by_other(dataset, person.actor))
 
 
 @router.post("/datasets/{dataset_id}/new")

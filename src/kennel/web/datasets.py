@@ -75,7 +75,7 @@ def datasets_page(request: Request, session: SessionDep, person: PersonDep, proj
 @router.get("/datasets/{dataset_id}")
 def records_page(request: Request, session: SessionDep, person: PersonDep, dataset_id: str,
                  version: str | None = None, filter: str = "", view: str = "compact",
-                 cursor: str | None = None) -> Response:
+                 cursor: str | None = None, deleted: str = "", at: str = "", cloned: str = "") -> Response:
     dataset, project = dataset_and_project(session, person, dataset_id)
     view = "full" if view == "full" else "compact"
     v = check_version(dataset, int_param(version, "version"), parameter="version")
@@ -93,7 +93,10 @@ def records_page(request: Request, session: SessionDep, person: PersonDep, datas
         if page.next_seq is not None:
             next_url = url_with(request.url.path, version=version, filter=filter, view=view,
                             cursor=encode_cursor(page.next_seq))
-    return workspace_page(request, "dataset.html", person, dataset, project, "records", 400 if error else 200, rows=rows,
+    # A delete redirects here, and a clone to the copy: the page says what they did.
+    done = {"deleted": deleted, "deleted_in": int(at)} if deleted and at.isdigit() and int(at) > 0 else {}
+    return workspace_page(request, "dataset.html", person, dataset, project, "records", 400 if error else 200,
+                 done=done, cloned=cloned, rows=rows,
                  version=v, version_param=version or "", filter=filter, view=view, error=error, next_url=next_url,
                  first_url=url_with(request.url.path, version=version, filter=filter, view=view) if cursor else None,
                  switch_url=url_with(request.url.path, version=version, filter=filter,
@@ -120,8 +123,8 @@ def versions_page(request: Request, session: SessionDep, person: PersonDep, data
     below = decode_cursor(cursor, (int,), parameter="cursor")[0] if cursor else None
     rows, nxt = history.timeline(session, dataset, below=below)
     next_url = url_with(request.url.path, cursor=encode_cursor(nxt)) if nxt is not None else None
-    def pair(text: str) -> list[str] | None:
-        return text.split(":") if re.fullmatch(r"[0-9]+:[0-9]+", text) else None
+    def pair(text: str) -> list[int] | None:
+        return [int(n) for n in text.split(":")] if re.fullmatch(r"[0-9]{1,12}:[0-9]{1,12}", text) else None
 
     return workspace_page(request, "dataset_versions.html", person, dataset, project, "versions", rows=rows,
                  next_url=next_url, restored=pair(restored), imported=pair(imported))
@@ -201,7 +204,7 @@ def clone(request: Request, session: SessionDep, person: PersonDep, dataset_id: 
         session.rollback()
         return render(request, "message.html", exc.status, person=person, heading="The dataset was not copied",
                       text=exc.detail, back=f"/datasets/{dataset_id}")
-    return RedirectResponse(f"/datasets/{copy.id}", status_code=303)
+    return RedirectResponse(url_with(f"/datasets/{copy.id}", cloned=dataset.name), status_code=303)
 
 
 @router.post("/datasets/{dataset_id}/lock")

@@ -37,6 +37,8 @@ document.addEventListener("submit", (event) => {
   if (!bar) return;
   event.preventDefault();
   for (const button of form.querySelectorAll("button")) button.disabled = true;
+  // The previous attempt's refusal no longer applies while this one runs; its answer says anew.
+  for (const refusal of document.querySelectorAll("p.error[role=alert]")) refusal.hidden = true;
   bar.hidden = false;
   bar.removeAttribute("value");
   let stopPolling = () => {};
