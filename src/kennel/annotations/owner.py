@@ -214,7 +214,10 @@ def _units_by_column(pks: Sequence[int], authors: Sequence[str], columns: Sequen
             return zip(*(column[k::m] for k in range(m)), strict=True)
         return map(operator.getitem, repeat(column), cuts)
 
+    # One tuple object per set of reviewers: grouping and counting by it then compares identities.
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
     raters = list(per_item(authors))
+    raters = list(map(shared.setdefault, raters, raters))
     found: list[list[Unit]] = []
     for column in columns:
         if None not in column:
