@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.conftest import start_server, stop_server
 
-from bench_datasets import snapshot_src, speed_probe_ms
+from bench_datasets import proc_cpu_s, snapshot_src, speed_probe_ms
 
 TARGETS = {"agreement_s": 0.3, "to_dataset_s": 2.0}
 V2 = "/api/v2/llm-obs/v1"
@@ -197,17 +197,20 @@ def ab(args: argparse.Namespace) -> None:
                 r.close()
             src = snapshot_src(args.ref, Path(tempfile.mkdtemp(prefix="kennel-src-", dir=tmp)))
             servers["ref"] = start_server(url, backend, tmp, env={"PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
-            clients = {side: server.client() for side, server in servers.items()}
+            clients = {side: server.client() for side, server in servers.items() if server is not None}
+            pids = {side: server.process.pid for side, server in servers.items() if server is not None}
             times: dict[str, list[float]] = {"ref": [], "this": []}
+            cpu: dict[str, list[float]] = {"ref": [], "this": []}  # the server process's CPU per request
             bodies = {}
             for client in clients.values():  # each process's own warm-up (imports, compiled statements), untimed
                 check(client.get(f"{OWN}/{queue_id}/agreement"))
             probes = [speed_probe_ms()]
             for turn in range(args.repeat):
                 for side in (("ref", "this") if turn % 2 == 0 else ("this", "ref")):
-                    t0 = time.perf_counter()
+                    c0, t0 = proc_cpu_s(pids[side]), time.perf_counter()
                     resp = clients[side].get(f"{OWN}/{queue_id}/agreement")
                     times[side].append(time.perf_counter() - t0)
+                    cpu[side].append(proc_cpu_s(pids[side]) - c0)
                     bodies[side] = check(resp)
             probes.append(speed_probe_ms())
             for client in clients.values():
@@ -220,6 +223,8 @@ def ab(args: argparse.Namespace) -> None:
         "backend": backend, "items": args.items, "ref": args.ref, "queue_id": queue_id, "requests_each": args.repeat,
         "agreement_s": {side: {"median": round(median(t), 3), "p95": round(p95(t), 3), "first": round(t[0], 3),
                                "all": [round(x, 3) for x in t]} for side, t in times.items()},
+        # Clock ticks of 10 ms: a median over many requests; on PostgreSQL the database's share is not in it.
+        "server_cpu_s_median": {side: round(median(c), 3) for side, c in cpu.items()},
         "same_answer": bodies["ref"] == bodies["this"], "load_average": [round(x, 2) for x in os.getloadavg()],
         "speed_probe_ms_before_after": probes, "target_s": TARGETS["agreement_s"]}, option=orjson.OPT_INDENT_2).decode())
 

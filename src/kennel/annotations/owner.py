@@ -237,7 +237,6 @@ def queue_agreement(session: Session, *, queue_id: str) -> QueueAgreement:
     with collector_paused():
         values, assessed, reviewers, annotated = load_label_values(session, queue)
         labels = agreement_from(list(queue.label_schemas or []), values, assessed, reviewers)
-        del values, assessed
     total = session.scalar(select(func.count()).select_from(AnnotationInteraction.__table__)
                            .where(_I.queue_pk == queue.pk)) or 0
     named = [d["item"] for la in labels for d in la.most_different]
