@@ -2,6 +2,7 @@
 a dataset as one version.
 
     .venv/bin/python bench/bench_agreement.py [--items 10000] [--database-url postgresql://...] [--repeat 5]
+    .venv/bin/python bench/bench_agreement.py --ref main --repeat 20   # this tree against main, interleaved
 
 Builds a queue of N trace interactions (each with a root span sent through the intake), annotated by 3
 reviewers on 5 labels (boolean with pass/fail, categorical, integer score 1-5, continuous score, text),
@@ -11,12 +12,16 @@ about four in five items agreeing. Then times, over HTTP until the whole body ha
                dataset as one version (each run a new dataset)
 and the same agreement computed in-process on the server's database (service call, no HTTP), to separate
 the server's work from the transport. Prints one JSON summary with medians and the targets.
-Times on a shared machine are noisy: compare runs interleaved, not across days.
+Times on a shared machine are noisy: compare runs interleaved, not across days. With --ref REF a second
+server runs `git archive REF src` on the same database, and the agreement requests alternate between the
+two (which goes first alternates too), after one untimed request each; both answers must be identical. Neither version keeps a cache, so
+every request is a first computation.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import tempfile
@@ -35,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from tests.conftest import start_server, stop_server
 
-from bench_datasets import speed_probe_ms
+from bench_datasets import proc_cpu_s, snapshot_src, speed_probe_ms
 
 TARGETS = {"agreement_s": 0.3, "to_dataset_s": 2.0}
 V2 = "/api/v2/llm-obs/v1"
@@ -123,7 +128,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database-url", help="an empty PostgreSQL database (default: a fresh SQLite file)")
     parser.add_argument("--keep", metavar="DIR", help="build the SQLite database in DIR and keep it (for profiling)")
+    parser.add_argument("--ref", help="also run `git archive REF src` on the same database; agreement A/B only")
     args = parser.parse_args()
+    if args.ref:
+        ab(args)
+        return
     with tempfile.TemporaryDirectory(prefix="kennel-bench-") as scratch:
         tmp = args.keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
@@ -164,6 +173,60 @@ def main() -> None:
         "queue_id": queue_id, "agreement_in_process_s_median": round(median(service), 3),
         "to_dataset_s_median": round(median(handoff), 3), "to_dataset_s_all": [round(t, 3) for t in handoff],
         "alphas": alphas, "speed_probe_ms_before_after": probes, "targets": TARGETS}, option=orjson.OPT_INDENT_2).decode())
+
+
+def p95(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def ab(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="kennel-bench-") as scratch:
+        tmp = Path(args.keep or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+        backend = "postgres" if url.startswith("postgres") else "sqlite"
+        here = start_server(url, backend, tmp)
+        servers = {"ref": None, "this": here}
+        try:
+            reviewer_keys = [here.new_key(f"reviewer-{i}") for i in range(3)]
+            reviewers = [here.client(headers={"DD-API-KEY": a, "DD-APPLICATION-KEY": b}) for a, b in reviewer_keys]
+            with here.client() as c:
+                _, queue_id = build(c, reviewers, args.items)
+            for r in reviewers:
+                r.close()
+            src = snapshot_src(args.ref, Path(tempfile.mkdtemp(prefix="kennel-src-", dir=tmp)))
+            servers["ref"] = start_server(url, backend, tmp, env={"PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"})
+            clients = {side: server.client() for side, server in servers.items() if server is not None}
+            pids = {side: server.process.pid for side, server in servers.items() if server is not None}
+            times: dict[str, list[float]] = {"ref": [], "this": []}
+            cpu: dict[str, list[float]] = {"ref": [], "this": []}  # the server process's CPU per request
+            bodies = {}
+            for client in clients.values():  # each process's own warm-up (imports, compiled statements), untimed
+                check(client.get(f"{OWN}/{queue_id}/agreement"))
+            probes = [speed_probe_ms()]
+            for turn in range(args.repeat):
+                for side in (("ref", "this") if turn % 2 == 0 else ("this", "ref")):
+                    c0, t0 = proc_cpu_s(pids[side]), time.perf_counter()
+                    resp = clients[side].get(f"{OWN}/{queue_id}/agreement")
+                    times[side].append(time.perf_counter() - t0)
+                    cpu[side].append(proc_cpu_s(pids[side]) - c0)
+                    bodies[side] = check(resp)
+            probes.append(speed_probe_ms())
+            for client in clients.values():
+                client.close()
+        finally:
+            for server in servers.values():
+                if server is not None:
+                    stop_server(server)
+    print(orjson.dumps({
+        "backend": backend, "items": args.items, "ref": args.ref, "queue_id": queue_id, "requests_each": args.repeat,
+        "agreement_s": {side: {"median": round(median(t), 3), "p95": round(p95(t), 3), "first": round(t[0], 3),
+                               "all": [round(x, 3) for x in t]} for side, t in times.items()},
+        # Clock ticks of 10 ms: a median over many requests; on PostgreSQL the database's share is not in it.
+        "server_cpu_s_median": {side: round(median(c), 3) for side, c in cpu.items()},
+        "same_answer": bodies["ref"] == bodies["this"], "load_average": [round(x, 2) for x in os.getloadavg()],
+        "speed_probe_ms_before_after": probes, "target_s": TARGETS["agreement_s"]}, option=orjson.OPT_INDENT_2).decode())
 
 
 if __name__ == "__main__":

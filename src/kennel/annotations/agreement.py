@@ -33,6 +33,7 @@ import string
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
 from typing import Any
 
 NOMINAL, ORDINAL, INTERVAL, SETS, TEXT = "nominal", "ordinal", "interval", "sets", "text"
@@ -228,7 +229,7 @@ def _words_of(texts: set[Any]) -> dict[Any, set[str]]:
     pieces = joined.lower().translate(_PUNCTUATION).split("\0")
     if len(pieces) != len(texts_list):  # a text holds a NUL itself
         return {text: _words(str(text)) for text in texts_list}
-    return {text: set(piece.split()) for text, piece in zip(texts_list, pieces, strict=True)}
+    return dict(zip(texts_list, map(set, map(str.split, pieces)), strict=True))
 
 
 def text_similarity(a: str, b: str) -> float:
@@ -309,6 +310,7 @@ def _majority_of_others(values: Sequence[Any], skip: int) -> Any:
 
 
 Unit = tuple[Any, tuple[str, ...], tuple[Any, ...]]  # item, its reviewers (sorted), their values in that order
+_ITEM, _RATERS, _VALUES = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 
 
 def units_of(ratings: Ratings) -> list[Unit]:
@@ -331,6 +333,9 @@ def label_agreement(label: Mapping[str, Any], ratings: Ratings, reviewer_names: 
 def _by_reviewers(units: Sequence[Unit]) -> dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, ...]]]]:
     """Units grouped by who rated them: within a group each reviewer's values form one column."""
     groups: dict[tuple[str, ...], tuple[list[Any], list[tuple[Any, ...]]]] = {}
+    raters = set(map(_RATERS, units))
+    if len(raters) == 1:  # the usual case, every item rated by the same reviewers
+        return {raters.pop(): (list(map(_ITEM, units)), list(map(_VALUES, units)))}
     for item, whos, vals in units:
         group = groups.get(whos)
         if group is None:
@@ -349,14 +354,17 @@ def units_agreement(label: Mapping[str, Any], units: Sequence[Unit], reviewer_na
     scores and texts, whose patterns are nearly all distinct, are computed column-wise per set of reviewers."""
     names = reviewer_names or {}
     kind = label.get("type")
+    values = list(chain.from_iterable(map(_VALUES, units)))
     if kind == "categorical":
-        level = level_of(label, (v for unit in units for v in unit[2]))
+        # Only the types of the values matter here (is any a list?): one value of each type stands for all.
+        level = level_of(label, dict(zip(map(type, values), values, strict=True)).values())
     else:
-        level = level_of(label, {v for unit in units for v in unit[2]} if kind == "score" else ())
+        level = level_of(label, set(values) if kind == "score" else ())
     out = LabelAgreement(label_id=str(label.get("id", "")), name=str(label.get("name", "")), level=level)
     out.items = len(units)
-    out.values = sum(len(unit[2]) for unit in units)
-    reviewers = sorted({who for unit in units for who in unit[1]})
+    out.values = len(values)
+    del values
+    reviewers = sorted(set(chain.from_iterable(set(map(_RATERS, units)))))
     out.reviewers = len(reviewers)
     if not units:
         out.note = "not defined: no item has ratings from two reviewers"
@@ -368,7 +376,7 @@ def units_agreement(label: Mapping[str, Any], units: Sequence[Unit], reviewer_na
     if level == SETS:
         patterns = Counter((whos, tuple(hashable(v) for v in vals)) for _, whos, vals in units)
     else:
-        patterns = Counter((whos, vals) for _, whos, vals in units)
+        patterns = Counter(zip(map(_RATERS, units), map(_VALUES, units), strict=True))
     out.alpha = _alpha_categories(((vals, w) for (_, vals), w in patterns.items()), level)
     if out.alpha is None:
         out.note = "not defined: every rating has the same value"
@@ -445,7 +453,7 @@ def _interval_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mappi
                 agreeing += same
         observed += 2.0 * squares / (m - 1)
         total_pairs += k * (m * (m - 1) // 2)
-        unanimous = sum(1 for vals in rows if len(set(vals)) == 1)
+        unanimous = list(map(len, map(set, rows))).count(1)
         out.unanimous_items += unanimous
         for i in range(m):
             row = against[whos[i]]
@@ -478,38 +486,45 @@ def _interval_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mappi
 
 
 def _text_agreement(out: LabelAgreement, units: Sequence[Unit], names: Mapping[str, str]) -> LabelAgreement:
+    """The similarity of every pair of texts within an item, a column of pairs at a time: the loops over
+    items run in C (map over the columns of word sets), not in Python."""
     words = _words_of({text for unit in units for text in unit[2]})
     total = 0.0
     pairs = 0
-    # (similarity, item, position of a, position of b, a, b) of the pairs that differ at all.
-    differing: list[tuple[float, Any, int, int, str, str]] = []
+    # Per pair of columns: (items, position of a, position of b, a, b, the similarity of each item's pair).
+    columns: list[tuple[list[Any], int, int, str, str, list[float]]] = []
     for whos, (items, rows) in _by_reviewers(units).items():
         m = len(whos)
-        out.unanimous_items += sum(1 for vals in rows if len(set(vals)) == 1)
-        cols = list(zip(*rows, strict=True))
+        out.unanimous_items += list(map(len, map(set, rows))).count(1)
+        word_cols = [list(map(words.__getitem__, col)) for col in zip(*rows, strict=True)]
+        sizes = [list(map(len, col)) for col in word_cols]
         for i in range(m):
             for j in range(i + 1, m):
+                common = list(map(len, map(operator.and_, word_cols[i], word_cols[j])))
+                union = list(map(operator.sub, map(operator.add, sizes[i], sizes[j]), common))
+                if 0 in union:  # two texts without a word: alike
+                    scores = [c / u if u else 1.0 for c, u in zip(common, union, strict=True)]
+                else:
+                    scores = list(map(operator.truediv, common, union))
+                total = sum(scores, total)
                 pairs += len(rows)
-                for item, ta, tb in zip(items, cols[i], cols[j], strict=True):
-                    if ta == tb:
-                        total += 1.0
-                        continue
-                    wa, wb = words[ta], words[tb]
-                    common = len(wa & wb)
-                    union = len(wa) + len(wb) - common
-                    score = common / union if union else 1.0
-                    total += score
-                    if score < 1.0:
-                        # Identical wording is never among the most different, however few the pairs.
-                        differing.append((score, item, i, j, whos[i], whos[j]))
+                columns.append((items, i, j, whos[i], whos[j], scores))
     out.similarity = total / pairs
     out.note = "text: descriptive similarity only (mean word overlap of the pairs within an item)"
-    if differing:
+    # Identical wording (similarity 1) is never among the most different, however few the pairs.
+    lowest_scores = sorted(score for *_, scores in columns
+                           for score in heapq.nsmallest(MOST_DIFFERENT, filter((1.0).__gt__, scores)))
+    if lowest_scores:
         # Every pair as low as the MOST_DIFFERENT-th lowest score, then ordered by score and item.
-        cut = heapq.nsmallest(MOST_DIFFERENT, (d[0] for d in differing))[-1]
-        lowest = sorted((d for d in differing if d[0] <= cut), key=lambda d: (d[0], str(d[1]), d[2], d[3]))
-        out.most_different = [{"item": item, "similarity": score, "a": names.get(a, a), "b": names.get(b, b)}
-                              for score, item, _, _, a, b in lowest[:MOST_DIFFERENT]]
+        cut = lowest_scores[:MOST_DIFFERENT][-1]
+        candidates: list[tuple[float, str, int, int, int, int]] = []
+        for c, (items, i, j, _, _, scores) in enumerate(columns):
+            at = list(compress(range(len(scores)), map(cut.__ge__, scores)))
+            candidates += zip(map(scores.__getitem__, at), map(str, map(items.__getitem__, at)),
+                              repeat(i), repeat(j), repeat(c), at)
+        out.most_different = [{"item": columns[c][0][k], "similarity": score,
+                               "a": names.get(columns[c][3], columns[c][3]), "b": names.get(columns[c][4], columns[c][4])}
+                              for score, _, _, _, c, k in heapq.nsmallest(MOST_DIFFERENT, candidates)]
     return out
 
 

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import compress
+from itertools import compress, repeat
 from typing import Any
 
 import orjson
@@ -39,6 +39,7 @@ from kennel.annotations.schemas import LabelValueIn
 from kennel.annotations.service import dialect_insert, get_queue
 from kennel.annotations.validation import check_annotation
 from kennel.db.base import new_id, utcnow
+from kennel.db.maintenance import collector_paused
 from kennel.errors import Invalid, NotFound
 from kennel.keys.service import Actor
 
@@ -189,17 +190,38 @@ def load_label_values(session: Session, queue: AnnotationQueue) -> tuple[ByLabel
     pks, authors, who, raws = zip(*rows, strict=True)
     # One parse for all rows, then one column per part.
     columns = list(zip(*orjson.loads("[" + ",".join(raws) + "]"), strict=True))
-    # Where each item's rows start and end (rows come in item order), kept for items with two rows or more.
+    # Where each item's rows start (rows come in item order).
+    starts = [0, *compress(range(1, len(pks)), map(operator.ne, pks[1:], pks))]
+    found = _units_by_column(pks, authors, columns, starts)
+    values = {lid: found[i] for i, (lid, part) in enumerate(parts) if part == "value"}
+    assessed = {lid: found[i] for i, (lid, part) in enumerate(parts) if part == "assessment"}
+    return values, assessed, _name_reviewers(dict(zip(authors, who, strict=True))), len(starts)
+
+
+def _units_by_column(pks: Sequence[int], authors: Sequence[str], columns: Sequence[Sequence[Any]],
+                     starts: Sequence[int]) -> list[list[Unit]]:
+    """The pairable units of each column of values (None where a reviewer gave none), the rows being in item
+    order and `starts` where each item's rows begin. Slices, with no loop in Python, where no value is missing."""
     count = len(pks)
-    starts = [0, *compress(range(1, count), map(operator.ne, pks[1:], pks))]
     bounds = [(lo, hi) for lo, hi in zip(starts, [*starts[1:], count], strict=True) if hi - lo >= 2]
     items = [pks[lo] for lo, _ in bounds]
-    cuts = [slice(lo, hi) for lo, hi in bounds]
-    raters = list(map(authors.__getitem__, cuts))
+    m = count // len(starts)
+    uniform = m >= 2 and m * len(starts) == count  # every item has m rows: row k of every item is one stride
+    cuts = [] if uniform else [slice(lo, hi) for lo, hi in bounds]
+
+    def per_item(column: Sequence[Any]) -> Iterator[Any]:
+        if uniform:
+            return zip(*(column[k::m] for k in range(m)), strict=True)
+        return map(operator.getitem, repeat(column), cuts)
+
+    # One tuple object per set of reviewers: grouping and counting by it then compares identities.
+    shared: dict[tuple[str, ...], tuple[str, ...]] = {}
+    raters = list(per_item(authors))
+    raters = list(map(shared.setdefault, raters, raters))
     found: list[list[Unit]] = []
     for column in columns:
-        if None not in column:  # every reviewer gave this part: slice, with no loop in Python
-            found.append(list(zip(items, raters, map(column.__getitem__, cuts), strict=True)))
+        if None not in column:
+            found.append(list(zip(items, raters, per_item(column), strict=True)))
             continue
         units: list[Unit] = []
         for item, (lo, hi) in zip(items, bounds, strict=True):
@@ -207,17 +229,16 @@ def load_label_values(session: Session, queue: AnnotationQueue) -> tuple[ByLabel
             if len(kept) >= 2:
                 units.append((item, tuple(authors[k] for k in kept), tuple(column[k] for k in kept)))
         found.append(units)
-    values = {lid: found[i] for i, (lid, part) in enumerate(parts) if part == "value"}
-    assessed = {lid: found[i] for i, (lid, part) in enumerate(parts) if part == "assessment"}
-    return values, assessed, _name_reviewers(dict(zip(authors, who, strict=True))), len(starts)
+    return found
 
 
 def queue_agreement(session: Session, *, queue_id: str) -> QueueAgreement:
     queue, _ = get_queue(session, queue_id=queue_id)
-    values, assessed, reviewers, annotated = load_label_values(session, queue)
+    with collector_paused():
+        values, assessed, reviewers, annotated = load_label_values(session, queue)
+        labels = agreement_from(list(queue.label_schemas or []), values, assessed, reviewers)
     total = session.scalar(select(func.count()).select_from(AnnotationInteraction.__table__)
                            .where(_I.queue_pk == queue.pk)) or 0
-    labels = agreement_from(list(queue.label_schemas or []), values, assessed, reviewers)
     named = [d["item"] for la in labels for d in la.most_different]
     ids = dict(session.execute(select(_I.pk, _I.id).where(_I.pk.in_(named))).tuples().all()) if named else {}
     return QueueAgreement(items=total, annotated_items=annotated, reviewers=sorted(reviewers.values()),

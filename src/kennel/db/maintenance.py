@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -153,3 +154,33 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 50)
+
+
+class _Pauses:
+    lock = threading.Lock()
+    active = 0
+    resume = False
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block.
+
+    For work that builds a large, acyclic working set and drops it at the end (a whole queue's ratings:
+    tuples, lists and sets by the hundred thousand): reference counting frees all of it, yet the young
+    generation fills several times on the way and each collection traverses everything still alive, for
+    nothing. Pauses from several threads nest: the collector resumes when the last one ends, if it ran
+    before the first began.
+    """
+    with _Pauses.lock:
+        if _Pauses.active == 0:
+            _Pauses.resume = gc.isenabled()
+            gc.disable()
+        _Pauses.active += 1
+    try:
+        yield
+    finally:
+        with _Pauses.lock:
+            _Pauses.active -= 1
+            if _Pauses.active == 0 and _Pauses.resume:
+                gc.enable()
