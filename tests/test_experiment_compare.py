@@ -355,11 +355,16 @@ def test_metrics_added_to_a_loaded_run_count_only_where_it_had_none_and_a_late_o
             {"span_id": "7000", "trace_id": "t", "timestamp_ms": 2, "metric_type": "boolean", "label": "exact",
              "boolean_value": False},
             {"span_id": "7001", "trace_id": "t", "timestamp_ms": 2, "metric_type": "categorical", "label": "fresh",
-             "categorical_value": "x"}]}}})
+             "categorical_value": "x"},
+            {"span_id": "7000", "trace_id": "t", "timestamp_ms": 2, "metric_type": "score", "label": "broken",
+             "score_value": 0.3, "status": "ERROR"}]}}})
     assert r.status_code == 202, r.text
     doc = get(http, "/compare", runs=runs, baseline=s.base)
     assert card(doc, "exact")[eid]["n"] == 2 and card(doc, "exact")[eid]["pass_rate"] == 1.0
     assert card(doc, "fresh")[eid]["n"] == 1
+    flagged = get(http, "/compare/rows", runs=runs, baseline=s.base, errors="true", vs=eid)["data"]
+    cell = next(c for r in flagged if r["record_id"] == s.records["q00"] for c in r["runs"] if c["run_id"] == eid)
+    assert cell["metric_errors"] == ["broken"]
 
     engine = make_engine(server.database_url)
     try:

@@ -274,12 +274,14 @@ def _refresh(session: Session, info: RunInfo, old: RunData) -> RunData | None:
     for label, kinds in added.items():
         had = columns.get(label, {})
         merged = dict(had)
+        changed = False
         for kind, values in kinds.items():
             fresh = {rid: v for rid, v in values.items()
                      if not any(rid in col for col in had.values()) and label not in old.metric_errors.get(rid, ())}
             if fresh:
                 merged[kind] = {**merged.get(kind, {}), **fresh}
-        if merged != had:
+                changed = True
+        if changed:
             columns[label] = merged
             type_counts[label] = Counter({kind: len(col) for kind, col in merged.items()})
     for rid, labels in errors.items():
