@@ -15,9 +15,11 @@ with two summary metrics. Then, over one keep-alive loopback connection, --repea
 Figures: p50/p95 of the round trip as the client sees it (an upper bound of the server's time), the CPU
 the server process spent per request (from /proc; on PostgreSQL the database's own share is not in it),
 and "cold": the first compare after start, which loads the three runs into the server's cache (later
-requests find them there until a run gains spans or metrics), and "cold compare (after each run changed)":
---repeat compares, each right after a metric was written to every run, so each loads the three runs afresh.
-Targets (p95; the compare's also for the cold compare): compare 300 ms, next page
+requests find them there until a run gains spans or metrics); "cold compare (after each run gained a
+metric)": --repeat compares, each right after a metric was written to every run (the server reads the new
+metrics and keeps the rest of each cached run); "cold compare (after each run gained a span)": the same
+after a child span was written to every run, so each compare reads the three runs afresh, as the first
+one after start does. Targets (p95; the compare's also for the cold compares): compare 300 ms, next page
 100 ms, tests 200 ms, list 50 ms.
 
   .venv/bin/python bench/bench_compare.py --backend both
@@ -120,17 +122,25 @@ def seed(api: httpx.Client, records: int, list_runs: int) -> dict[str, Any]:
     return {"project": project, "many": many, "runs": runs}
 
 
-def cold_after_change(api: httpx.Client, pid: int, path: str, runs: list[str], repeat: int) -> dict[str, Any]:
-    """The compare right after every run changed: before each timed request, one more metric (a repeat of a
-    record's `correct`, which the compare ignores: a record's first metric of a label counts) is written to
-    each run, so the server must load all three runs afresh."""
+def cold_after_change(api: httpx.Client, pid: int, path: str, runs: list[str], repeat: int,
+                      what: str) -> dict[str, Any]:
+    """The compare right after every run changed: before each timed request, each run gains one more metric
+    (a repeat of a record's `correct`, which the compare ignores: a record's first metric of a label counts)
+    or, with what="span", one more child span (not a record's result: the figures stay the same, but the
+    server must read each run afresh)."""
     times, cpu = [], 0.0
     for n in range(repeat):
         for eid, name in zip(runs, ("baseline", "candidate", "other"), strict=True):
+            if what == "span":
+                change: dict[str, Any] = {"spans": [{
+                    "trace_id": f"{name}-t1", "span_id": f"{name}-child-{n}", "parent_id": f"{name}-1",
+                    "name": "step", "start_ns": time.time_ns(), "duration": 1000, "status": "ok",
+                    "meta": {"span": {"kind": "task"}}, "metrics": {}, "tags": [f"experiment_id:{eid}"]}]}
+            else:
+                change = {"metrics": [{"span_id": f"{name}-1", "trace_id": f"{name}-t1", "timestamp_ms": n + 1,
+                                       "metric_type": "boolean", "label": "correct", "boolean_value": n % 2 == 0}]}
             _post(api, f"{UNSTABLE}/experiments/{eid}/events", {"data": {"type": "experiments", "attributes": {
-                "scope": "experiments", "metrics": [{"span_id": f"{name}-1", "trace_id": f"{name}-t1",
-                                                     "timestamp_ms": n + 1, "metric_type": "boolean",
-                                                     "label": "correct", "boolean_value": n % 2 == 0}]}}})
+                "scope": "experiments", **change}}})
         before, began = cpu_ms(pid), time.perf_counter()
         api.get(path).raise_for_status()
         times.append((time.perf_counter() - began) * 1000)
@@ -167,8 +177,9 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
         out["cold compare (loads the 3 runs)"] = {"ms": round((time.perf_counter() - began) * 1000, 1),
                                                   "server_cpu_ms": round(cpu_ms(pid) - cpu, 1)}
         out["compare"] = timed(api, pid, compare, args.repeat, TARGETS["compare"])
-        out["cold compare (after each run changed)"] = cold_after_change(api, pid, compare, seeded["runs"],
-                                                                         args.repeat)
+        for what in ("metric", "span"):
+            out[f"cold compare (after each run gained a {what})"] = cold_after_change(
+                api, pid, compare, seeded["runs"], args.repeat, what)
         first = api.get(f"{API}/compare/rows?runs={runs}&sort=faithfulness&order=desc").json()
         after = first["meta"]["after"]
         out["next page"] = timed(api, pid, f"{API}/compare/rows?runs={runs}&sort=faithfulness&order=desc"
@@ -202,7 +213,7 @@ def main() -> None:
             result.pop("backend")
             print(f"\n== {backend} (seeded in {result.pop('seed_s')} s)")
             for name, figures in result.items():
-                print(f"  {name:38} {figures}")
+                print(f"  {name:48} {figures}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,11 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import func, insert, select
 
+from kennel.db.engine import make_engine
+from kennel.experiments.models import Experiment
+from kennel.spans.models import SpanMetric
 from tests.conftest import Server, run_ddtrace, start_server, stop_server, unique
 from tests.test_trace_view import person
 from tests.test_web import SHOTS, browser, expect  # noqa: F401  - the Chromium fixture, shared
@@ -335,6 +339,55 @@ def test_a_change_made_through_another_server_is_in_the_next_compare(
     assert r.status_code == 202, r.text
     only = card(get(http, "/compare", runs=runs, baseline=s.base), "only_here")[eid]
     assert only["n"] == 3 and only["mean"] == pytest.approx(2 / 3)
+
+
+def test_metrics_added_to_a_loaded_run_count_only_where_it_had_none_and_a_late_one_is_not_lost(
+        server: Server, http: httpx.Client, scenario: Scenario) -> None:
+    """A loaded run takes in the metrics added since without being read again: a record's first metric of a
+    label still counts. A metric that commits late, with a pk below the newest one already read, is not lost
+    (the run is then read afresh)."""
+    s = scenario
+    eid = manual_run(http, s.project, s.dataset, s.records)
+    runs = f"{s.base},{eid}"
+    assert card(get(http, "/compare", runs=runs, baseline=s.base), "exact")[eid]["pass_rate"] == 1.0
+    r = http.post(f"/api/unstable/llm-obs/v1/experiments/{eid}/events", json={"data": {
+        "type": "experiments", "attributes": {"scope": "experiments", "metrics": [
+            {"span_id": "7000", "trace_id": "t", "timestamp_ms": 2, "metric_type": "boolean", "label": "exact",
+             "boolean_value": False},
+            {"span_id": "7001", "trace_id": "t", "timestamp_ms": 2, "metric_type": "categorical", "label": "fresh",
+             "categorical_value": "x"},
+            {"span_id": "7000", "trace_id": "t", "timestamp_ms": 2, "metric_type": "score", "label": "broken",
+             "score_value": 0.3, "status": "ERROR"}]}}})
+    assert r.status_code == 202, r.text
+    doc = get(http, "/compare", runs=runs, baseline=s.base)
+    assert card(doc, "exact")[eid]["n"] == 2 and card(doc, "exact")[eid]["pass_rate"] == 1.0
+    assert card(doc, "fresh")[eid]["n"] == 1
+    flagged = get(http, "/compare/rows", runs=runs, baseline=s.base, errors="true", vs=eid)["data"]
+    cell = next(c for r in flagged if r["record_id"] == s.records["q00"] for c in r["runs"] if c["run_id"] == eid)
+    assert cell["metric_errors"] == ["broken"]
+
+    engine = make_engine(server.database_url)
+    try:
+        with engine.begin() as conn:
+            exp_pk = conn.scalar(select(Experiment.pk).where(Experiment.id == eid))
+            high = conn.scalar(select(func.max(SpanMetric.pk))) + 10**9
+
+            def metric(pk: int, span_id: str, label: str, value: float) -> None:
+                conn.execute(insert(SpanMetric).values(
+                    pk=pk, experiment_pk=exp_pk, span_id=span_id, trace_id="t", label=label, metric_source="custom",
+                    timestamp_ms=3, metric_type="score", number_value=value, text_value=None,
+                    body={"span_id": span_id, "trace_id": "t", "label": label, "metric_type": "score",
+                          "score_value": value, "metric_source": "custom", "timestamp_ms": 3}))
+
+            metric(high, "7001", "gap", 0.5)
+        assert card(get(http, "/compare", runs=runs, baseline=s.base), "gap")[eid]["n"] == 1
+        with engine.begin() as conn:
+            metric(high - 1, "7000", "gap", 0.25)  # committed after a newer metric was read
+            metric(high + 1, "7000", "after", 1.0)
+    finally:
+        engine.dispose()
+    gap = card(get(http, "/compare", runs=runs, baseline=s.base), "gap")[eid]
+    assert gap["n"] == 2 and gap["mean"] == pytest.approx(0.375)
 
 
 def test_direction_is_remembered_and_flips_the_counts(http: httpx.Client, scenario: Scenario) -> None:

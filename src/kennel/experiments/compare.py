@@ -1,151 +1,36 @@
 """Comparing experiment runs record by record: metric cards, paired tests, aligned rows.
 
-A run is one experiment row; its results are its root spans (one per dataset record, tagged
-`dataset_record_id:`) and the evaluation metrics attached to them. Loading a run reads one narrow row
-per span and per metric (each metric's type and value are columns of its row), never the
-spans' inputs and outputs (those are read for the page's records only), and keeps the run as columns
-(see RunData). A loaded run is kept in a small per-process cache keyed by facts of the database
-(the newest pk and count of the run's spans, its newest metric, and the experiment's last update),
-so paging, filtering and re-sorting do not reload it, and a run changed through any server is loaded
-afresh by the next compare.
-
-Records a run has no value for are "missing": shown as missing, never counted as passing or failing,
-and left out of every paired figure.
+The runs are loaded as columns and cached by compare_load. Records a run has no value for are "missing":
+shown as missing, never counted as passing or failing, and left out of every paired figure.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-import threading
-from array import array
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import compress, repeat
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kennel.datasets.models import Dataset
 from kennel.errors import Invalid, NotFound
 from kennel.experiments import stats
+from kennel.experiments.compare_load import CACHE_RUNS, Result, RunData, RunInfo, cache_lock, load_run, run_info
 from kennel.experiments.models import Experiment, MetricDirection
 from kennel.projects.models import Project
-from kennel.spans.models import Span, SpanMetric
 
 MAX_RUNS = 10
 VALUE_TYPES = ("boolean", "score", "categorical")
 OUTCOMES = ("improved", "regressed", "unchanged", "changed", "missing")
-CACHE_RUNS = 16
-RECORD_TAG = "\ndataset_record_id:"
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    pk: int
-    id: str
-    name: str
-    experiment: str
-    status: str | None
-    error: str | None
-    project_pk: int
-    project_id: str
-    dataset_id: str | None
-    dataset_name: str | None
-    dataset_version: int | None
-    config: dict[str, Any]
-    author_id: str | None
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(slots=True)
-class Result:
-    """One run's result for one dataset record (assembled on demand, for the records being shown)."""
-
-    span_id: str
-    trace_id: str
-    error: bool
-    duration_ns: float
-    values: dict[str, Any] = field(default_factory=dict)
-    metric_errors: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class RunData:
-    """A run as columns: position i of span_ids, trace_ids and durations is the record index[i] names, and
-    each metric is a {record id: value} column per type. No object per record: a 10,000-record run is a
-    few lists and dicts, built in one pass over two narrow queries."""
-
-    info: RunInfo
-    index: dict[str, int]             # record id -> position in the lists below
-    span_ids: list[str]
-    trace_ids: list[str]
-    durations: array[float]           # ns
-    errored: frozenset[str]           # records whose span has status error
-    metric_errors: dict[str, list[str]]  # record id -> labels whose value was an error or unusable
-    # label -> (type -> how many values of that type): the label's type is its commonest.
-    type_counts: dict[str, Counter[str]]
-    # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
-    columns: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    key: tuple[Any, ...] = ()  # what it was loaded from (see _fingerprint)
-
-    def column(self, label: str, kind: str) -> dict[str, Any]:
-        return self.columns.get(label, {}).get(kind, {})
-
-    @property
-    def results(self) -> Results:
-        return Results(self)
-
-    def flagged(self, record_id: str) -> bool:
-        """Whether the record's span errored or one of its metrics had no usable value."""
-        return record_id in self.errored or record_id in self.metric_errors
-
-    def result(self, record_id: str) -> Result | None:
-        at = self.index.get(record_id)
-        if at is None:
-            return None
-        values = {label: col[record_id] for label, kinds in self.columns.items() for col in kinds.values()
-                  if record_id in col}
-        return Result(self.span_ids[at], self.trace_ids[at], record_id in self.errored, self.durations[at], values,
-                      list(self.metric_errors.get(record_id, ())))
-
-
-class Results(Mapping[str, Result]):
-    """A run's results by record id, each assembled when asked for."""
-
-    __slots__ = ("_run",)
-
-    def __init__(self, run: RunData) -> None:
-        self._run = run
-
-    def __getitem__(self, record_id: str) -> Result:
-        found = self._run.result(record_id)
-        if found is None:
-            raise KeyError(record_id)
-        return found
-
-    def __contains__(self, record_id: object) -> bool:
-        return record_id in self._run.index
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._run.index)
-
-    def __len__(self) -> int:
-        return len(self._run.index)
 
 
 # Runs -----------------------------------------------------------------------------------------------
-
-def run_info(row: Any) -> RunInfo:
-    e, project_id, dataset_id, dataset_name = row
-    return RunInfo(e.pk, e.id, e.name, e.experiment, e.status, e.error, e.project_pk, project_id, dataset_id,
-                   dataset_name, e.dataset_version, e.config if isinstance(e.config, dict) else {}, e.author_id,
-                   e.created_at, e.updated_at)
-
 
 def run_infos(session: Session, run_ids: Sequence[str], *, parameter: str = "runs") -> list[RunInfo]:
     """The live runs named, in the order named; unknown ones and runs of different projects are a 400/404."""
@@ -169,144 +54,6 @@ def run_infos(session: Session, run_ids: Sequence[str], *, parameter: str = "run
     if len(projects) > 1:
         raise Invalid("the runs belong to different projects; compare runs of one project", parameter=parameter)
     return infos
-
-
-# Loading, with a small cache --------------------------------------------------------------------------
-
-_cache: OrderedDict[str, tuple[tuple[Any, ...], RunData]] = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def _value(kind: str | None, number: float | None, text: str | None) -> Any:
-    """The value as the cards read it (bool, float or str), or None if the metric has none of its type."""
-    if kind == "score":
-        return number
-    if kind == "boolean":
-        return None if number is None else number != 0
-    if kind == "categorical":
-        return text
-    return None
-
-
-_AS_TYPE: dict[str, Any] = {"boolean": bool, "score": float, "categorical": str}
-_KIND = operator.itemgetter(2)
-_RAW = {"boolean": operator.itemgetter(3), "score": operator.itemgetter(3), "categorical": operator.itemgetter(4)}
-
-
-def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
-    """What the run was loaded from, as the database says, so that a change made through any server is seen:
-    spans and metrics are only ever added. The span count also catches a span that commits after a newer
-    one; a metric's newest pk is one probe of ix_llmobs_metrics_experiment_pk (counting the metrics would
-    scan all of them on every request)."""
-    conn = session.connection()
-    spans = conn.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
-    metrics = conn.execute(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk)).scalar()
-    return (tuple(spans), metrics, info.updated_at, info.dataset_version)
-
-
-def load_run(session: Session, info: RunInfo) -> RunData:
-    key = _fingerprint(session, info)
-    with _cache_lock:
-        hit = _cache.get(info.id)
-        if hit is not None and hit[0] == key:
-            _cache.move_to_end(info.id)
-            return replace(hit[1], info=info)
-    data = _load(session, info)
-    data.key = key
-    with _cache_lock:
-        _cache[info.id] = (key, data)
-        _cache.move_to_end(info.id)
-        while len(_cache) > CACHE_RUNS:
-            _cache.popitem(last=False)
-    return data
-
-
-def _fetch(conn: Connection, stmt: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The statement's rows as the driver's tuples. Only for columns that need no result processing (text,
-    numbers): building a Row per row was a third of loading a run."""
-    compiled = stmt.compile(dialect=conn.dialect)
-    params: Any = compiled.params
-    if compiled.positional:
-        params = tuple(params[name] for name in compiled.positiontup or ())
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.execute(str(compiled), params)
-        return list(cursor.fetchall())
-    finally:
-        cursor.close()
-
-
-def _load(session: Session, info: RunInfo) -> RunData:
-    conn = session.connection()
-    index: dict[str, int] = {}
-    span_ids: list[str] = []
-    trace_ids: list[str] = []
-    durations = array("d")
-    errored: list[str] = []
-    record_of: dict[str, str] = {}
-    rows = _fetch(conn, select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
-                  .where(Span.experiment_id == info.id, Span.parent_id.is_(None)).order_by(Span.start_ns, Span.pk))
-    skip = len(RECORD_TAG)
-    for span_id, trace_id, status, duration, tag_text in rows:
-        at = tag_text.find(RECORD_TAG)
-        if at < 0:
-            continue
-        record_id = tag_text[at + skip:tag_text.index("\n", at + skip)]
-        if record_id in index:
-            continue  # a run of several iterations: the first is the one compared
-        index[record_id] = len(span_ids)
-        span_ids.append(span_id)
-        trace_ids.append(trace_id)
-        durations.append(float(duration or 0.0))
-        if status == "error":
-            errored.append(record_id)
-        record_of[span_id] = record_id
-    metric_rows = _fetch(conn, select(SpanMetric.span_id, SpanMetric.label, SpanMetric.metric_type,
-                                      SpanMetric.number_value, SpanMetric.text_value)
-                         .where(SpanMetric.experiment_pk == info.pk, SpanMetric.span_id != "")
-                         .order_by(SpanMetric.pk.desc()))
-    columns, metric_errors = _columns(metric_rows, record_of)
-    type_counts = {label: Counter({kind: len(col) for kind, col in kinds.items()}) for label, kinds in columns.items()}
-    return RunData(info, index, span_ids, trace_ids, durations, frozenset(errored), metric_errors, type_counts,
-                   columns)
-
-
-def _columns(rows: Sequence[Any], record_of: dict[str, str]) -> tuple[
-        dict[str, dict[str, dict[str, Any]]], dict[str, list[str]]]:
-    """label -> type -> {record id: value}, and record id -> labels without a usable value, from rows
-    (span id, label, type, number, text) newest first: a later row overwrites, so a record's first metric of a label
-    (in pk order) is the one that counts."""
-    chosen: dict[str, dict[str, Any]] = {}
-    get = record_of.get
-    for row in rows:
-        record_id = get(row[0])
-        if record_id is None:
-            continue
-        found = chosen.get(row[1])
-        if found is None:
-            found = chosen[row[1]] = {}
-        found[record_id] = row
-    columns: dict[str, dict[str, dict[str, Any]]] = {}
-    metric_errors: dict[str, list[str]] = {}
-    for label, found in chosen.items():
-        kinds = set(map(_KIND, found.values()))
-        kind = next(iter(kinds))
-        if len(kinds) == 1 and kind in _AS_TYPE:
-            raw = dict(zip(found, map(_RAW[kind], found.values()), strict=True))
-            if None not in raw.values():
-                # The usual case, one type and every value present: converted a column at a time, in C.
-                columns[label] = {kind: dict(zip(raw, map(_AS_TYPE[kind], raw.values()), strict=True))}
-                continue
-        by_kind: dict[str, dict[str, Any]] = {}
-        for record_id, row in found.items():
-            value = _value(row[2], row[3], row[4])
-            if value is None:
-                metric_errors.setdefault(record_id, []).append(label)
-            else:
-                by_kind.setdefault(row[2], {})[record_id] = value
-        if by_kind:
-            columns[label] = by_kind
-    return columns, metric_errors
 
 
 # Directions -----------------------------------------------------------------------------------------
@@ -403,7 +150,7 @@ _unions: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
 def _record_ids(runs: list[RunData]) -> list[str]:
     """The sorted union of the runs' records, kept for as long as the runs are unchanged (paging re-reads it)."""
     key = tuple((r.info.id, r.key) for r in sorted(runs, key=lambda r: r.info.id))
-    with _cache_lock:
+    with cache_lock:
         hit = _unions.get(key)
         if hit is not None:
             _unions.move_to_end(key)
@@ -412,7 +159,7 @@ def _record_ids(runs: list[RunData]) -> list[str]:
     for r in runs:
         ids.update(r.index)
     union = sorted(ids)
-    with _cache_lock:
+    with cache_lock:
         _unions[key] = union
         while len(_unions) > CACHE_RUNS:
             _unions.popitem(last=False)
@@ -470,19 +217,25 @@ def _counts(base: dict[str, Any], other: dict[str, Any], total: int, kind: str,
             higher: bool) -> tuple[dict[str, int], list[Any], list[Any]]:
     """Outcome counts over the comparison's `total` records, and the paired values (baseline's, other's) of
     the records both runs have a value for. map() over operator functions keeps the per-record work in C."""
-    common = base.keys() & other.keys()
-    # Record order, so that the bootstrap's resamples (and so its interval) never depend on set order.
-    keys = sorted(common) if len(common) <= stats.BOOTSTRAP_MAX else list(common)
-    a, b = list(map(base.__getitem__, keys)), list(map(other.__getitem__, keys))
+    # The other run's records, each with the baseline's value (None where it has none: a column holds no None).
+    a: list[Any] = list(map(base.get, other))
+    b = list(other.values())
+    if None in a:
+        both = list(map(operator.is_not, a, repeat(None)))
+        a, b = list(compress(a, both)), list(compress(b, both))
+    if len(a) <= stats.BOOTSTRAP_MAX:
+        # Record order, so that the bootstrap's resamples (and so its interval) never depend on arrival order.
+        keys = sorted(rid for rid in other if rid in base)
+        a, b = list(map(base.__getitem__, keys)), list(map(other.__getitem__, keys))
     counts = dict.fromkeys(OUTCOMES, 0)
-    counts["missing"] = total - len(keys)
+    counts["missing"] = total - len(a)
     same = sum(map(operator.eq, a, b))
     counts["unchanged"] = same
     if kind == "categorical":
-        counts["changed"] = len(keys) - same
+        counts["changed"] = len(a) - same
     else:
         up = sum(map(operator.gt, b, a))
-        down = len(keys) - same - up
+        down = len(a) - same - up
         counts["improved"], counts["regressed"] = (up, down) if higher else (down, up)
     return counts, a, b
 

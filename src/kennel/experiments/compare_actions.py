@@ -21,7 +21,8 @@ from kennel.annotations.schemas import AnnotationSchemaIn, LabelSchemaIn, QueueA
 from kennel.datasets.records import NewRecord, change_records
 from kennel.errors import Invalid
 from kennel.experiments import stats
-from kennel.experiments.compare import Card, Comparison, RunData
+from kennel.experiments.compare import Card, Comparison
+from kennel.experiments.compare_load import RunData
 from kennel.experiments.compare_rows import RowQuery, matching, pretty, rows
 from kennel.keys.service import Actor
 

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from kennel.errors import Invalid
-from kennel.experiments.compare import OUTCOMES, Comparison, Result, outcome, value_of
+from kennel.experiments.compare import OUTCOMES, Comparison, outcome, value_of
+from kennel.experiments.compare_load import Result
 from kennel.spans.models import Span
 
 MODES = ("compact", "full", "diff")

@@ -1,0 +1,331 @@
+"""Loading a run for the compare: as columns (RunData), kept in a small per-process cache.
+
+A run is one experiment row; its results are its root spans (one per dataset record, tagged
+`dataset_record_id:`) and the evaluation metrics attached to them. Loading a run reads one narrow row
+per span and per metric (each metric's type and value are columns of its row), never the
+spans' inputs and outputs (those are read for the page's records only). A loaded run is kept keyed by
+facts of the database (the newest pk and count of the run's spans, its newest metric, and the
+experiment's last update), so paging, filtering and re-sorting do not reload it, and a run changed
+through any server is seen by the next compare: read afresh, or, when it only gained metrics, brought
+up to date with those alone.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+from array import array
+from collections import Counter, OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Select, func, select
+from sqlalchemy.orm import Session
+
+from kennel.spans.models import Span, SpanMetric
+
+CACHE_RUNS = 16
+RECORD_TAG = "\ndataset_record_id:"
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    pk: int
+    id: str
+    name: str
+    experiment: str
+    status: str | None
+    error: str | None
+    project_pk: int
+    project_id: str
+    dataset_id: str | None
+    dataset_name: str | None
+    dataset_version: int | None
+    config: dict[str, Any]
+    author_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class Result:
+    """One run's result for one dataset record (assembled on demand, for the records being shown)."""
+
+    span_id: str
+    trace_id: str
+    error: bool
+    duration_ns: float
+    values: dict[str, Any] = field(default_factory=dict)
+    metric_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RunData:
+    """A run as columns: position i of span_ids, trace_ids and durations is the record index[i] names, and
+    each metric is a {record id: value} column per type. No object per record: a 10,000-record run is a
+    few lists and dicts, built in one pass over two narrow queries."""
+
+    info: RunInfo
+    index: dict[str, int]             # record id -> position in the lists below
+    span_ids: list[str]
+    trace_ids: list[str]
+    durations: array[float]           # ns
+    errored: frozenset[str]           # records whose span has status error
+    metric_errors: dict[str, list[str]]  # record id -> labels whose value was an error or unusable
+    # label -> (type -> how many values of that type): the label's type is its commonest.
+    type_counts: dict[str, Counter[str]]
+    # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
+    columns: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    key: tuple[Any, ...] = ()  # what it was loaded from (see _fingerprint)
+    record_of: dict[str, str] = field(default_factory=dict)  # span id -> record id, for the spans compared
+    metric_rows: int = 0  # the run's metric rows read (summary ones included), to check a later refresh
+
+    def column(self, label: str, kind: str) -> dict[str, Any]:
+        return self.columns.get(label, {}).get(kind, {})
+
+    @property
+    def results(self) -> Results:
+        return Results(self)
+
+    def flagged(self, record_id: str) -> bool:
+        """Whether the record's span errored or one of its metrics had no usable value."""
+        return record_id in self.errored or record_id in self.metric_errors
+
+    def result(self, record_id: str) -> Result | None:
+        at = self.index.get(record_id)
+        if at is None:
+            return None
+        values = {label: col[record_id] for label, kinds in self.columns.items() for col in kinds.values()
+                  if record_id in col}
+        return Result(self.span_ids[at], self.trace_ids[at], record_id in self.errored, self.durations[at], values,
+                      list(self.metric_errors.get(record_id, ())))
+
+
+class Results(Mapping[str, Result]):
+    """A run's results by record id, each assembled when asked for."""
+
+    __slots__ = ("_run",)
+
+    def __init__(self, run: RunData) -> None:
+        self._run = run
+
+    def __getitem__(self, record_id: str) -> Result:
+        found = self._run.result(record_id)
+        if found is None:
+            raise KeyError(record_id)
+        return found
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self._run.index
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._run.index)
+
+    def __len__(self) -> int:
+        return len(self._run.index)
+
+
+# Runs -----------------------------------------------------------------------------------------------
+
+def run_info(row: Any) -> RunInfo:
+    e, project_id, dataset_id, dataset_name = row
+    return RunInfo(e.pk, e.id, e.name, e.experiment, e.status, e.error, e.project_pk, project_id, dataset_id,
+                   dataset_name, e.dataset_version, e.config if isinstance(e.config, dict) else {}, e.author_id,
+                   e.created_at, e.updated_at)
+
+
+# Loading, with a small cache --------------------------------------------------------------------------
+
+_cache: OrderedDict[str, tuple[tuple[Any, ...], RunData]] = OrderedDict()
+cache_lock = threading.Lock()
+
+
+def _value(kind: str | None, number: float | None, text: str | None) -> Any:
+    """The value as the cards read it (bool, float or str), or None if the metric has none of its type."""
+    if kind == "score":
+        return number
+    if kind == "boolean":
+        return None if number is None else number != 0
+    if kind == "categorical":
+        return text
+    return None
+
+
+_AS_TYPE: dict[str, Any] = {"boolean": bool, "score": float, "categorical": str}
+_KIND = operator.itemgetter(2)
+_RAW = {"boolean": operator.itemgetter(3), "score": operator.itemgetter(3), "categorical": operator.itemgetter(4)}
+
+
+def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
+    """What the run was loaded from, as the database says, so that a change made through any server is seen:
+    spans and metrics are only ever added. The span count also catches a span that commits after a newer
+    one; a metric's newest pk is one probe of ix_llmobs_metrics_experiment_pk (counting the metrics would
+    scan all of them on every request)."""
+    conn = session.connection()
+    spans = conn.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
+    metrics = conn.execute(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk)).scalar()
+    return (tuple(spans), metrics, info.updated_at, info.dataset_version)
+
+
+def load_run(session: Session, info: RunInfo) -> RunData:
+    key = _fingerprint(session, info)
+    with cache_lock:
+        hit = _cache.get(info.id)
+        if hit is not None and hit[0] == key:
+            _cache.move_to_end(info.id)
+            return replace(hit[1], info=info)
+    data = None
+    if hit is not None and _only_metrics_added(hit[0], key):
+        data = _refresh(session, info, hit[1])
+    if data is None:
+        data = _load(session, info)
+    data.key = key
+    with cache_lock:
+        _cache[info.id] = (key, data)
+        _cache.move_to_end(info.id)
+        while len(_cache) > CACHE_RUNS:
+            _cache.popitem(last=False)
+    return data
+
+
+def _fetch(conn: Connection, stmt: Select[*tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The statement's rows as the driver's tuples. Only for columns that need no result processing (text,
+    numbers): building a Row per row was a third of loading a run."""
+    compiled = stmt.compile(dialect=conn.dialect)
+    params: Any = compiled.params
+    if compiled.positional:
+        params = tuple(params[name] for name in compiled.positiontup or ())
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(str(compiled), params)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _load(session: Session, info: RunInfo) -> RunData:
+    conn = session.connection()
+    index: dict[str, int] = {}
+    span_ids: list[str] = []
+    trace_ids: list[str] = []
+    durations = array("d")
+    errored: list[str] = []
+    record_of: dict[str, str] = {}
+    rows = _fetch(conn, select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
+                  .where(Span.experiment_id == info.id, Span.parent_id.is_(None)).order_by(Span.start_ns, Span.pk))
+    skip = len(RECORD_TAG)
+    for span_id, trace_id, status, duration, tag_text in rows:
+        at = tag_text.find(RECORD_TAG)
+        if at < 0:
+            continue
+        record_id = tag_text[at + skip:tag_text.index("\n", at + skip)]
+        if record_id in index:
+            continue  # a run of several iterations: the first is the one compared
+        index[record_id] = len(span_ids)
+        span_ids.append(span_id)
+        trace_ids.append(trace_id)
+        durations.append(float(duration or 0.0))
+        if status == "error":
+            errored.append(record_id)
+        record_of[span_id] = record_id
+    record_of.pop("", None)  # the empty span id is the summary metrics'
+    metric_rows = _fetch(conn, _metric_rows(info))
+    columns, metric_errors = _columns(metric_rows, record_of)
+    type_counts = {label: Counter({kind: len(col) for kind, col in kinds.items()}) for label, kinds in columns.items()}
+    return RunData(info, index, span_ids, trace_ids, durations, frozenset(errored), metric_errors, type_counts,
+                   columns, record_of=record_of, metric_rows=len(metric_rows))
+
+
+def _metric_rows(info: RunInfo, *, after_pk: int | None = None) -> Select[*tuple[Any, ...]]:
+    """The run's metrics (span id, label, type, number, text), newest first. Summary metrics (span id "") come
+    too: no span has that id, so they are skipped like any metric of a span that is not compared, and they
+    keep the count of rows read equal to the run's count of metrics (see _refresh)."""
+    stmt = select(SpanMetric.span_id, SpanMetric.label, SpanMetric.metric_type, SpanMetric.number_value,
+                  SpanMetric.text_value).where(SpanMetric.experiment_pk == info.pk)
+    if after_pk is not None:
+        stmt = stmt.where(SpanMetric.pk > after_pk)
+    return stmt.order_by(SpanMetric.pk.desc())
+
+
+def _only_metrics_added(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """Whether the run changed only by gaining metrics since `old` (same spans, same experiment row)."""
+    return old[0] == new[0] and old[2:] == new[2:] and old[1] is not None and new[1] is not None and new[1] > old[1]
+
+
+def _refresh(session: Session, info: RunInfo, old: RunData) -> RunData | None:
+    """The cached run with the metrics added since it was read (those with a higher pk), or None when that is
+    not all that changed: a metric that committed late, with a pk below the newest one read, shows as a count
+    of the run's metrics other than the rows read then plus the rows read now, and the run is read afresh.
+
+    Metrics are only ever added and a record's first metric of a label (in pk order) is the one that counts,
+    so a new metric counts only for a (record, label) the run had none for. The cached dicts are shared with
+    requests that are reading them: a changed one is copied, never written in place."""
+    conn = session.connection()
+    rows = _fetch(conn, _metric_rows(info, after_pk=old.key[1]))
+    total = conn.execute(select(func.count()).where(SpanMetric.experiment_pk == info.pk)).scalar()
+    if total != old.metric_rows + len(rows):
+        return None
+    added, errors = _columns(rows, old.record_of)
+    columns = dict(old.columns)
+    metric_errors = dict(old.metric_errors)
+    type_counts = dict(old.type_counts)
+    for label, kinds in added.items():
+        had = columns.get(label, {})
+        merged = dict(had)
+        changed = False
+        for kind, values in kinds.items():
+            fresh = {rid: v for rid, v in values.items()
+                     if not any(rid in col for col in had.values()) and label not in old.metric_errors.get(rid, ())}
+            if fresh:
+                merged[kind] = {**merged.get(kind, {}), **fresh}
+                changed = True
+        if changed:
+            columns[label] = merged
+            type_counts[label] = Counter({kind: len(col) for kind, col in merged.items()})
+    for rid, labels in errors.items():
+        fresh_labels = [label for label in labels if label not in old.metric_errors.get(rid, ())
+                        and not any(rid in col for col in old.columns.get(label, {}).values())]
+        if fresh_labels:
+            metric_errors[rid] = [*metric_errors.get(rid, ()), *fresh_labels]
+    return replace(old, info=info, columns=columns, metric_errors=metric_errors, type_counts=type_counts,
+                   metric_rows=total)
+
+
+def _columns(rows: Sequence[Any], record_of: dict[str, str]) -> tuple[
+        dict[str, dict[str, dict[str, Any]]], dict[str, list[str]]]:
+    """label -> type -> {record id: value}, and record id -> labels without a usable value, from rows
+    (span id, label, type, number, text) newest first: a later row overwrites, so a record's first metric of a label
+    (in pk order) is the one that counts."""
+    chosen: dict[str, dict[str, Any]] = {}
+    get = record_of.get
+    for row in rows:
+        record_id = get(row[0])
+        if record_id is None:
+            continue
+        found = chosen.get(row[1])
+        if found is None:
+            found = chosen[row[1]] = {}
+        found[record_id] = row
+    columns: dict[str, dict[str, dict[str, Any]]] = {}
+    metric_errors: dict[str, list[str]] = {}
+    for label, found in chosen.items():
+        kinds = set(map(_KIND, found.values()))
+        kind = next(iter(kinds))
+        if len(kinds) == 1 and kind in _AS_TYPE:
+            raw = dict(zip(found, map(_RAW[kind], found.values()), strict=True))
+            if None not in raw.values():
+                # The usual case, one type and every value present: converted a column at a time, in C.
+                columns[label] = {kind: dict(zip(raw, map(_AS_TYPE[kind], raw.values()), strict=True))}
+                continue
+        by_kind: dict[str, dict[str, Any]] = {}
+        for record_id, row in found.items():
+            value = _value(row[2], row[3], row[4])
+            if value is None:
+                metric_errors.setdefault(record_id, []).append(label)
+            else:
+                by_kind.setdefault(row[2], {})[record_id] = value
+        if by_kind:
+            columns[label] = by_kind
+    return columns, metric_errors
