@@ -18,8 +18,8 @@ and "cold": the first compare after start, which loads the three runs into the s
 requests find them there until a run gains spans or metrics); "cold compare (after each run gained a
 metric)": --repeat compares, each right after a metric was written to every run (the server reads the new
 metrics and keeps the rest of each cached run); "cold compare (after each run gained a span)": the same
-after a child span was written to every run, so each compare reads the three runs afresh, as the first
-one after start does. Targets (p95; the compare's also for the cold compares): compare 300 ms, next page
+after a child span was written to every run (the server reads the new spans and metrics and keeps the rest
+of each cached run). Targets (p95; the compare's also for the cold compares): compare 300 ms, next page
 100 ms, tests 200 ms, list 50 ms.
 
   .venv/bin/python bench/bench_compare.py --backend both
@@ -127,7 +127,7 @@ def cold_after_change(api: httpx.Client, pid: int, path: str, runs: list[str], r
     """The compare right after every run changed: before each timed request, each run gains one more metric
     (a repeat of a record's `correct`, which the compare ignores: a record's first metric of a label counts)
     or, with what="span", one more child span (not a record's result: the figures stay the same, but the
-    server must read each run afresh)."""
+    server must read what each run gained)."""
     times, cpu = [], 0.0
     for n in range(repeat):
         for eid, name in zip(runs, ("baseline", "candidate", "other"), strict=True):

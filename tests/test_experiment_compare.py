@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, select
 
 from kennel.db.engine import make_engine
 from kennel.experiments.models import Experiment
-from kennel.spans.models import SpanMetric
+from kennel.spans.models import Span, SpanMetric
 from tests.conftest import Server, run_ddtrace, start_server, stop_server, unique
 from tests.test_trace_view import person
 from tests.test_web import SHOTS, browser, expect  # noqa: F401  - the Chromium fixture, shared
@@ -388,6 +388,118 @@ def test_metrics_added_to_a_loaded_run_count_only_where_it_had_none_and_a_late_o
         engine.dispose()
     gap = card(get(http, "/compare", runs=runs, baseline=s.base), "gap")[eid]
     assert gap["n"] == 2 and gap["mean"] == pytest.approx(0.375)
+
+
+def _same_run(got: Any, want: Any) -> None:
+    """The refreshed run holds what a full read of the run computes (list positions aside: only the index uses them)."""
+    def per_record(run: Any) -> dict[str, tuple[Any, ...]]:
+        return {rid: (run.span_ids[at], run.trace_ids[at], run.durations[at], run.starts[at])
+                for rid, at in run.index.items()}
+
+    assert per_record(got) == per_record(want)
+    assert got.errored == want.errored and got.record_of == want.record_of
+    assert got.columns == want.columns and got.type_counts == want.type_counts
+    assert {r: sorted(v) for r, v in got.metric_errors.items()} == {r: sorted(v) for r, v in want.metric_errors.items()}
+    assert got.metric_rows == want.metric_rows
+
+
+def test_spans_and_metrics_added_to_a_loaded_run_are_merged_as_a_full_read_computes_them(
+        server: Server, http: httpx.Client, scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that gained spans (new records, child spans, another iteration of a record) and metrics (for new
+    and old spans, one that arrived before its span, an error) is brought up to date without reading it
+    again, to the same columns as a full read; a span that would replace a record's compared span makes
+    it read afresh; a status change reads nothing."""
+    from sqlalchemy.orm import Session
+
+    from kennel.experiments import compare_load
+    from kennel.experiments.compare_load import RunInfo, load_run
+
+    s = scenario
+    eid = manual_run(http, s.project, s.dataset, s.records)
+    base_ns = 1_700_000_000_000_000_000
+    trace = unique("trace")
+
+    def span(span_id: str, q: str, at: int, *, parent: str = "undefined", status: str = "ok") -> dict[str, Any]:
+        return {"trace_id": trace, "span_id": span_id, "parent_id": parent, "name": "task", "start_ns": base_ns + at,
+                "duration": 10 + at, "status": status, "meta": {"span": {"kind": "experiment"}, "input": {"q": q}},
+                "metrics": {}, "tags": [f"experiment_id:{eid}", f"dataset_record_id:{s.records[q]}"]}
+
+    def metric(span_id: str, label: str, kind: str, value: Any, **extra: Any) -> dict[str, Any]:
+        return {"span_id": span_id, "trace_id": trace, "timestamp_ms": 1, "metric_type": kind, "label": label,
+                f"{kind}_value": value, **extra}
+
+    def push(spans: list[Any], metrics: list[Any]) -> None:
+        r = http.post(f"/api/unstable/llm-obs/v1/experiments/{eid}/events", json={"data": {"type": "experiments",
+                      "attributes": {"scope": "experiments", "spans": spans, "metrics": metrics}}})
+        assert r.status_code == 202, r.text
+
+    # q03's metric arrives before its span: it is read before the run is, and skipped then.
+    push([], [metric("7303", "tone", "categorical", "early")])
+    engine = make_engine(server.database_url)
+
+    def info() -> RunInfo:
+        with Session(engine) as session:
+            e = session.scalars(select(Experiment).where(Experiment.id == eid)).one()
+            return RunInfo(e.pk, e.id, e.name, e.experiment, e.status, e.error, e.project_pk, s.project, s.dataset,
+                           None, e.dataset_version, {}, None, e.created_at, e.updated_at)
+
+    def compare_with_full_read(*, refreshed: bool) -> None:
+        full_reads: list[str] = []
+        real = compare_load._load
+
+        def counted(session: Any, run: RunInfo) -> Any:
+            full_reads.append(run.id)
+            return real(session, run)
+
+        monkeypatch.setattr(compare_load, "_load", counted)
+        with Session(engine) as session:
+            got = load_run(session, info())
+        monkeypatch.setattr(compare_load, "_load", real)
+        assert full_reads == ([] if refreshed else [eid])
+        with Session(engine) as session:
+            _same_run(got, real(session, info()))
+
+    try:
+        with Session(engine) as session:
+            held = load_run(session, info())
+        assert set(held.index) == {s.records["q00"], s.records["q04"]}
+        push([span("7301", "q01", 50, status="error"), span("7303", "q03", 40),
+              span("7310", "q01", 5, parent="7301"), span("7320", "q00", 60)],
+             [metric("7301", "exact", "boolean", False), metric("7301", "tone", "categorical", "curt"),
+              metric("7303", "tone", "categorical", "late"), metric("7303", "closeness", "score", 0.5, status="ERROR"),
+              metric("7000", "exact", "boolean", False), metric("7000", "fresh", "score", 0.25),
+              metric("7320", "fresh", "score", 9.0), metric("7310", "child", "score", 1.0)])
+        compare_with_full_read(refreshed=True)
+        # Two spans of q05 in one batch, the second one stored started first: it is q05's.
+        push([span("7302", "q02", 70), span("7340", "q05", 90), span("7341", "q05", 80)],
+             [metric("7302", "exact", "boolean", True), metric("7301", "fresh", "score", 1.0),
+              metric("7303", "tone", "categorical", "later"), metric("7340", "exact", "boolean", True),
+              metric("7341", "exact", "boolean", False)])
+        compare_with_full_read(refreshed=True)
+        # A span committed after a newer one was read (a lower pk) is not lost: the run is read afresh.
+        with engine.begin() as conn:
+            row = conn.execute(select(Span).where(Span.experiment_id == eid, Span.span_id == "7302")).mappings().one()
+            high = conn.scalar(select(func.max(Span.pk))) + 10**6
+
+            def copy(pk: int, span_id: str, q: str) -> None:
+                conn.execute(insert(Span).values({**row, "pk": pk, "span_id": span_id,
+                                                  "tag_text": f"\nexperiment_id:{eid}\ndataset_record_id:{s.records[q]}\n"}))
+
+            copy(high, "7350", "q07")
+        compare_with_full_read(refreshed=True)
+        with engine.begin() as conn:
+            copy(high - 1, "7351", "q08")
+            copy(high + 1, "7352", "q09")
+        compare_with_full_read(refreshed=False)
+        r = http.patch(f"/api/unstable/llm-obs/v1/experiments/{eid}", json={"data": {"type": "experiments",
+                       "attributes": {"status": "completed"}}})
+        assert r.status_code == 200, r.text
+        compare_with_full_read(refreshed=True)
+        # Another iteration of q02 that started first: it is now q02's compared span.
+        push([span("7330", "q02", 1)], [metric("7330", "exact", "boolean", False)])
+        compare_with_full_read(refreshed=False)
+    finally:
+        engine.dispose()
 
 
 def test_direction_is_remembered_and_flips_the_counts(http: httpx.Client, scenario: Scenario) -> None:

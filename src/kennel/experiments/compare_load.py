@@ -4,10 +4,10 @@ A run is one experiment row; its results are its root spans (one per dataset rec
 `dataset_record_id:`) and the evaluation metrics attached to them. Loading a run reads one narrow row
 per span and per metric (each metric's type and value are columns of its row), never the
 spans' inputs and outputs (those are read for the page's records only). A loaded run is kept keyed by
-facts of the database (the newest pk and count of the run's spans, its newest metric, and the
-experiment's last update), so paging, filtering and re-sorting do not reload it, and a run changed
-through any server is seen by the next compare: read afresh, or, when it only gained metrics, brought
-up to date with those alone.
+facts of the database (the newest pk and count of the run's spans, its newest metric, and the dataset
+version it ran on), so paging, filtering and re-sorting do not reload it, and a run changed through any
+server is seen by the next compare: brought up to date with the spans and metrics it gained, or read afresh
+when what changed is not a plain addition.
 """
 
 from __future__ import annotations
@@ -72,6 +72,7 @@ class RunData:
     span_ids: list[str]
     trace_ids: list[str]
     durations: array[float]           # ns
+    starts: array[int]                # start_ns of each record's span: a later span of the record must not precede it
     errored: frozenset[str]           # records whose span has status error
     metric_errors: dict[str, list[str]]  # record id -> labels whose value was an error or unusable
     # label -> (type -> how many values of that type): the label's type is its commonest.
@@ -162,11 +163,13 @@ def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
     """What the run was loaded from, as the database says, so that a change made through any server is seen:
     spans and metrics are only ever added. The span count also catches a span that commits after a newer
     one; a metric's newest pk is one probe of ix_llmobs_metrics_experiment_pk (counting the metrics would
-    scan all of them on every request)."""
+    scan all of them on every request). The experiment row's other changes (name, status, error, metadata)
+    are not here: the results are read from the spans and metrics alone, and the RunInfo is replaced on
+    every load."""
     conn = session.connection()
     spans = conn.execute(select(func.max(Span.pk), func.count()).where(Span.experiment_id == info.id)).one()
     metrics = conn.execute(select(func.max(SpanMetric.pk)).where(SpanMetric.experiment_pk == info.pk)).scalar()
-    return (tuple(spans), metrics, info.updated_at, info.dataset_version)
+    return (tuple(spans), metrics, info.dataset_version)
 
 
 def load_run(session: Session, info: RunInfo) -> RunData:
@@ -177,8 +180,8 @@ def load_run(session: Session, info: RunInfo) -> RunData:
             _cache.move_to_end(info.id)
             return replace(hit[1], info=info)
     data = None
-    if hit is not None and _only_metrics_added(hit[0], key):
-        data = _refresh(session, info, hit[1])
+    if hit is not None:
+        data = _refresh(session, info, hit[1], key)
     if data is None:
         data = _load(session, info)
     data.key = key
@@ -211,12 +214,13 @@ def _load(session: Session, info: RunInfo) -> RunData:
     span_ids: list[str] = []
     trace_ids: list[str] = []
     durations = array("d")
+    starts = array("q")
     errored: list[str] = []
     record_of: dict[str, str] = {}
-    rows = _fetch(conn, select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text)
+    rows = _fetch(conn, select(Span.span_id, Span.trace_id, Span.status, Span.duration, Span.tag_text, Span.start_ns)
                   .where(Span.experiment_id == info.id, Span.parent_id.is_(None)).order_by(Span.start_ns, Span.pk))
     skip = len(RECORD_TAG)
-    for span_id, trace_id, status, duration, tag_text in rows:
+    for span_id, trace_id, status, duration, tag_text, start_ns in rows:
         at = tag_text.find(RECORD_TAG)
         if at < 0:
             continue
@@ -227,6 +231,7 @@ def _load(session: Session, info: RunInfo) -> RunData:
         span_ids.append(span_id)
         trace_ids.append(trace_id)
         durations.append(float(duration or 0.0))
+        starts.append(start_ns)
         if status == "error":
             errored.append(record_id)
         record_of[span_id] = record_id
@@ -234,11 +239,12 @@ def _load(session: Session, info: RunInfo) -> RunData:
     metric_rows = _fetch(conn, _metric_rows(info))
     columns, metric_errors = _columns(metric_rows, record_of)
     type_counts = {label: Counter({kind: len(col) for kind, col in kinds.items()}) for label, kinds in columns.items()}
-    return RunData(info, index, span_ids, trace_ids, durations, frozenset(errored), metric_errors, type_counts,
-                   columns, record_of=record_of, metric_rows=len(metric_rows))
+    return RunData(info, index, span_ids, trace_ids, durations, starts, frozenset(errored), metric_errors,
+                   type_counts, columns, record_of=record_of, metric_rows=len(metric_rows))
 
 
-def _metric_rows(info: RunInfo, *, after_pk: int | None = None) -> Select[*tuple[Any, ...]]:
+def _metric_rows(info: RunInfo, *, after_pk: int | None = None, up_to: int | None = None,
+                 span_ids: Sequence[str] = ()) -> Select[*tuple[Any, ...]]:
     """The run's metrics (span id, label, type, number, text), newest first. Summary metrics (span id "") come
     too: no span has that id, so they are skipped like any metric of a span that is not compared, and they
     keep the count of rows read equal to the run's count of metrics (see _refresh)."""
@@ -246,28 +252,54 @@ def _metric_rows(info: RunInfo, *, after_pk: int | None = None) -> Select[*tuple
                   SpanMetric.text_value).where(SpanMetric.experiment_pk == info.pk)
     if after_pk is not None:
         stmt = stmt.where(SpanMetric.pk > after_pk)
+    if up_to is not None:
+        stmt = stmt.where(SpanMetric.pk <= up_to, SpanMetric.span_id.in_(span_ids))
     return stmt.order_by(SpanMetric.pk.desc())
 
 
-def _only_metrics_added(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
-    """Whether the run changed only by gaining metrics since `old` (same spans, same experiment row)."""
-    return old[0] == new[0] and old[2:] == new[2:] and old[1] is not None and new[1] is not None and new[1] > old[1]
+# Beyond this many records gained, reading the run afresh costs about as much as the refresh.
+_REFRESH_RECORDS = 1000
 
 
-def _refresh(session: Session, info: RunInfo, old: RunData) -> RunData | None:
-    """The cached run with the metrics added since it was read (those with a higher pk), or None when that is
-    not all that changed: a metric that committed late, with a pk below the newest one read, shows as a count
-    of the run's metrics other than the rows read then plus the rows read now, and the run is read afresh.
+def _refresh(session: Session, info: RunInfo, old: RunData, key: tuple[Any, ...]) -> RunData | None:
+    """The cached run brought up to `key` with the spans and metrics added since it was read (those with a
+    higher pk), or None when that is not all that changed, and the run is read afresh: another dataset
+    version; a span or metric that committed late, with a pk below the newest one read (the run's count
+    then differs from the rows read before plus the rows read now); a span that would become a record's
+    compared span in place of the one held.
 
-    Metrics are only ever added and a record's first metric of a label (in pk order) is the one that counts,
-    so a new metric counts only for a (record, label) the run had none for. The cached dicts are shared with
-    requests that are reading them: a changed one is copied, never written in place."""
+    Spans and metrics are only ever added; a record's first root span (by start, then pk) and its first
+    metric of a label (in pk order) are the ones that count, so a new metric counts only for a (record,
+    label) the run had none for, and a new record's metrics are all read, those that arrived before its
+    span included. The cached lists and dicts are shared with requests that are reading them: a changed one
+    is copied, never written in place."""
+    (old_max, old_count), old_metric, old_version = old.key
+    (new_max, new_count), new_metric, new_version = key
+    if old_version != new_version or old_max is None or new_max is None or new_max < old_max:
+        return None
+    if old_metric is not None and (new_metric is None or new_metric < old_metric):
+        return None
+    if new_max == old_max and new_count != old_count:
+        return None
     conn = session.connection()
-    rows = _fetch(conn, _metric_rows(info, after_pk=old.key[1]))
+    run = replace(old, info=info)
+    new_spans: list[str] = []
+    if new_max != old_max:
+        grown = _add_spans(conn, info, old, after_pk=old_max, up_to=new_max, count=new_count - old_count)
+        if grown is None:
+            return None
+        run, new_spans = grown
+    elif new_metric == old_metric:
+        return run
+    rows = _fetch(conn, _metric_rows(info, after_pk=old_metric))
     total = conn.execute(select(func.count()).where(SpanMetric.experiment_pk == info.pk)).scalar()
     if total != old.metric_rows + len(rows):
         return None
-    added, errors = _columns(rows, old.record_of)
+    if new_spans and old_metric is not None:
+        # Older than every row above, so the rows stay newest first. Executed by SQLAlchemy, which expands
+        # the IN list (_fetch sends the compiled text as it is).
+        rows += [tuple(r) for r in conn.execute(_metric_rows(info, up_to=old_metric, span_ids=new_spans))]
+    added, errors = _columns(rows, run.record_of)
     columns = dict(old.columns)
     metric_errors = dict(old.metric_errors)
     type_counts = dict(old.type_counts)
@@ -289,8 +321,53 @@ def _refresh(session: Session, info: RunInfo, old: RunData) -> RunData | None:
                         and not any(rid in col for col in old.columns.get(label, {}).values())]
         if fresh_labels:
             metric_errors[rid] = [*metric_errors.get(rid, ()), *fresh_labels]
-    return replace(old, info=info, columns=columns, metric_errors=metric_errors, type_counts=type_counts,
-                   metric_rows=total)
+    return replace(run, columns=columns, metric_errors=metric_errors, type_counts=type_counts, metric_rows=total)
+
+
+def _add_spans(conn: Connection, info: RunInfo, old: RunData, *, after_pk: int, up_to: int,
+               count: int) -> tuple[RunData, list[str]] | None:
+    """The cached run with the records of the root spans in (after_pk, up_to], and the span ids of the
+    records added; None if the run's spans other than those read were not all there before (`count` is how
+    many were added), or if a new span would change a record the run holds."""
+    rows = _fetch(conn, select(Span.start_ns, Span.pk, Span.parent_id, Span.span_id, Span.trace_id, Span.status,
+                               Span.duration, Span.tag_text)
+                  .where(Span.experiment_id == info.id, Span.pk > after_pk, Span.pk <= up_to))
+    if len(rows) != count:
+        return None
+    roots = sorted((r for r in rows if r[2] is None), key=operator.itemgetter(0, 1))
+    held = len(old.span_ids)
+    index = dict(old.index)
+    span_ids, trace_ids = list(old.span_ids), list(old.trace_ids)
+    durations, starts = array("d", old.durations), array("q", old.starts)
+    errored: list[str] = []
+    record_of = dict(old.record_of)
+    new_spans: list[str] = []
+    skip = len(RECORD_TAG)
+    for start_ns, _pk, _parent, span_id, trace_id, status, duration, tag_text in roots:
+        at = tag_text.find(RECORD_TAG)
+        if at < 0:
+            continue
+        record_id = tag_text[at + skip:tag_text.index("\n", at + skip)]
+        known = index.get(record_id)
+        if known is not None:
+            if known < held and start_ns < old.starts[known]:
+                return None  # it starts before the span held for the record, and would be the one compared
+            continue
+        if span_id in record_of or len(new_spans) >= _REFRESH_RECORDS:
+            return None
+        index[record_id] = len(span_ids)
+        span_ids.append(span_id)
+        trace_ids.append(trace_id)
+        durations.append(float(duration or 0.0))
+        starts.append(start_ns)
+        if status == "error":
+            errored.append(record_id)
+        if span_id:
+            record_of[span_id] = record_id
+            new_spans.append(span_id)
+    run = replace(old, info=info, index=index, span_ids=span_ids, trace_ids=trace_ids, durations=durations,
+                  starts=starts, errored=old.errored.union(errored), record_of=record_of)
+    return run, new_spans
 
 
 def _columns(rows: Sequence[Any], record_of: dict[str, str]) -> tuple[
