@@ -272,14 +272,15 @@ def _claim(factory: sessionmaker[Session], *, dataset_id: str, import_id: str, a
         return row.pk, row.file_kind, chosen
 
 
-def _file(session: Session, pk: int) -> bytearray:
-    """The staged file's bytes, read a chunk at a time into one buffer."""
-    data = bytearray()
+def _file(session: Session, pk: int) -> bytes:
+    """The staged file's bytes, read a chunk at a time and joined once.
+
+    Immutable bytes, not a growing bytearray: the reader wraps them in io.BytesIO, which shares bytes but
+    copies a bytearray, and that second copy of the file lived as long as the write.
+    """
     rows = session.execute(select(StagedImportChunk.data).where(StagedImportChunk.import_pk == pk)
                            .order_by(StagedImportChunk.seq).execution_options(yield_per=1))
-    for (chunk,) in rows:
-        data += chunk
-    return data
+    return b"".join(bytes(chunk) for (chunk,) in rows)
 
 
 def _report(factory: sessionmaker[Session], pk: int, progress: transfer.Progress) -> None:
@@ -310,9 +311,9 @@ def write(factory: sessionmaker[Session], *, dataset_id: str, import_id: str, ac
             dataset: Dataset = get_dataset(session, dataset_id=dataset_id, for_update=True)
             ensure_writable(dataset, actor)
             data = _file(session, pk)
-            total = transfer.count_rows(data, fmt)  # type: ignore[arg-type]  # a bytearray reads alike
+            total = transfer.count_rows(data, fmt)
             progress = _LIVE[import_id] = transfer.Progress(total=total, version=dataset.current_version)
-            records = transfer.iter_records(data, fmt, chosen)  # type: ignore[arg-type]
+            records = transfer.iter_records(data, fmt, chosen)
             for step in transfer.write_upload(session, dataset=dataset, actor=actor, records=records, total=total,
                                               deduplicate=deduplicate, overwrite=True, tags=[]):
                 progress = _LIVE[import_id] = step
