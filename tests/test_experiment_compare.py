@@ -412,7 +412,8 @@ def test_spans_and_metrics_added_to_a_loaded_run_are_merged_as_a_full_read_compu
     from sqlalchemy.orm import Session
 
     from kennel.experiments import compare_load
-    from kennel.experiments.compare_load import RunInfo, load_run
+    from kennel.experiments.compare_load import load_run
+    from kennel.experiments.compare_run import RunInfo
 
     s = scenario
     eid = manual_run(http, s.project, s.dataset, s.records)

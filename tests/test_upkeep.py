@@ -82,3 +82,57 @@ def test_growing_dataset_gets_fresh_statistics_on_postgres(server, http, databas
         assert _wait_for(lambda: analyzed() > before), "dataset_records was never re-analyzed"
     finally:
         engine.dispose()
+
+
+class _Spaced:
+    """A job that opens its own unit of work and records when it ran (class attributes as StoreRun's)."""
+
+    runs: dict[str, list[float]] = {}
+    min_interval = 0.6
+    cost_factor = 0.0
+
+    def __init__(self, name: str, flush: bool) -> None:
+        self.name = name
+        self.flush_on_stop = flush
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Spaced) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __repr__(self) -> str:
+        return f"_Spaced({self.name})"
+
+    def run(self, factory) -> None:
+        with factory() as session:
+            session.execute(text("SELECT 1"))
+        _Spaced.runs.setdefault(self.name, []).append(time.monotonic())
+
+
+def test_a_spaced_job_waits_its_interval_runs_once_for_many_asks_and_once_more_at_stop(database_url):
+    """StoreRun's spacing: asked for again and again while it waits, it runs once, no sooner than
+    min_interval after its last run; asked for and still waiting when the server stops, it runs then if it
+    is flush_on_stop, and not otherwise."""
+    engine = make_engine(database_url)
+    factory = make_sessionmaker(engine)
+    runner = UpkeepRunner(engine, factory)
+    runner.start()
+    spaced, other = _Spaced(unique("spaced"), True), _Spaced(unique("other"), False)
+    try:
+        runner.submit([spaced, other])
+        assert _wait_for(lambda: len(_Spaced.runs.get(spaced.name, ())) == 1 and len(_Spaced.runs.get(other.name, ())) == 1)
+        for _ in range(5):
+            runner.submit([spaced])
+            time.sleep(0.02)
+        assert _wait_for(lambda: len(_Spaced.runs[spaced.name]) == 2)
+        first, second = _Spaced.runs[spaced.name]
+        assert second - first >= _Spaced.min_interval
+        time.sleep(0.3)
+        assert len(_Spaced.runs[spaced.name]) == 2, "five asks while it waited ran it more than once"
+        runner.submit([spaced, other])  # both must wait ~0.6 s: the stop comes first
+    finally:
+        runner.stop()
+        engine.dispose()
+    assert len(_Spaced.runs[spaced.name]) == 3, "a flush_on_stop job waiting at stop did not run"
+    assert len(_Spaced.runs[other.name]) == 1, "a job that is not flush_on_stop ran at stop"

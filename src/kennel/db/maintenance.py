@@ -5,8 +5,10 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
@@ -62,9 +64,20 @@ class SQLiteCheckpointer:
 # session.info key: work (e.g. ANALYZE) the session's transaction asks to have run once it commits.
 AFTER_COMMIT_UPKEEP = "kennel_after_commit_upkeep"
 
-# A job is an SQL statement, or a hashable callable that does its work in the session it is given (one
-# unit of work of its own). Equal jobs asked for before the runner gets to them run once.
-Job = str | Callable[[Session], None]
+
+class UnitsJob(Protocol):
+    """A job that opens its own units of work: to read in one and write in a short other, so that on SQLite
+    the write lock is not held while it reads. It may set, as class attributes: `min_interval` and
+    `cost_factor`, to space its runs (an equal job asked for sooner waits: at least min_interval seconds, and
+    cost_factor times the last run's duration, after the last run ended); `flush_on_stop`, to run once more
+    when the runner stops if it was asked for and is waiting."""
+
+    def run(self, factory: sessionmaker[Session]) -> None: ...
+
+
+# A job is an SQL statement, a hashable callable that does its work in the session it is given (one
+# unit of work of its own), or a hashable UnitsJob. Equal jobs asked for before the runner gets to them run once.
+Job = str | Callable[[Session], None] | UnitsJob
 
 
 def request_upkeep(session: Session, job: Job) -> None:
@@ -77,16 +90,20 @@ class UpkeepRunner:
 
     For ANALYZE on PostgreSQL: on a 1M-record table it takes about 340 ms, which the request that
     happened to pass a size threshold used to pay in full (three of the twenty requests of a 20,000-record
-    append sample). For a delete's pending closings (datasets.store.SettleClosures). Requests asking
-    while one runs are folded into one more run; a rolled-back transaction asks for nothing. Without a
-    runner (the CLI, tests of services), requests are ignored: pending closings then wait for the next
-    writer to their dataset or the next server start, and reads stay correct meanwhile.
+    append sample). For a delete's pending closings (datasets.store.SettleClosures). For storing a run's
+    compare columns (experiments.compare_store.StoreRun). Requests asking while one runs are folded into one
+    more run; a rolled-back transaction asks for nothing. Without a runner (the CLI, tests of services),
+    requests are ignored: pending closings then wait for the next writer to their dataset or the next server
+    start, a run's columns for the next compare that reads it, and reads stay correct meanwhile.
     """
 
-    def __init__(self, engine: Engine, factory: sessionmaker[Session]) -> None:
+    def __init__(self, engine: Engine, factory: sessionmaker[Session], *, flush_seconds: float = 8.0) -> None:
         self.engine = engine
         self.factory = factory
+        self.flush_seconds = flush_seconds
         self._pending: set[Job] = set()
+        self._spaced: dict[Job, float] = {}  # a spaced job asked for -> when it may run (time.monotonic)
+        self._next_ok: dict[Job, float] = {}  # a spaced job that ran -> when it may run again
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -102,11 +119,17 @@ class UpkeepRunner:
         event.remove(self.factory, "after_rollback", self._rolled_back)
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=10)
+        self._thread.join(timeout=self.flush_seconds + 2)
 
     def submit(self, jobs: Iterable[Job]) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._pending.update(jobs)
+            for job in jobs:
+                due = self._next_ok.get(job)
+                if due is not None and due > now:
+                    self._spaced.setdefault(job, due)
+                else:
+                    self._pending.add(job)
         self._wake.set()
 
     def _committed(self, session: Session) -> None:
@@ -117,30 +140,76 @@ class UpkeepRunner:
     def _rolled_back(self, session: Session) -> None:
         session.info.pop(AFTER_COMMIT_UPKEEP, None)
 
+    def _take(self) -> list[Job]:
+        """The jobs to run now; a spaced job that has come due moves to them."""
+        now = time.monotonic()
+        with self._lock:
+            jobs, self._pending = self._pending, set()
+            for job, due in list(self._spaced.items()):
+                if due <= now:
+                    del self._spaced[job]
+                    jobs.add(job)
+            for job, due in list(self._next_ok.items()):
+                if due <= now:
+                    del self._next_ok[job]  # ran long enough ago not to hold back the next one
+            return sorted(jobs, key=str)
+
+    def _wait(self) -> float | None:
+        with self._lock:
+            return max(0.0, min(self._spaced.values()) - time.monotonic()) if self._spaced else None
+
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(self._wait())
             if self._stop.is_set():
+                self._flush()
                 return
             self._wake.clear()
-            with self._lock:
-                jobs, self._pending = self._pending, set()
-            for job in sorted(jobs, key=str):
+            jobs = self._take()
+            for at, job in enumerate(jobs):
                 if self._stop.is_set():
-                    return
-                try:
-                    if isinstance(job, str):
-                        with self.engine.connect() as conn:
-                            conn.exec_driver_sql(job)
-                            conn.commit()
-                    else:
-                        with unit_of_work(self.factory, write=True) as session:
-                            job(session)
-                except Exception as exc:
-                    if out_of_space(exc) is None:
-                        log.exception("background upkeep failed: %s", job)
-                    else:
-                        log.error("background upkeep failed, the database being out of disk space: %s", job)
+                    with self._lock:
+                        self._pending.update(jobs[at:])  # for _flush
+                    break
+                self._run_one(job)
+
+    def _flush(self) -> None:
+        """On stop: run once more, within flush_seconds, the waiting jobs that ask for it."""
+        deadline = time.monotonic() + self.flush_seconds
+        with self._lock:
+            jobs = sorted((j for j in (*self._pending, *self._spaced) if getattr(j, "flush_on_stop", False)), key=str)
+            self._pending.clear()
+            self._spaced.clear()
+        for job in jobs:
+            if time.monotonic() > deadline:
+                log.warning("background upkeep: stopping with %d job(s) not run", len(jobs) - jobs.index(job))
+                return
+            self._run_one(job)
+
+    def _run_one(self, job: Job) -> None:
+        began = time.monotonic()
+        try:
+            if isinstance(job, str):
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql(job)
+                    conn.commit()
+            elif hasattr(job, "run"):
+                job.run(self.factory)
+            else:
+                with unit_of_work(self.factory, write=True) as session:
+                    job(session)
+        except Exception as exc:
+            if out_of_space(exc) is None:
+                log.exception("background upkeep failed: %s", job)
+            else:
+                log.error("background upkeep failed, the database being out of disk space: %s", job)
+        finally:
+            interval = getattr(job, "min_interval", None)
+            if interval is not None:
+                ended = time.monotonic()
+                gap = max(interval, getattr(job, "cost_factor", 0.0) * (ended - began))
+                with self._lock:
+                    self._next_ok[job] = ended + gap
 
 
 def tune_gc() -> None:

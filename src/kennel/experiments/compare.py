@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from kennel.datasets.models import Dataset
 from kennel.errors import Invalid, NotFound
 from kennel.experiments import stats
-from kennel.experiments.compare_load import CACHE_RUNS, Result, RunData, RunInfo, cache_lock, load_run, run_info
+from kennel.experiments.compare_load import CACHE_RUNS, cache_lock, load_run
+from kennel.experiments.compare_run import Result, RunData, RunInfo, run_info
 from kennel.experiments.models import Experiment, MetricDirection
 from kennel.projects.models import Project
 

@@ -22,8 +22,8 @@ from kennel.datasets.records import NewRecord, change_records
 from kennel.errors import Invalid
 from kennel.experiments import stats
 from kennel.experiments.compare import Card, Comparison
-from kennel.experiments.compare_load import RunData
 from kennel.experiments.compare_rows import RowQuery, matching, pretty, rows
+from kennel.experiments.compare_run import RunData
 from kennel.keys.service import Actor
 
 PAIRWISE_VALUES = ["a", "b", "tie"]

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from kennel.errors import Invalid
 from kennel.experiments.compare import OUTCOMES, Comparison, outcome, value_of
-from kennel.experiments.compare_load import Result
+from kennel.experiments.compare_run import Result
 from kennel.spans.models import Span
 
 MODES = ("compact", "full", "diff")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from kennel.experiments.compare import Card, Comparison
-from kennel.experiments.compare_load import RunInfo
 from kennel.experiments.compare_rows import Row
+from kennel.experiments.compare_run import RunInfo
 from kennel.experiments.overview import RunRow
 from kennel.jsonapi import iso
 

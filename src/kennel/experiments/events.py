@@ -10,6 +10,7 @@ from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from kennel.errors import Invalid
+from kennel.experiments.compare_store import request_store
 from kennel.experiments.models import Experiment
 from kennel.experiments.views import span_with_evals
 from kennel.spans.intake import ItemError, metric_body, metric_row, span_row, storable_below
@@ -60,6 +61,8 @@ def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
         raise Invalid(first["detail"], pointer=first["source"]["pointer"], errors=errors[1:])
     insert_spans(session, span_rows)
     insert_metrics(session, metric_rows)
+    if metric_rows:
+        request_store(session, [exp.id])
 
 
 # `meta` and metric bodies come back as JSON text and go out as such: a pull of a large experiment

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from kennel.db.base import Base, JSONType, UTCDateTime, new_id, utcnow
@@ -61,3 +61,17 @@ class MetricDirection(Base):
 # holds in its cache gained metrics since (max(pk) is one index probe). Declared here, with the experiment
 # workspace that needs it, on the spans package's table.
 Index("ix_llmobs_metrics_experiment_pk", SpanMetric.experiment_pk, SpanMetric.pk)
+
+
+class RunColumns(Base):
+    """A run's compare columns as compare_store encodes them: a cache of what its spans and metrics say, at
+    the fingerprint in `key`, so that a new server process need not read them all (see compare_store)."""
+
+    __tablename__ = "experiment_run_columns"
+
+    experiment_pk: Mapped[int] = mapped_column(ForeignKey("experiments.pk", ondelete="CASCADE"), primary_key=True,
+                                               autoincrement=False)
+    format: Mapped[int] = mapped_column(Integer)
+    key: Mapped[str] = mapped_column(Text)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from kennel.experiments import service
-from kennel.experiments.compare_load import RunInfo, run_info
+from kennel.experiments.compare_run import RunInfo, run_info
 from kennel.experiments.models import Experiment
 from kennel.keys.models import ApiKey
 from kennel.people.models import User

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
+from kennel.experiments.compare_store import request_store
 from kennel.jsonapi import decode_cursor, encode_cursor
 from kennel.spans.models import Span, SpanMetric
 from kennel.spans.query import SpanFilter, Term
@@ -37,6 +38,11 @@ def insert_spans(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     else:  # pragma: no cover - only the two supported databases reach here
         stmt = insert(table)
     session.execute(stmt, list(rows))
+    # Spans tagged with an experiment (from the span intake too, not only the experiment events route)
+    # change that run's stored compare columns.
+    runs = {row["experiment_id"] for row in rows if row.get("experiment_id")}
+    if runs:
+        request_store(session, runs)
 
 
 def insert_metrics(session: Session, rows: Sequence[dict[str, Any]]) -> None:
