@@ -84,12 +84,17 @@ class RecordIn(BaseModel):
 
 
 class RecordUpdateIn(BaseModel):
-    """A change to an existing record: a null field means 'leave unchanged'."""
+    """A change to an existing record: a null field means 'leave unchanged'.
+
+    `tags` replaces the record's tags (as `tag_operations.set` does); an item may carry it or
+    `tag_operations`, not both (plan.plan_change refuses that).
+    """
 
     id: RecordId
     input: Any = None
     expected_output: Any = None
     metadata: dict[str, Any] | None = None
+    tags: list[NoNulStr] | None = None
     tag_operations: TagOperations | None = None
 
 
