@@ -435,6 +435,28 @@ def test_tags_on_an_update_set_the_record_tags(http, typed, project_id):
         "/data/attributes/update_records/0/tags"
 
 
+def test_tags_for_all_records_of_a_write(http, typed, project_id):
+    """`tags` beside `records`: on append they go to every record (as batch_update's do to its inserts);
+    on the typed PATCH, where they could mean add or replace, they are a 400 that changes nothing."""
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+    resp = http.post(f"{base}/records", json={"data": {"type": "records", "attributes": {
+        "records": [{"id": "a", "input": 1, "tags": ["own:1"]}, {"id": "b", "input": 2}], "tags": ["src:api"]}}})
+    assert resp.status_code == 200, resp.text
+    tags = {r["id"]: r["attributes"]["tags"] for r in http.get(f"{base}/records").json()["data"]}
+    assert tags == {"a": ["own:1", "src:api"], "b": ["src:api"]}
+
+    resp = http.patch(f"{base}/records", json={"data": {"type": "records", "attributes": {
+        "records": [{"id": "a", "input": 10}], "tags": ["x:1"]}}})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["errors"][0]
+    assert error["source"]["pointer"] == "/data/attributes/tags" and "each item of records" in error["detail"]
+    after = {r["id"]: (r["attributes"]["input"], r["attributes"]["tags"])
+             for r in http.get(f"{base}/records").json()["data"]}
+    assert after == {"a": (1, ["own:1", "src:api"]), "b": (2, ["src:api"])}
+    assert len(http.get(f"{base}/versions").json()["data"]) == 2, "versions 0 and 1 only"
+
+
 def test_unstable_delete_returns_deleted_datasets(http, typed, project_id):
     ds = _create_dataset(typed, project_id).data.id
     resp = http.post("/api/unstable/llm-obs/v1/datasets/delete",
