@@ -261,6 +261,26 @@ def test_save_refuses_an_edit_made_on_a_stale_revision_and_clients_read_the_save
     assert records(http, pid, did, 1)["q1"]["expected_output"] == "5"
 
 
+def test_save_refuses_tag_operations_it_would_drop(http: httpx.Client, pid: str) -> None:
+    """A save replaces a record whole: tag_operations sent along is a 400 (ignoring it would clear the
+    tags, `tags` being left out), and nothing is saved."""
+    did = make_dataset(http, pid, unique("edit"))
+    ok_batch(http, pid, did, inserts=[{"id": "q1", "input": "x", "tags": ["keep:me"]}])
+    resp = http.post(f"{K}/datasets/{did}/records/save", json={"data": {"type": "records", "attributes": {
+        "id": "q1", "input": "y", "tag_operations": {"add": ["new:tag"]}}}})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["errors"][0]
+    assert error["source"]["pointer"] == "/data/attributes/tag_operations"
+    assert "tag_operations" in error["detail"] and "nothing was saved" in error["detail"]
+    current = records(http, pid, did)
+    assert current["q1"]["input"] == "x" and current["q1"]["tags"] == ["keep:me"]
+    # null is "not given", as for the other fields.
+    resp = http.post(f"{K}/datasets/{did}/records/save", json={"data": {"type": "records", "attributes": {
+        "id": "q1", "input": "y", "tags": ["keep:me"], "tag_operations": None}}})
+    assert resp.status_code == 200, resp.text
+    assert records(http, pid, did)["q1"]["input"] == "y"
+
+
 def test_record_history_lists_the_experiments_that_ran_on_it_with_scores(http: httpx.Client, pid: str) -> None:
     from tests.test_experiments import UNSTABLE as EXPERIMENTS
     from tests.test_experiments import _dd_create, _dd_metric, _span

@@ -383,6 +383,80 @@ def test_batch_update_semantics_ddtrace_relies_on(http, typed, project_id):
     assert [r["id"] for r in old_tags["data"]] == ["r1"]
 
 
+def test_tags_on_an_update_set_the_record_tags(http, typed, project_id):
+    """`tags` on an update item (batch_update and the typed PATCH route) replaces the record's tags, as
+    `tag_operations.set` does, in a new version; an item with both is a 400 that changes nothing."""
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+
+    def batch(**attrs):
+        return http.post(f"{base}/batch_update", json={"data": {"type": "datasets", "id": ds, "attributes": attrs}})
+
+    def patch(*items):
+        return http.patch(f"{base}/records", json={"data": {"type": "records", "attributes": {"records": items}}})
+
+    def read(version=None):
+        params = {"filter[version]": version} if version is not None else {}
+        return {r["id"]: r["attributes"]["tags"] for r in http.get(f"{base}/records", params=params).json()["data"]}
+
+    def versions():
+        return [v["id"] for v in http.get(f"{base}/versions").json()["data"]]
+
+    assert batch(insert_records=[{"id": "a", "input": 1, "tags": ["env:prod", "team:ml"]},
+                                 {"id": "b", "input": 2, "tags": ["env:dev"]}]).status_code == 200
+    resp = batch(update_records=[{"id": "a", "tags": ["lang:fr", "env:prod"]}])
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"][0]["attributes"]["tags"] == ["env:prod", "lang:fr"]
+    assert resp.json()["data"][0]["attributes"]["version"] == 2
+    assert read() == {"a": ["env:prod", "lang:fr"], "b": ["env:dev"]}
+    assert read(1)["a"] == ["env:prod", "team:ml"], "the version before keeps its tags"
+
+    # The typed route's update item takes them too; an empty list clears them; null leaves them.
+    resp = patch({"id": "b", "tags": []}, {"id": "a", "tags": None, "input": 10})
+    assert resp.status_code == 200, resp.text
+    assert read() == {"a": ["env:prod", "lang:fr"], "b": []}
+    assert read(3)["b"] == [] and read(2)["b"] == ["env:dev"]
+
+    before, known = read(), versions()
+    both = {"id": "a", "tags": ["x:1"], "tag_operations": {"add": ["y:2"]}}
+    for resp, pointer in ((batch(insert_records=[{"id": "c", "input": 3}], update_records=[both]),
+                           "/data/attributes/update_records/0/tags"),
+                          (patch({"id": "b", "input": 20}, both), "/data/attributes/records/1/tags")):
+        assert resp.status_code == 400, resp.text
+        error = resp.json()["errors"][0]
+        assert error["source"]["pointer"] == pointer
+        assert "tags" in error["detail"] and "tag_operations" in error["detail"] and "not both" in error["detail"]
+    assert read() == before and versions() == known, "a refused update changes nothing"
+    current = {r["id"]: r["attributes"]["input"] for r in http.get(f"{base}/records").json()["data"]}
+    assert current == {"a": 10, "b": 2}
+
+    resp = batch(update_records=[{"id": "a", "tags": ["ok", ""]}])
+    assert resp.status_code == 400 and resp.json()["errors"][0]["source"]["pointer"] == \
+        "/data/attributes/update_records/0/tags"
+
+
+def test_tags_for_all_records_of_a_write(http, typed, project_id):
+    """`tags` beside `records`: on append they go to every record (as batch_update's do to its inserts);
+    on the typed PATCH, where they could mean add or replace, they are a 400 that changes nothing."""
+    ds = _create_dataset(typed, project_id).data.id
+    base = f"/api/v2/llm-obs/v1/{project_id}/datasets/{ds}"
+    resp = http.post(f"{base}/records", json={"data": {"type": "records", "attributes": {
+        "records": [{"id": "a", "input": 1, "tags": ["own:1"]}, {"id": "b", "input": 2}], "tags": ["src:api"]}}})
+    assert resp.status_code == 200, resp.text
+    tags = {r["id"]: r["attributes"]["tags"] for r in http.get(f"{base}/records").json()["data"]}
+    assert tags == {"a": ["own:1", "src:api"], "b": ["src:api"]}
+
+    resp = http.patch(f"{base}/records", json={"data": {"type": "records", "attributes": {
+        "records": [{"id": "a", "input": 10}], "tags": ["x:1"]}}})
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["errors"][0]
+    assert error["source"]["pointer"] == "/data/attributes/tags" and "each item of records" in error["detail"]
+    after = {r["id"]: (r["attributes"]["input"], r["attributes"]["tags"])
+             for r in http.get(f"{base}/records").json()["data"]}
+    assert after == {"a": (1, ["own:1", "src:api"]), "b": (2, ["src:api"])}
+    assert len(http.get(f"{base}/versions").json()["data"]) == 2, "versions 0 and 1 only"
+
+
 def test_unstable_delete_returns_deleted_datasets(http, typed, project_id):
     ds = _create_dataset(typed, project_id).data.id
     resp = http.post("/api/unstable/llm-obs/v1/datasets/delete",

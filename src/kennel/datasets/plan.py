@@ -274,6 +274,14 @@ def plan_change(change: Change, prepared: Iterable[Prepared], *, current: Mappin
     # Updates (null leaves a field unchanged), on top of this change's inserts.
     missing: list[str] = []
     for i, upd in enumerate(change.updates):
+        ops, ops_pointer = upd.tag_operations, f"/{i}/tag_operations"
+        if upd.tags is not None:
+            if ops is not None:
+                # Which one the caller meant cannot be guessed; applying either would lose the other.
+                raise PlanError("updates", Invalid(
+                    "an update takes either tags (the record's new tags) or tag_operations, not both; "
+                    "nothing was changed", pointer=f"/{i}/tags"))
+            ops, ops_pointer = TagOperations(set=upd.tags), f"/{i}/tags"
         state = states.get(upd.id) or current.get(upd.id)
         if state is None:
             missing.append(upd.id)
@@ -287,7 +295,7 @@ def plan_change(change: Change, prepared: Iterable[Prepared], *, current: Mappin
         if "metadata" in fields and upd.metadata is not None:
             new.metadata = upd.metadata
         try:
-            new.tags = normalize_tags(state.tags, upd.tag_operations, pointer=f"/{i}/tag_operations")
+            new.tags = normalize_tags(state.tags, ops, pointer=ops_pointer)
             new.content_hash = content_hash(new.input, new.expected_output, new.metadata, pointer=f"/{i}")
         except Invalid as exc:
             raise PlanError("updates", exc) from None

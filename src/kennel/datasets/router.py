@@ -156,7 +156,7 @@ def append_records(project_id: str, dataset_id: str, session: SessionDep, actor:
         raise Invalid("records must contain at least one record", pointer="/data/attributes/records")
     _, result = records.change_records(
         session, project_id=project_id, dataset_id=dataset_id, actor=actor, inserts=attrs.records,
-        deduplicate=attrs.deduplicate, pointers=("/data/attributes/records",) * 3)
+        deduplicate=attrs.deduplicate, common_tags=attrs.tags, pointers=("/data/attributes/records",) * 3)
     return _mutation_response(dataset_id, result)
 
 

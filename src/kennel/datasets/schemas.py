@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from kennel.jsonapi import StorableObject
 
@@ -14,6 +17,17 @@ def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain a NUL character (\\u0000)")
     return value
+
+
+def refused(reason: str) -> Callable[[Any], None]:
+    """The check of a field that is a 400 when given (null aside) where ignoring it would silently lose
+    what the client meant. Such fields are left out of /openapi.json: they are not part of the route."""
+
+    def check(value: Any) -> None:
+        if value is not None:
+            raise PydanticCustomError("refused", reason)
+
+    return check
 
 
 # Record ids and tags, as stored and looked up.
@@ -84,18 +98,25 @@ class RecordIn(BaseModel):
 
 
 class RecordUpdateIn(BaseModel):
-    """A change to an existing record: a null field means 'leave unchanged'."""
+    """A change to an existing record: a null field means 'leave unchanged'.
+
+    `tags` replaces the record's tags (as `tag_operations.set` does); an item may carry it or
+    `tag_operations`, not both (plan.plan_change refuses that).
+    """
 
     id: RecordId
     input: Any = None
     expected_output: Any = None
     metadata: dict[str, Any] | None = None
+    tags: list[NoNulStr] | None = None
     tag_operations: TagOperations | None = None
 
 
 class AppendAttributesIn(BaseModel):
     records: list[RecordIn]
     deduplicate: bool = True
+    # Tags added to every record, as batch_update's `tags` are to its inserts.
+    tags: list[NoNulStr] | None = None
 
 
 class AppendDataIn(BaseModel):
@@ -109,6 +130,11 @@ class AppendRequest(BaseModel):
 
 class UpdateRecordsAttributesIn(BaseModel):
     records: list[RecordUpdateIn]
+    # batch_update's `tags` go to its inserts; this route has none, and whether tags here were meant to be
+    # added to or to replace each record's cannot be guessed.
+    tags: SkipJsonSchema[Annotated[Any, AfterValidator(refused(
+        "tags are not taken for all records at once here: give each item of records its own tags (the "
+        "record's new tags) or tag_operations; nothing was changed"))]] = None
 
 
 class UpdateRecordsDataIn(BaseModel):

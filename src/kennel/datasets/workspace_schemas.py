@@ -3,11 +3,12 @@ that /openapi.json documents."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
-from kennel.datasets.schemas import NoNulStr, RecordId
+from kennel.datasets.schemas import NoNulStr, RecordId, refused
 
 
 class RecordSaveAttributesIn(BaseModel):
@@ -19,6 +20,10 @@ class RecordSaveAttributesIn(BaseModel):
     expected_output: Any = None
     metadata: dict[str, Any] | None = None
     tags: list[NoNulStr] = Field(default_factory=list)
+    # A save replaces the tags whole (none when `tags` is left out): operations sent along would be lost.
+    tag_operations: SkipJsonSchema[Annotated[Any, AfterValidator(refused(
+        "a save replaces the record whole: send its tags as tags (the full list); tag_operations is not "
+        "taken here; nothing was saved"))]] = None
     base_revision: str | None = Field(default=None, pattern=r"^[0-9]{1,18}$")
 
 
