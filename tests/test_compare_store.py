@@ -121,7 +121,7 @@ def _full_read(engine: Any, info: RunInfo) -> Any:
 def _wait_stored(engine: Any, info: RunInfo) -> None:
     """Until the server has stored the run as it is now (its fingerprint)."""
     with Session(engine) as session:
-        want = compare_store.key_text(compare_load._fingerprint(session, info))
+        want = compare_store.key_text(compare_load.fingerprint(session, info))
     deadline = time.monotonic() + 20
     while _stored_key(engine, info.pk) != want:
         assert time.monotonic() < deadline, f"the run was not stored at {want}: {_stored_key(engine, info.pk)}"

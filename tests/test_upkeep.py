@@ -84,11 +84,12 @@ def test_growing_dataset_gets_fresh_statistics_on_postgres(server, http, databas
         engine.dispose()
 
 
-class _Spaced:
+class _Quiet:
     """A job that opens its own unit of work and records when it ran (class attributes as StoreRun's)."""
 
     runs: dict[str, list[float]] = {}
-    min_interval = 0.6
+    quiet = 0.4
+    max_wait = 1.5
     cost_factor = 0.0
 
     def __init__(self, name: str, flush: bool) -> None:
@@ -96,43 +97,56 @@ class _Spaced:
         self.flush_on_stop = flush
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Spaced) and other.name == self.name
+        return isinstance(other, _Quiet) and other.name == self.name
 
     def __hash__(self) -> int:
         return hash(self.name)
 
     def __repr__(self) -> str:
-        return f"_Spaced({self.name})"
+        return f"_Quiet({self.name})"
 
     def run(self, factory) -> None:
         with factory() as session:
             session.execute(text("SELECT 1"))
-        _Spaced.runs.setdefault(self.name, []).append(time.monotonic())
+        _Quiet.runs.setdefault(self.name, []).append(time.monotonic())
 
 
-def test_a_spaced_job_waits_its_interval_runs_once_for_many_asks_and_once_more_at_stop(database_url):
-    """StoreRun's spacing: asked for again and again while it waits, it runs once, no sooner than
-    min_interval after its last run; asked for and still waiting when the server stops, it runs then if it
-    is flush_on_stop, and not otherwise."""
+def _ask_for(runner: UpkeepRunner, job: _Quiet, seconds: float) -> tuple[float, float]:
+    """Ask for the job every 50 ms for `seconds`; when the first and the last ask were made."""
+    began = last = time.monotonic()
+    while time.monotonic() - began < seconds:
+        last = time.monotonic()
+        runner.submit([job])
+        time.sleep(0.05)
+    return began, last
+
+
+def test_a_quiet_job_runs_once_after_a_burst_of_asks_within_max_wait_and_at_stop(database_url):
+    """StoreRun's timing: asked for again and again, it runs once the asks have paused for `quiet` seconds,
+    and during a long burst no later than `max_wait` after the first ask; asked for and still waiting when
+    the server stops, it runs then if it is flush_on_stop, and not otherwise."""
     engine = make_engine(database_url)
     factory = make_sessionmaker(engine)
     runner = UpkeepRunner(engine, factory)
     runner.start()
-    spaced, other = _Spaced(unique("spaced"), True), _Spaced(unique("other"), False)
+    job, other = _Quiet(unique("quiet"), True), _Quiet(unique("other"), False)
     try:
-        runner.submit([spaced, other])
-        assert _wait_for(lambda: len(_Spaced.runs.get(spaced.name, ())) == 1 and len(_Spaced.runs.get(other.name, ())) == 1)
-        for _ in range(5):
-            runner.submit([spaced])
-            time.sleep(0.02)
-        assert _wait_for(lambda: len(_Spaced.runs[spaced.name]) == 2)
-        first, second = _Spaced.runs[spaced.name]
-        assert second - first >= _Spaced.min_interval
-        time.sleep(0.3)
-        assert len(_Spaced.runs[spaced.name]) == 2, "five asks while it waited ran it more than once"
-        runner.submit([spaced, other])  # both must wait ~0.6 s: the stop comes first
+        _, ended = _ask_for(runner, job, 1.0)
+        assert job.name not in _Quiet.runs, "it ran while it was still being asked for"
+        assert _wait_for(lambda: len(_Quiet.runs.get(job.name, ())) == 1)
+        assert _Quiet.runs[job.name][0] - ended >= _Quiet.quiet
+        time.sleep(0.6)
+        assert len(_Quiet.runs[job.name]) == 1, "one burst of asks ran it more than once"
+
+        began, ended = _ask_for(runner, job, 2.6)
+        during = [t for t in _Quiet.runs[job.name][1:] if t < ended]
+        assert during and during[0] - began <= _Quiet.max_wait + 0.3, "a long burst held it back past max_wait"
+        assert _wait_for(lambda: _Quiet.runs[job.name][-1] > ended), "it did not run after the burst"
+
+        runner.submit([job, other])  # both must wait `quiet`: the stop comes first
     finally:
         runner.stop()
         engine.dispose()
-    assert len(_Spaced.runs[spaced.name]) == 3, "a flush_on_stop job waiting at stop did not run"
-    assert len(_Spaced.runs[other.name]) == 1, "a job that is not flush_on_stop ran at stop"
+    assert _Quiet.runs[job.name][-1] > ended + 0.0 and len(_Quiet.runs[job.name]) >= 4, \
+        "a flush_on_stop job waiting at stop did not run"
+    assert other.name not in _Quiet.runs, "a job that is not flush_on_stop ran at stop"

@@ -67,10 +67,10 @@ AFTER_COMMIT_UPKEEP = "kennel_after_commit_upkeep"
 
 class UnitsJob(Protocol):
     """A job that opens its own units of work: to read in one and write in a short other, so that on SQLite
-    the write lock is not held while it reads. It may set, as class attributes: `min_interval` and
-    `cost_factor`, to space its runs (an equal job asked for sooner waits: at least min_interval seconds, and
-    cost_factor times the last run's duration, after the last run ended); `flush_on_stop`, to run once more
-    when the runner stops if it was asked for and is waiting."""
+    the write lock is not held while it reads. It may set, as class attributes, `quiet` (seconds): it then
+    runs once it has not been asked for again for that long (asks in a burst make one run, after it), but
+    no later than `max_wait` seconds after the first ask, and no sooner than `cost_factor` times its last
+    run's duration after that run ended; and `flush_on_stop`, to run when the runner stops if it is waiting."""
 
     def run(self, factory: sessionmaker[Session]) -> None: ...
 
@@ -102,8 +102,9 @@ class UpkeepRunner:
         self.factory = factory
         self.flush_seconds = flush_seconds
         self._pending: set[Job] = set()
-        self._spaced: dict[Job, float] = {}  # a spaced job asked for -> when it may run (time.monotonic)
-        self._next_ok: dict[Job, float] = {}  # a spaced job that ran -> when it may run again
+        # A quiet job asked for -> (when it runs, when it was first asked for), in time.monotonic().
+        self._waiting: dict[Job, tuple[float, float]] = {}
+        self._next_ok: dict[Job, float] = {}  # a quiet job that ran -> when it may run again
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -125,11 +126,13 @@ class UpkeepRunner:
         now = time.monotonic()
         with self._lock:
             for job in jobs:
-                due = self._next_ok.get(job)
-                if due is not None and due > now:
-                    self._spaced.setdefault(job, due)
-                else:
+                quiet = getattr(job, "quiet", None)
+                if quiet is None:
                     self._pending.add(job)
+                    continue
+                first = self._waiting.get(job, (now, now))[1]
+                due = min(now + quiet, first + getattr(job, "max_wait", quiet))
+                self._waiting[job] = (max(due, self._next_ok.get(job, 0.0)), first)
         self._wake.set()
 
     def _committed(self, session: Session) -> None:
@@ -141,13 +144,13 @@ class UpkeepRunner:
         session.info.pop(AFTER_COMMIT_UPKEEP, None)
 
     def _take(self) -> list[Job]:
-        """The jobs to run now; a spaced job that has come due moves to them."""
+        """The jobs to run now; a quiet job that has come due moves to them."""
         now = time.monotonic()
         with self._lock:
             jobs, self._pending = self._pending, set()
-            for job, due in list(self._spaced.items()):
+            for job, (due, _first) in list(self._waiting.items()):
                 if due <= now:
-                    del self._spaced[job]
+                    del self._waiting[job]
                     jobs.add(job)
             for job, due in list(self._next_ok.items()):
                 if due <= now:
@@ -156,7 +159,7 @@ class UpkeepRunner:
 
     def _wait(self) -> float | None:
         with self._lock:
-            return max(0.0, min(self._spaced.values()) - time.monotonic()) if self._spaced else None
+            return max(0.0, min(due for due, _ in self._waiting.values()) - time.monotonic()) if self._waiting else None
 
     def _run(self) -> None:
         while True:
@@ -177,9 +180,9 @@ class UpkeepRunner:
         """On stop: run once more, within flush_seconds, the waiting jobs that ask for it."""
         deadline = time.monotonic() + self.flush_seconds
         with self._lock:
-            jobs = sorted((j for j in (*self._pending, *self._spaced) if getattr(j, "flush_on_stop", False)), key=str)
+            jobs = sorted((j for j in (*self._pending, *self._waiting) if getattr(j, "flush_on_stop", False)), key=str)
             self._pending.clear()
-            self._spaced.clear()
+            self._waiting.clear()
         for job in jobs:
             if time.monotonic() > deadline:
                 log.warning("background upkeep: stopping with %d job(s) not run", len(jobs) - jobs.index(job))
@@ -204,12 +207,10 @@ class UpkeepRunner:
             else:
                 log.error("background upkeep failed, the database being out of disk space: %s", job)
         finally:
-            interval = getattr(job, "min_interval", None)
-            if interval is not None:
+            if getattr(job, "quiet", None) is not None:
                 ended = time.monotonic()
-                gap = max(interval, getattr(job, "cost_factor", 0.0) * (ended - began))
                 with self._lock:
-                    self._next_ok[job] = ended + gap
+                    self._next_ok[job] = ended + getattr(job, "cost_factor", 0.0) * (ended - began)
 
 
 def tune_gc() -> None:

@@ -53,7 +53,7 @@ _KIND = operator.itemgetter(2)
 _RAW = {"boolean": operator.itemgetter(3), "score": operator.itemgetter(3), "categorical": operator.itemgetter(4)}
 
 
-def _fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
+def fingerprint(session: Session, info: RunInfo) -> tuple[Any, ...]:
     """What the run was loaded from, as the database says, so that a change made through any server is seen:
     spans and metrics are only ever added. The span count also catches a span that commits after a newer
     one; a metric's newest pk is one probe of ix_llmobs_metrics_experiment_pk (counting the metrics would
@@ -70,7 +70,7 @@ def load_run(session: Session, info: RunInfo, *, store: bool = True) -> RunData:
     """The run as of now: from this process's cache, else from its stored form (compare_store), either brought
     up to date if it is behind, else read from its spans and metrics. With `store`, a run read without a
     stored form as current to start from asks for one to be stored once the session commits."""
-    key = _fingerprint(session, info)
+    key = fingerprint(session, info)
     with cache_lock:
         hit = _cache.get(info.id)
         if hit is not None and hit[0] == key:

@@ -59,7 +59,7 @@ class RunData:
     type_counts: dict[str, Counter[str]]
     # label -> type -> {record id: value}: what the cards and filters read, a dict lookup per record.
     columns: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    key: tuple[Any, ...] = ()  # what it was loaded from (see _fingerprint)
+    key: tuple[Any, ...] = ()  # what it was loaded from (see compare_load.fingerprint)
     record_of: dict[str, str] = field(default_factory=dict)  # span id -> record id, for the spans compared
     metric_rows: int = 0  # the run's metric rows read (summary ones included), to check a later refresh
 

@@ -11,9 +11,8 @@ a third of that, and add half as much again to the ~9 ms it takes to decode).
 It is a cache, never the truth: a stored run carries the fingerprint it was read at (compare_load), and a
 compare uses it only as compare_load uses a run held in memory: as it is if the fingerprint is the same,
 brought up to date with what the run gained since, or not at all. It is written after a commit, off the
-request path (db/maintenance.UpkeepRunner): after an intake that changed a run, at most every half second a
-run (and never taking more than a fifth of the time), and when a compare had to read a run that was stored
-stale or not at all. Bump FORMAT when RunData or what compare_load reads into it changes meaning.
+request path (db/maintenance.UpkeepRunner): a second after an intake that changed a run last did (see
+StoreRun), and after a compare had to read a run that was stored stale or not at all. Bump FORMAT when RunData or what compare_load reads into it changes meaning.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +36,7 @@ from kennel.db.session import unit_of_work
 from kennel.experiments.compare_run import RunData, RunInfo, run_info
 from kennel.experiments.models import Experiment, RunColumns
 from kennel.projects.models import Project
+from kennel.spans.models import SpanMetric
 
 log = logging.getLogger("kennel")
 
@@ -118,17 +118,21 @@ def save(session: Session, pk: int, key: str, blob: bytes) -> None:
 
 @dataclass(frozen=True)
 class StoreRun:
-    """An upkeep job: store the run's columns as they are now, unless they are stored so already. Equal jobs
-    asked for while one waits run once; runs of one experiment are spaced out (min_interval, cost_factor)."""
+    """An upkeep job: store the run's columns as they are now, unless they are stored so already. It runs
+    once a run's intake pauses (a second without a change), at least every 10 s during a long one, and its
+    runs take at most a fifth of the time (db/maintenance.UnitsJob): a run is rewritten whole, so storing it
+    after each batch of a long intake would write it over and over, and compete with the intake and the
+    compares meanwhile."""
 
     experiment_id: str
-    min_interval: ClassVar[float] = 0.5
+    quiet: ClassVar[float] = 1.0
+    max_wait: ClassVar[float] = 10.0
     cost_factor: ClassVar[float] = 4.0
     flush_on_stop: ClassVar[bool] = True
 
     def run(self, factory: sessionmaker[Session]) -> None:
         # Imported here: compare_load asks for this job, and this job reads through compare_load.
-        from kennel.experiments.compare_load import load_run
+        from kennel.experiments.compare_load import fingerprint, load_run
         with unit_of_work(factory, write=False) as session:
             row = session.execute(select(Experiment, Project.id, Dataset.id, Dataset.name)
                                   .join(Project, Project.pk == Experiment.project_pk)
@@ -138,6 +142,10 @@ class StoreRun:
             if row is None:
                 return  # spans tagged with an experiment that does not exist (yet), or a deleted one
             info = run_info(tuple(row))
+            (_, spans), _, _ = fingerprint(session, info)
+            metrics = session.execute(select(func.count()).where(SpanMetric.experiment_pk == info.pk)).scalar() or 0
+            if spans + metrics < MIN_ROWS:
+                return  # not worth storing: and not worth reading either, to find that out
             run = load_run(session, info, store=False)
             if not worth_storing(run):
                 return

@@ -61,7 +61,8 @@ def push_events(session: Session, *, exp: Experiment, metrics: list[Any] | None,
         raise Invalid(first["detail"], pointer=first["source"]["pointer"], errors=errors[1:])
     insert_spans(session, span_rows)
     insert_metrics(session, metric_rows)
-    if metric_rows:
+    if any(row["span_id"] for row in metric_rows):
+        # Summary metrics (span id "") are in no record's column; the next compare reads them on top.
         request_store(session, [exp.id])
 
 
