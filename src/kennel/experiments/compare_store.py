@@ -43,7 +43,8 @@ log = logging.getLogger("kennel")
 FORMAT = 1
 # Below this many rows (spans and metrics) a run is read from scratch in a few milliseconds.
 MIN_ROWS = 2_000
-# Above it the stored form (about 60 bytes a metric) would be rewritten in tens of megabytes at a time.
+# Above it the stored form (1.6 MB for 10,000 spans and 40,000 metrics) would pass 60 MB, each time rewritten
+# whole; such a run is read from its rows, as before there was a stored form.
 MAX_ROWS = 2_000_000
 
 
@@ -53,8 +54,8 @@ def worth_storing(run: RunData) -> bool:
 
 def encode(run: RunData) -> bytes | None:
     """The run as bytes, or None when it holds a number JSON cannot carry (orjson would write NaN as null)."""
-    records = list(run.index)
     position = run.index.__getitem__
+    records = sorted(run.index, key=position)  # by position: decode gives record i position i
     columns = []
     for label, kinds in run.columns.items():
         for kind, column in kinds.items():
