@@ -1,9 +1,11 @@
-"""Connection settings every SQLite connection gets (the brief's durability and concurrency rules)."""
+"""Connection settings every SQLite connection gets (the brief's durability and concurrency rules), and
+PostgreSQL's plans."""
 
 from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from sqlalchemy.orm import Session
 
 from kennel.db.engine import AUTOCHECKPOINT_BYTES, PAGE_SIZE, defer_checkpoint, make_engine
@@ -79,5 +81,28 @@ def test_a_deferred_checkpoint_lasts_one_transaction(tmp_path):
         # The pooled connection comes back with the usual backstop.
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == AUTOCHECKPOINT_BYTES // PAGE_SIZE
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # psycopg's prepared statements
+def test_postgres_plans_each_execution_for_its_own_parameters(database_url):
+    """psycopg prepares a statement on its fifth run on a connection; PostgreSQL would then use a plan made
+    for any parameters (the compare's page of span inputs took 5x as long that way)."""
+    from sqlalchemy import select, text
+
+    from kennel.spans.models import Span
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    try:
+        with engine.connect() as conn:
+            for n in range(12):
+                conn.execute(select(Span.pk).where(Span.span_id == f"probe-{n}", Span.experiment_id == "x")).all()
+            plans = conn.execute(text("SELECT generic_plans, custom_plans FROM pg_prepared_statements "
+                                      "WHERE statement LIKE :span AND statement LIKE :experiment"),
+                                 {"span": "%llmobs_spans.span_id = %", "experiment": "%experiment_id%"}).all()
+        assert plans, "the statement was never prepared: the test no longer tests anything"
+        assert all(generic == 0 for generic, _ in plans), plans
     finally:
         engine.dispose()
