@@ -122,7 +122,7 @@ def _wait_stored(engine: Any, info: RunInfo) -> None:
     """Until the server has stored the run as it is now (its fingerprint)."""
     with Session(engine) as session:
         want = compare_store.key_text(compare_load.fingerprint(session, info))
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     while _stored_key(engine, info.pk) != want:
         assert time.monotonic() < deadline, f"the run was not stored at {want}: {_stored_key(engine, info.pk)}"
         time.sleep(0.1)

@@ -11,7 +11,7 @@ a third of that, and add half as much again to the ~9 ms it takes to decode).
 It is a cache, never the truth: a stored run carries the fingerprint it was read at (compare_load), and a
 compare uses it only as compare_load uses a run held in memory: as it is if the fingerprint is the same,
 brought up to date with what the run gained since, or not at all. It is written after a commit, off the
-request path (db/maintenance.UpkeepRunner): a second after an intake that changed a run last did (see
+request path (db/maintenance.UpkeepRunner): a few seconds after an intake that changed a run last did (see
 StoreRun), and after a compare had to read a run that was stored stale or not at all. Bump FORMAT when RunData or what compare_load reads into it changes meaning.
 """
 
@@ -120,14 +120,16 @@ def save(session: Session, pk: int, key: str, blob: bytes) -> None:
 @dataclass(frozen=True)
 class StoreRun:
     """An upkeep job: store the run's columns as they are now, unless they are stored so already. It runs
-    once a run's intake pauses (a second without a change), at least every 10 s during a long one, and its
-    runs take at most a fifth of the time (db/maintenance.UnitsJob): a run is rewritten whole, so storing it
+    once a run's intake pauses (3 s without a change), at least every 30 s during a long one, and its runs
+    take at most a fifth of the time (db/maintenance.UnitsJob): a run is rewritten whole, so storing it
     after each batch of a long intake would write it over and over, and compete with the intake and the
-    compares meanwhile."""
+    reads meanwhile. Its first run in a process reads the whole run (~100-150 ms of CPU for 10,000 records),
+    which slowed the reads of the run's events that a benchmark makes right after its intake (p95 of a page
+    29-34 ms without it, 42-48 ms with it 1 s after the intake)."""
 
     experiment_id: str
-    quiet: ClassVar[float] = 1.0
-    max_wait: ClassVar[float] = 10.0
+    quiet: ClassVar[float] = 3.0
+    max_wait: ClassVar[float] = 30.0
     cost_factor: ClassVar[float] = 4.0
     flush_on_stop: ClassVar[bool] = True
 
