@@ -15,7 +15,9 @@ with two summary metrics. Then, over one keep-alive loopback connection, --repea
 Figures: p50/p95 of the round trip as the client sees it (an upper bound of the server's time), the CPU
 the server process spent per request (from /proc; on PostgreSQL the database's own share is not in it),
 and "cold": the first compare after start, which loads the three runs into the server's cache (later
-requests find them there until a run gains spans or metrics); "cold compare (after each run gained a
+requests find them there until a run gains spans or metrics) from their columns, stored after the intake;
+"cold, nothing stored": the same after the stored columns were deleted, so the runs are read from their
+spans and metrics (as for runs from before the stored columns); "cold compare (after each run gained a
 metric)": --repeat compares, each right after a metric was written to every run (the server reads the new
 metrics and keeps the rest of each cached run); "cold compare (after each run gained a span)": the same
 after a child span was written to every run (the server reads the new spans and metrics and keeps the rest
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import create_engine, inspect, text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -176,6 +179,21 @@ def run_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[s
         api.get(compare).raise_for_status()
         out["cold compare (loads the 3 runs)"] = {"ms": round((time.perf_counter() - began) * 1000, 1),
                                                   "server_cpu_ms": round(cpu_ms(pid) - cpu, 1)}
+        # The same with nothing stored (runs from before the stored columns, or past their size limit): the
+        # 3 runs read from their spans and metrics. Their columns are stored again afterwards.
+        stop_server(server)
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        if inspect(engine).has_table("experiment_run_columns"):  # not in a Kennel before them (an A/B)
+            with engine.begin() as conn:
+                conn.execute(text("DELETE FROM experiment_run_columns"))
+        engine.dispose()
+        server = start_server(url, backend, workdir)
+        api = httpx.Client(base_url=server.base_url, headers=server.headers, timeout=300)
+        pid = server.process.pid
+        cpu, began = cpu_ms(pid), time.perf_counter()
+        api.get(compare).raise_for_status()
+        out["cold compare, nothing stored (reads the 3 runs' rows)"] = {
+            "ms": round((time.perf_counter() - began) * 1000, 1), "server_cpu_ms": round(cpu_ms(pid) - cpu, 1)}
         out["compare"] = timed(api, pid, compare, args.repeat, TARGETS["compare"])
         for what in ("metric", "span"):
             out[f"cold compare (after each run gained a {what})"] = cold_after_change(
