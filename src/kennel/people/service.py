@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -22,8 +23,14 @@ from kennel.people.roles import ROLES
 
 # argon2id with the library's defaults (RFC 9106's second recommended set: 64 MiB, 3 passes).
 _hasher = PasswordHasher()
-# A hash to verify against when the user does not exist, so that case takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a password anyone has")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so that case takes as long as a wrong password.
+    Made on first use: hashing takes ~110 ms, which every `kennel` command and server start paid."""
+    return _hasher.hash("not a password anyone has")
+
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -185,7 +192,7 @@ def check_password(session: Session, *, login: str, password: str, address: str)
                                                   User.email == login.strip().lower()))).first()
     ok = False
     try:
-        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password) and user is not None
+        ok = _hasher.verify(user.password_hash if user else _dummy_hash(), password) and user is not None
     except (VerificationError, InvalidHashError):
         ok = False
     if ok and user is not None and user.disabled_at is None:
