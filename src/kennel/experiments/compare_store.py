@@ -123,9 +123,8 @@ class StoreRun:
     once a run's intake pauses (3 s without a change), at least every 30 s during a long one, and its runs
     take at most a fifth of the time (db/maintenance.UnitsJob): a run is rewritten whole, so storing it
     after each batch of a long intake would write it over and over, and compete with the intake and the
-    reads meanwhile. Its first run in a process reads the whole run (~100-150 ms of CPU for 10,000 records),
-    which slowed the reads of the run's events that a benchmark makes right after its intake (p95 of a page
-    29-34 ms without it, 42-48 ms with it 1 s after the intake)."""
+    reads meanwhile. Its first run in a process reads the whole run (~100-150 ms of CPU for 10,000 records):
+    after a 1 s pause that fell among the reads of the run's events that often follow its intake."""
 
     experiment_id: str
     quiet: ClassVar[float] = 3.0
