@@ -13,7 +13,8 @@ from anyio import to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from kennel.db.session import get_session, unit_of_work
+from kennel.db.dependency import get_session
+from kennel.db.session import unit_of_work
 from kennel.errors import Forbidden
 from kennel.keys.service import Actor, authenticate
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError, StatementError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+
+if TYPE_CHECKING:  # every service imports this module, and so every `kennel` command: FastAPI is 0.2 s
+    from fastapi import FastAPI, Request
 
 log = logging.getLogger("kennel")
 
@@ -171,6 +172,8 @@ def _loc_to_source(loc: tuple[Any, ...]) -> tuple[str | None, str | None]:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from fastapi.exceptions import RequestValidationError
+
     @app.exception_handler(KennelError)
     async def _kennel(_: Request, exc: KennelError) -> Response:
         return error_response(exc.status, exc.items(), headers=exc.headers)

@@ -174,7 +174,7 @@ class Gate:
     def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], admission: Admission,
                  authenticate: Callable[[dict[str, str], bool], Awaitable[Any]]) -> None:
         from kennel.auth import require_api_key, require_keys
-        from kennel.db.session import get_session
+        from kennel.db.dependency import get_session
 
         self.app = app
         self.routes: list[tuple[BaseRoute, RouteNeeds]] = []

@@ -1,11 +1,11 @@
-"""One unit of work per request: opened by one dependency, committed once, rolled back on error."""
+"""One unit of work per request: opened by one dependency (db/dependency.py), committed once, rolled back on
+error."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from fastapi import Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,9 +28,3 @@ def unit_of_work(factory: sessionmaker[Session], *, write: bool) -> Iterator[Ses
         raise
     finally:
         session.close()
-
-
-def get_session(request: Request) -> Iterator[Session]:
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
-    with unit_of_work(factory, write=request.method in WRITE_METHODS) as session:
-        yield session
