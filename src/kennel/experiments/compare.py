@@ -18,13 +18,11 @@ import orjson
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kennel.datasets.models import Dataset
 from kennel.errors import Invalid, NotFound
 from kennel.experiments import stats
 from kennel.experiments.compare_load import CACHE_RUNS, cache_lock, load_run
-from kennel.experiments.compare_run import Result, RunData, RunInfo, run_info
+from kennel.experiments.compare_run import Result, RunData, RunInfo, run_info, run_rows
 from kennel.experiments.models import Experiment, MetricDirection
-from kennel.projects.models import Project
 
 MAX_RUNS = 10
 VALUE_TYPES = ("boolean", "score", "categorical")
@@ -42,10 +40,7 @@ def run_infos(session: Session, run_ids: Sequence[str], *, parameter: str = "run
         raise Invalid("a run is named twice", parameter=parameter)
     if len(ids) > MAX_RUNS:
         raise Invalid(f"at most {MAX_RUNS} runs can be compared at once, got {len(ids)}", parameter=parameter)
-    rows = session.execute(select(Experiment, Project.id, Dataset.id, Dataset.name)
-                           .join(Project, Project.pk == Experiment.project_pk)
-                           .outerjoin(Dataset, Dataset.pk == Experiment.dataset_pk)
-                           .where(Experiment.id.in_(ids), Experiment.deleted_at.is_(None))).all()
+    rows = session.execute(run_rows().where(Experiment.id.in_(ids), Experiment.deleted_at.is_(None))).all()
     found = {r[0].id: run_info(tuple(r)) for r in rows}
     missing = [i for i in ids if i not in found]
     if missing:

@@ -9,6 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Select, select
+
+from kennel.datasets.models import Dataset
+from kennel.experiments.models import Experiment
+from kennel.projects.models import Project
+
 
 @dataclass(frozen=True, slots=True)
 class RunInfo:
@@ -115,3 +121,10 @@ def run_info(row: Any) -> RunInfo:
     return RunInfo(e.pk, e.id, e.name, e.experiment, e.status, e.error, e.project_pk, project_id, dataset_id,
                    dataset_name, e.dataset_version, e.config if isinstance(e.config, dict) else {}, e.author_id,
                    e.created_at, e.updated_at)
+
+
+def run_rows() -> Select[*tuple[Any, ...]]:
+    """Runs with their project's and dataset's ids and the dataset's name: the rows run_info reads."""
+    return (select(Experiment, Project.id, Dataset.id, Dataset.name)
+            .join(Project, Project.pk == Experiment.project_pk)
+            .outerjoin(Dataset, Dataset.pk == Experiment.dataset_pk))

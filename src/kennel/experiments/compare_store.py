@@ -29,13 +29,11 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from kennel.datasets.models import Dataset
 from kennel.db.base import utcnow
 from kennel.db.maintenance import request_upkeep
 from kennel.db.session import unit_of_work
-from kennel.experiments.compare_run import RunData, RunInfo, run_info
+from kennel.experiments.compare_run import RunData, RunInfo, run_info, run_rows
 from kennel.experiments.models import Experiment, RunColumns
-from kennel.projects.models import Project
 from kennel.spans.models import SpanMetric
 
 log = logging.getLogger("kennel")
@@ -136,11 +134,8 @@ class StoreRun:
         # Imported here: compare_load asks for this job, and this job reads through compare_load.
         from kennel.experiments.compare_load import fingerprint, load_run
         with unit_of_work(factory, write=False) as session:
-            row = session.execute(select(Experiment, Project.id, Dataset.id, Dataset.name)
-                                  .join(Project, Project.pk == Experiment.project_pk)
-                                  .outerjoin(Dataset, Dataset.pk == Experiment.dataset_pk)
-                                  .where(Experiment.id == self.experiment_id,
-                                         Experiment.deleted_at.is_(None))).first()
+            row = session.execute(run_rows().where(Experiment.id == self.experiment_id,
+                                                   Experiment.deleted_at.is_(None))).first()
             if row is None:
                 return  # spans tagged with an experiment that does not exist (yet), or a deleted one
             info = run_info(tuple(row))

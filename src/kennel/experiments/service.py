@@ -16,6 +16,7 @@ from kennel.datasets.service import get_dataset, mark_version_used
 from kennel.db.base import utcnow
 from kennel.db.soft_delete import mark_deleted, take_live
 from kennel.errors import Invalid, NotFound
+from kennel.experiments.compare_run import run_rows
 from kennel.experiments.models import Experiment
 from kennel.projects.models import Project
 from kennel.projects.service import get_project
@@ -153,9 +154,7 @@ Row = tuple[Experiment, str, str | None, str | None]
 def list_experiments(session: Session, *, project_id: str | None, dataset_id: str | None, ids: Sequence[str],
                      name: str | None, experiment: str | None, metadata: dict[str, Any] | None,
                      parent_ids: Sequence[str], deleted: bool, before_pk: int | None, limit: int) -> list[Row]:
-    stmt: Select = (select(Experiment, Project.id, Dataset.id, Dataset.name)
-                    .join(Project, Project.pk == Experiment.project_pk)
-                    .outerjoin(Dataset, Dataset.pk == Experiment.dataset_pk))
+    stmt: Select = run_rows()
     stmt = stmt.where(Experiment.deleted_at.is_not(None) if deleted else Experiment.deleted_at.is_(None))
     if project_id is not None:
         stmt = stmt.where(Project.id == project_id)
